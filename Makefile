@@ -1,0 +1,57 @@
+# Everything a fresh machine needs: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Local throwaway PostgreSQL for tests and benchmarks (scripts/pg.sh). The password is
+# test-only, for a server bound to 127.0.0.1 that lives in .services/; set PG_PASSWORD to change it.
+export PG_PORT ?= 54329
+export PG_USER ?= indexer
+export PG_DB ?= indexer_test
+export PG_PASSWORD ?= indexer-test-only
+export ENGINE_PORT ?= 9200
+
+.PHONY: help venv demo test engine engine-stop pg pg-stop bench audit clean
+
+help:
+	@echo "make demo         set up, start a local OpenSearch, index 100,000 demo rows"
+	@echo "make test         run the test suite (starts and stops the services it needs)"
+	@echo "make engine       start the local OpenSearch node (engine-stop stops it)"
+	@echo "make pg           start the local PostgreSQL server (pg-stop stops it)"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo/sensors.db: demo/generate.py | venv
+	$(BIN)/python demo/generate.py $@ --rows 100000
+
+demo: venv demo/sensors.db engine
+	$(BIN)/indexer bootstrap
+	INDEXER_PROGRESS=1 $(BIN)/indexer reindex examples/sensors.toml
+	@echo "documents in alias sensors: $$(curl -s http://127.0.0.1:$(ENGINE_PORT)/sensors/_count | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["count"])')"
+	@echo "one hit:"; curl -s 'http://127.0.0.1:$(ENGINE_PORT)/sensors/_search?size=1&q=site:KEYWORTH' \
+	  | $(BIN)/python -c 'import json,sys; h=json.load(sys.stdin)["hits"]["hits"][0]; print(json.dumps({"_id": h["_id"], **h["_source"]}, indent=2))'
+	@echo "OpenSearch keeps running on http://127.0.0.1:$(ENGINE_PORT); stop it with: make engine-stop"
+
+test: venv
+	scripts/with-services.sh $(BIN)/python -m pytest -q tests
+
+engine:
+	scripts/engine.sh start
+
+engine-stop:
+	scripts/engine.sh stop
+
+pg:
+	scripts/pg.sh start
+
+pg-stop:
+	scripts/pg.sh stop
+
+clean: engine-stop pg-stop
+	rm -rf .services demo/sensors.db

@@ -1,0 +1,275 @@
+"""The command line: declares options, builds the config, calls one pipeline function.
+
+Every failure is an ``IndexerError`` mapped to one line on stderr and an exit
+code in :func:`_run`, the only place that does so (``--debug`` shows the
+traceback instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Coroutine, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from indexer import pipeline
+from indexer.config import TargetConfig, load_job, parse_param
+from indexer.engine import open_engine
+from indexer.errors import IndexerError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Copy rows from a relational database into Elasticsearch or OpenSearch.")
+out = Console()
+err = Console(stderr=True)
+
+JobArg = Annotated[Path, typer.Argument(help="The job file (TOML).", show_default=False)]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
+ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", help="Override a [job.params] value: name=value.")]
+StateOpt = Annotated[Optional[Path], typer.Option("--state-file", help="Keep the job state in this local JSON file instead of the cluster's indexer-state index.")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")]
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # The clients log request bodies (row values) at DEBUG and every 404 at WARNING;
+    # indexer reports what matters itself, so keep theirs out even with --debug.
+    for noisy in ("elastic_transport", "opensearchpy", "opensearch", "elasticsearch", "urllib3", "etlhelper", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]]) -> None:
+    """Run one command; map IndexerError to one line and its exit code."""
+    _setup_logging(debug)
+    try:
+        code = asyncio.run(make())
+    except IndexerError as exc:
+        if debug:
+            raise
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def bootstrap(
+    mappings: Annotated[Path, typer.Option(help="The templates folder.")] = Path("mappings"),
+    url: Annotated[Optional[str], typer.Option(envvar="INDEXER_URL", help="Cluster URL.")] = None,
+    job: Annotated[Optional[Path], typer.Option(help="Take the cluster settings from this job file's [target].")] = None,
+    engine: Annotated[str, typer.Option(help="auto | elasticsearch | opensearch")] = "auto",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would change (a diff); write nothing.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if the cluster differs from the files.")] = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Install the index and component templates from MAPPINGS (component templates first)."""
+
+    async def main() -> int:
+        target = load_job(job).target if job else _target(url, engine)
+        eng = await open_engine(target)
+        try:
+            changes = await pipeline.bootstrap(eng, mappings, write=not (dry_run or check))
+        finally:
+            await eng.close()
+        drift = [c for c in changes if c.action != "unchanged"]
+        if as_json:
+            out.print_json(data={"templates": [c.__dict__ for c in changes], "drift": bool(drift),
+                                 "written": not (dry_run or check)})
+        else:
+            verb = {"created": "would create", "updated": "would update"} if (dry_run or check) else {}
+            for c in changes:
+                out.print(f"{c.kind} template {c.name}: {verb.get(c.action, c.action)}", markup=False, highlight=False)
+                if dry_run and c.diff:
+                    out.print(c.diff, markup=False, highlight=False)
+        return 1 if check and drift else 0
+
+    _run(debug, main)
+
+
+def _target(url: str | None, engine: str) -> TargetConfig:
+    from pydantic import ValidationError
+
+    from indexer.errors import ConfigError
+
+    try:
+        return TargetConfig(**({"url": url} if url else {}), engine=engine)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"--{first['loc'][0]}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+@app.command()
+def reindex(
+    job_file: JobArg,
+    allow_duplicates: Annotated[bool, typer.Option("--allow-duplicates", help="Keep the last row of a repeated key instead of failing.")] = False,
+    param: ParamOpt = None,
+    state_file: StateOpt = None,
+    progress: ProgressOpt = True,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Rebuild the job's alias from scratch: fresh index, verify, then one atomic alias swap."""
+
+    async def main() -> int:
+        job = load_job(job_file, params=dict(parse_param(p) for p in param or []))
+        with _progress_bar(_show_progress(progress, as_json)) as report:
+            summary = await pipeline.reindex(job, allow_duplicates=allow_duplicates, progress=report, state_file=state_file)
+        _print_summary(summary, as_json)
+        return 0
+
+    _run(debug, main)
+
+
+@app.command()
+def sync(
+    job_file: JobArg,
+    every: Annotated[Optional[str], typer.Option(help="Run again after this pause (30s, 5m, 1h) until SIGINT/SIGTERM.")] = None,
+    param: ParamOpt = None,
+    state_file: StateOpt = None,
+    progress: ProgressOpt = True,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Index the rows changed since the last run (by the job's watermark column) into the alias."""
+
+    async def main() -> int:
+        job = load_job(job_file, params=dict(parse_param(p) for p in param or []))
+        pause = _duration(every) if every else None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        while True:
+            with _progress_bar(_show_progress(progress and pause is None, as_json)) as report:
+                summary = await pipeline.sync(job, progress=report, state_file=state_file, stop=stop)
+            _print_summary(summary, as_json)
+            if pause is None or stop.is_set():
+                return 0
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+            if stop.is_set():
+                return 0
+
+    _run(debug, main)
+
+
+@app.command()
+def status(
+    job_file: JobArg,
+    param: ParamOpt = None,
+    state_file: StateOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show the stored watermark, the last run, documents in the alias, rows in the source, and the difference."""
+
+    async def main() -> int:
+        job = load_job(job_file, params=dict(parse_param(p) for p in param or []))
+        info = await pipeline.status(job, state_file=state_file)
+        if as_json:
+            sys.stdout.write(json.dumps(info, default=str) + "\n")
+            return 0
+        last = info["last_run"] or {}
+        for label, value in (
+            ("alias", f"{info['alias']} -> {', '.join(info['alias_indices']) or '(missing)'}"),
+            ("watermark", info["watermark"]),
+            ("last run", f"{last.get('command', '-')} {last.get('outcome', '-')} at {last.get('ended') or last.get('started') or '-'}"),
+            ("documents in alias", info["documents_in_alias"]),
+            ("rows in source", info["rows_in_source"]),
+            ("difference", info["difference"]),
+        ):
+            out.print(f"{label:>20}: {value}", markup=False, highlight=False)
+        return 0
+
+    _run(debug, main)
+
+
+def _duration(text: str) -> float:
+    from indexer.errors import ConfigError
+    from indexer.watermark import parse_duration
+
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(f"--every: {exc}") from None
+
+
+def _show_progress(wanted: bool, as_json: bool) -> bool:
+    return wanted and not as_json and (err.is_terminal or _force_progress())
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("INDEXER_PROGRESS") == "1"
+
+
+class _progress_bar:
+    """A rich progress bar on stderr fed by the pipeline's (event, value) callbacks."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = Progress(
+            TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("docs"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+        )
+        self.task = None
+
+    def __enter__(self) -> Callable[[str, Any], None] | None:
+        if not self.enabled:
+            return None
+        self.bar.start()
+        self.task = self.bar.add_task("index", total=None)
+        return self.report
+
+    def report(self, event: str, value: Any) -> None:
+        if event == "total":
+            self.bar.update(self.task, total=value)
+        elif event == "sent":
+            self.bar.update(self.task, completed=value.sent + len(value.rejected))
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(summary.as_dict(), default=str) + "\n")
+        return
+    s = summary
+    out.print(
+        f"{s.command} {s.job}: {s.outcome}: {s.indexed} indexed, {s.deleted} deleted into {s.index} "
+        f"({s.rows_read} rows read, {s.skipped} skipped, {s.sent} sent, {s.retried} retried, {s.failed} failed, "
+        f"{s.rejected} rejected) in {s.seconds:.1f}s ({s.docs_per_second:.0f} docs/s)"
+        + (f"; watermark {s.watermark}" if s.watermark is not None else ""),
+        markup=False, highlight=False, soft_wrap=True,
+    )
+    if s.command != "reindex":
+        return
+    out.print(f"alias {s.alias} -> {s.index}" + (f" (was {', '.join(s.previous)})" if s.previous else " (new alias)"),
+              markup=False, highlight=False)
+    if s.deleted_indices:
+        out.print(f"deleted old indices: {', '.join(s.deleted_indices)}", markup=False, highlight=False)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,311 @@
+"""Rows become documents: pure functions, no clock, no I/O.
+
+::
+
+    tuple row --(columns)--> dict --(nest dotted names)--> document
+        --(user transform, optional)--> document --(doc_id, encode)--> NDJSON bytes
+
+Rules (also in README "Documents and ids"):
+
+* Column names are lower-cased; a dotted name (``"metadata.source"``) becomes a
+  nested object. ``a`` and ``a.b`` in one query conflict.
+* ``Decimal``: integral values become JSON integers when they fit a signed 64-bit
+  long, else strings of the integer; other values become JSON numbers when the
+  shortest double prints exactly the same number, else strings (no silent loss).
+* ``int`` outside the signed 64-bit range: the decimal string.
+* ``datetime``/``date``/``time``: ISO 8601 (naive stays naive, aware keeps its
+  offset); ``timedelta``: seconds as a number.
+* ``bytes``: base64 (standard alphabet, padded). Oracle LOBs are read whole.
+* ``float`` NaN or Infinity (and ``Decimal`` NaN/Infinity): the row is rejected
+  with a :class:`RowError`; nothing invalid is ever written.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import math
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import orjson
+
+from indexer.errors import ConfigError, RowError
+
+MAX_ID_BYTES = 512
+_INT64 = 2**63
+Transform = Callable[[list[dict]], list[dict]]
+
+
+# ---------------------------------------------------------------- columns and nesting
+
+
+def column_names(description: Sequence[Sequence[Any]]) -> tuple[str, ...]:
+    """Lower-cased names from a DB-API ``cursor.description``."""
+    return tuple(str(col[0]).lower() for col in description)
+
+
+def make_row_mapper(columns: Sequence[str]) -> Callable[[Sequence[Any]], dict]:
+    """Return ``row -> document`` for rows with these (lower-cased) columns.
+
+    Flat columns take the fast path (``dict(zip(...))``); dotted ones are nested.
+    Raises ConfigError when names repeat or conflict (``a`` and ``a.b``).
+    """
+    columns = tuple(columns)
+    if len(set(columns)) != len(columns):
+        dupes = sorted({c for c in columns if columns.count(c) > 1})
+        raise ConfigError(f"query returns column {dupes[0]!r} more than once (alias the columns)")
+    paths = [tuple(c.split(".")) for c in columns]
+    if all(len(p) == 1 for p in paths):
+        return lambda row: dict(zip(columns, row))
+
+    leaves = set(paths)
+    for path in paths:
+        for i in range(1, len(path)):
+            if path[:i] in leaves:
+                raise ConfigError(f"query columns {'.'.join(path[:i])!r} and {'.'.join(path)!r} conflict")
+        if any(not part for part in path):
+            raise ConfigError(f"query column {'.'.join(path)!r} has an empty part")
+
+    def nested(row: Sequence[Any]) -> dict:
+        doc: dict = {}
+        for path, value in zip(paths, row):
+            node = doc
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        return doc
+
+    return nested
+
+
+# ---------------------------------------------------------------- ids
+
+
+def _key_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RowError("key value is NaN or Infinity")
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise RowError("key value is NaN or Infinity")
+        if value == value.to_integral_value():
+            return str(int(value))
+        return format(value.normalize(), "f")
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def _lookup(doc: dict, field: str) -> Any:
+    if field in doc:
+        return doc[field]
+    node: Any = doc
+    for part in field.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise RowError(f"key column {field!r} is missing from the document")
+        node = node[part]
+    return node
+
+
+def doc_id(doc: dict, key: Sequence[str]) -> str:
+    """The deterministic ``_id`` of a document (README "Documents and ids").
+
+    One key column: its value as text. Several: each value as text with ``\\`` and
+    ``|`` escaped by a backslash, joined by ``|`` (so ``("a|b","c")`` and
+    ``("a","b|c")`` differ). An id over 512 UTF-8 bytes becomes ``#`` + the
+    SHA-256 hex digest of that text. A NULL key value rejects the row.
+    """
+    parts = []
+    for field in key:
+        value = _lookup(doc, field)
+        if value is None:
+            raise RowError(f"key column {field!r} is NULL")
+        parts.append(_key_text(value))
+    text = parts[0] if len(parts) == 1 else "|".join(_escape(p) for p in parts)
+    if len(text) * 4 > MAX_ID_BYTES and len(text.encode("utf-8")) > MAX_ID_BYTES:
+        return "#" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return text
+
+
+# ---------------------------------------------------------------- values
+
+
+def decimal_to_json(value: Decimal) -> int | float | str:
+    if not value.is_finite():
+        raise RowError("a Decimal value is NaN or Infinity")
+    if value == value.to_integral_value():
+        as_int = int(value)
+        return as_int if -_INT64 <= as_int < _INT64 else str(as_int)
+    as_float = float(value)
+    if Decimal(repr(as_float)) == value:
+        return as_float
+    return format(value, "f")
+
+
+def _default(value: Any) -> Any:
+    """orjson's hook for the types it does not write natively."""
+    if isinstance(value, Decimal):
+        return decimal_to_json(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if callable(getattr(value, "read", None)):  # Oracle LOB (when fetched as a locator)
+        return value.read()
+    raise TypeError(f"cannot convert a {type(value).__name__} value")
+
+
+def _normalise(value: Any, path: str) -> Any:
+    """Slow path: walk a value, rejecting NaN/Infinity and widening big ints."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RowError(f"field {path!r} is NaN or Infinity")
+        return value
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value if -_INT64 <= value < _INT64 else str(value)
+    if isinstance(value, dict):
+        return {k: _normalise(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v, path) for v in value]
+    if isinstance(value, Decimal):
+        try:
+            return decimal_to_json(value)
+        except RowError:
+            raise RowError(f"field {path!r} is NaN or Infinity") from None
+    if callable(getattr(value, "read", None)):
+        return _normalise(value.read(), path)
+    return value
+
+
+def dumps(doc: dict) -> bytes:
+    """Serialise one document by the rules above; RowError when it cannot be."""
+    try:
+        body = orjson.dumps(doc, default=_default)
+    except orjson.JSONEncodeError as exc:
+        if isinstance(exc.__cause__, RowError):
+            raise exc.__cause__ from None
+        body = None
+    # orjson writes NaN/Infinity as null: only a body containing null can hide one.
+    if body is not None and b"null" not in body:
+        return body
+    try:
+        return orjson.dumps(_normalise(doc, ""), default=_default)
+    except orjson.JSONEncodeError as exc:
+        if isinstance(exc.__cause__, RowError):
+            raise exc.__cause__ from None
+        raise RowError(f"cannot convert the row to JSON: {exc.__cause__ or exc}") from None
+
+
+def index_action(id_: str, body: bytes) -> bytes:
+    """One bulk ``index`` action: the action line and the source line, newline-terminated."""
+    return b'{"index":{"_id":' + orjson.dumps(id_) + b"}}\n" + body + b"\n"
+
+
+def delete_action(id_: str) -> bytes:
+    return b'{"delete":{"_id":' + orjson.dumps(id_) + b"}}\n"
+
+
+# ---------------------------------------------------------------- a chunk
+
+
+class Encoded:
+    """The NDJSON of one chunk of rows, with the ids in order and the rejected rows."""
+
+    __slots__ = ("ids", "lines", "nbytes", "rejected", "rows_read")
+
+    def __init__(self) -> None:
+        self.rows_read = 0  # source rows this piece accounts for
+        self.ids: list[str] = []
+        self.lines: list[bytes] = []
+        self.nbytes = 0
+        self.rejected: list[tuple[int, str]] = []  # (row number in the run, reason)
+
+
+def encode_chunk(
+    docs: Iterable[dict], key: Sequence[str], first_row: int = 0
+) -> Encoded:
+    """Encode documents as bulk ``index`` actions; bad rows are collected, not raised."""
+    out = Encoded()
+    for n, doc in enumerate(docs, start=first_row):
+        try:
+            id_ = doc_id(doc, key)
+            line = index_action(id_, dumps(doc))
+        except RowError as exc:
+            out.rejected.append((n, str(exc)))
+            continue
+        out.ids.append(id_)
+        out.lines.append(line)
+        out.nbytes += len(line)
+    return out
+
+
+def check_key_columns(columns: Sequence[str], key: Sequence[str], has_transform: bool) -> None:
+    """Fail fast (before any write) when a key column is not in the query result."""
+    if has_transform:
+        return  # the transform decides the document's fields; checked per row instead
+    top = {c.split(".")[0] for c in columns} | set(columns)
+    for field in key:
+        if field not in top:
+            raise ConfigError(f"key column {field!r} is not in the query result (columns: {', '.join(columns)})")
+
+
+def byte_batches(ids: Sequence[str], lines: Sequence[bytes], max_bytes: int) -> Iterator[tuple[list[str], list[bytes]]]:
+    """Consecutive slices of at most ``max_bytes`` (a single larger action stands alone)."""
+    batch_ids: list[str] = []
+    batch_lines: list[bytes] = []
+    size = 0
+    for id_, line in zip(ids, lines):
+        if batch_lines and size + len(line) > max_bytes:
+            yield batch_ids, batch_lines
+            batch_ids, batch_lines, size = [], [], 0
+        batch_ids.append(id_)
+        batch_lines.append(line)
+        size += len(line)
+    if batch_lines:
+        yield batch_ids, batch_lines
+
+
+def split_by_bytes(encoded: Encoded, max_bytes: int) -> Iterator[Encoded]:
+    """Cut a chunk into pieces of at most ``max_bytes``; the first piece carries the rejected rows."""
+    if encoded.nbytes <= max_bytes:
+        yield encoded
+        return
+    rejected = encoded.rejected
+    for ids, lines in byte_batches(encoded.ids, encoded.lines, max_bytes):
+        piece = Encoded()
+        piece.ids, piece.lines, piece.nbytes = ids, lines, sum(map(len, lines))
+        piece.rejected, rejected = rejected, []
+        yield piece
+
+
+_TRUE = {"1", "y", "yes", "t", "true"}
+
+
+def is_true(value: Any) -> bool:
+    """A soft-delete flag: True, non-zero numbers, and '1', 'Y', 'yes', 'T', 'true' (any case)."""
+    if value is None:
+        return False
+    if isinstance(value, (bool, int, float, Decimal)):
+        return bool(value)
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("utf-8", "replace")
+    return str(value).strip().lower() in _TRUE

@@ -1,0 +1,294 @@
+"""The cluster side: the only module that imports the Elasticsearch and OpenSearch clients.
+
+::
+
+    TargetConfig --open_engine()--> Engine --request()--> AsyncElasticsearch | AsyncOpenSearch --> cluster
+
+Both clients are used through their ``perform_request`` so that one code path
+serves both: each client still owns connection pooling, TLS, auth and the
+transport-level retries. Bodies for ``_bulk`` arrive pre-encoded (NDJSON bytes,
+see ``documents``) and pass through the clients untouched; responses are read
+with ``filter_path`` so that only item status/result/error is parsed.
+
+Who retries what: the transport retries a whole request on connection errors
+and on 429/502/503/504, ``max_retries`` times with no delay; ``sink`` retries
+per-item 429/502/503/504 with backoff. Everything else is an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from indexer.config import TargetConfig
+from indexer.errors import ConfigError, EngineError
+
+RETRY_STATUSES = (429, 502, 503, 504)
+_BULK_FILTER = "errors,took,items.*.status,items.*.result,items.*.error.type,items.*.error.reason"
+_JSON = {"accept": "application/json", "content-type": "application/json"}
+_NDJSON = {"accept": "application/json", "content-type": "application/x-ndjson"}
+# The elasticsearch client speaks the 8.x compatibility media types, which also
+# makes it work against Elasticsearch 9.
+_ES_JSON = "application/vnd.elasticsearch+json; compatible-with=8"
+_ES_NDJSON = "application/vnd.elasticsearch+x-ndjson; compatible-with=8"
+
+
+class ApiStatusError(EngineError):
+    """The cluster answered with an error status."""
+
+    def __init__(self, status: int, error_type: str, reason: str, what: str) -> None:
+        self.status = status
+        self.error_type = error_type
+        self.reason = reason
+        super().__init__(f"{what}: HTTP {status} {error_type}: {reason}".rstrip(": "))
+
+
+def _error_fields(body: Any) -> tuple[str, str]:
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            root = (err.get("root_cause") or [err])[0]
+            return str(root.get("type", "")), str(root.get("reason", ""))[:300]
+        if isinstance(err, str):
+            return err, ""
+    return "", str(body)[:200] if body else ""
+
+
+@dataclass
+class ClusterInfo:
+    flavor: str  # "opensearch" | "elasticsearch"
+    version: str
+
+
+class Engine:
+    """A connected cluster. All calls go through :meth:`request`."""
+
+    def __init__(self, client: Any, flavor: str, url: str) -> None:
+        self.client = client
+        self.flavor = flavor
+        self.url = url
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # -------------------------------------------------------------- transport
+
+    async def request(
+        self, method: str, path: str, *, params: dict | None = None, body: Any = None,
+        ndjson: bool = False, missing_ok: bool = False, what: str | None = None,
+    ) -> Any:
+        """Send one request; returns the parsed body, or None for a 404 when ``missing_ok``."""
+        what = what or f"{method} {path}"
+        try:
+            if self.flavor == "elasticsearch":
+                ctype = _ES_NDJSON if ndjson else _ES_JSON
+                resp = await self.client.perform_request(
+                    method, path, params=params, body=body,
+                    headers={"accept": _ES_JSON, "content-type": ctype} if body is not None else {"accept": _ES_JSON},
+                )
+                return resp.body
+            return await self.client.transport.perform_request(
+                method, path, params=params, body=body, headers=_NDJSON if ndjson else _JSON,
+            )
+        except Exception as exc:  # noqa: BLE001 - mapped to our tree right here, by type
+            status, body_ = _status_of(exc)
+            if status == 404 and missing_ok:
+                return None
+            if status is None:
+                raise EngineError(f"{what}: cannot reach the cluster at {self.url}: {_reason_of(exc)}") from None
+            etype, reason = _error_fields(body_)
+            raise ApiStatusError(status, etype, reason, what) from None
+
+    # -------------------------------------------------------------- operations
+
+    async def info(self) -> ClusterInfo:
+        body = await self.request("GET", "/", what="cluster info")
+        version = body.get("version", {})
+        return ClusterInfo(version.get("distribution", "elasticsearch"), version.get("number", "?"))
+
+    async def get_template(self, kind: str, name: str) -> dict | None:
+        """The stored body of a component (``kind="component"``) or index template, or None."""
+        path = f"/_component_template/{name}" if kind == "component" else f"/_index_template/{name}"
+        body = await self.request("GET", path, missing_ok=True, what=f"get {kind} template {name}")
+        if not body:
+            return None
+        items = body.get("component_templates" if kind == "component" else "index_templates", [])
+        for item in items:
+            if item.get("name") == name:
+                return item.get("component_template" if kind == "component" else "index_template")
+        return None
+
+    async def put_template(self, kind: str, name: str, template: dict) -> None:
+        path = f"/_component_template/{name}" if kind == "component" else f"/_index_template/{name}"
+        await self.request("PUT", path, body=template, what=f"install {kind} template {name}")
+
+    async def simulate_index(self, index: str) -> dict:
+        """The settings the index templates would give a new index of this name."""
+        body = await self.request("POST", f"/_index_template/_simulate_index/{index}", what=f"simulate index {index}")
+        return (body or {}).get("template", {}).get("settings", {})
+
+    async def create_index(self, index: str, settings: dict) -> None:
+        await self.request("PUT", f"/{index}", body={"settings": settings}, what=f"create index {index}")
+
+    async def put_settings(self, index: str, settings: dict) -> None:
+        await self.request("PUT", f"/{index}/_settings", body=settings, what=f"update settings of {index}")
+
+    async def refresh(self, index: str) -> None:
+        await self.request("POST", f"/{index}/_refresh", what=f"refresh {index}")
+
+    async def count(self, index: str) -> int:
+        body = await self.request("GET", f"/{index}/_count", what=f"count {index}")
+        return int(body["count"])
+
+    async def exists(self, name: str) -> bool:
+        body = await self.request("GET", f"/{name}", missing_ok=True, what=f"look up {name}")
+        return body is not None
+
+    async def alias_targets(self, alias: str) -> list[str]:
+        body = await self.request("GET", f"/_alias/{alias}", missing_ok=True, what=f"look up alias {alias}")
+        return sorted(body) if body else []
+
+    async def indices_matching(self, pattern: str) -> list[str]:
+        body = await self.request(
+            "GET", f"/{pattern}/_settings/index.creation_date",
+            params={"expand_wildcards": "open,closed"}, what=f"list indices {pattern}",
+        )
+        return sorted(body or {})
+
+    async def update_aliases(self, actions: list[dict]) -> None:
+        await self.request("POST", "/_aliases", body={"actions": actions}, what="update aliases")
+
+    async def delete_index(self, index: str) -> None:
+        await self.request("DELETE", f"/{index}", missing_ok=True, what=f"delete index {index}")
+
+    async def bulk(self, target: str, body: bytes) -> dict:
+        """Send one pre-encoded ``_bulk`` body to an index or alias; the filtered response."""
+        return await self.request(
+            "POST", f"/{target}/_bulk", body=body, ndjson=True,
+            params={"filter_path": _BULK_FILTER}, what=f"bulk into {target}",
+        )
+
+
+def _status_of(exc: Exception) -> tuple[int | None, Any]:
+    """(HTTP status or None for no answer, error body) from either client's exception."""
+    meta = getattr(exc, "meta", None)
+    if meta is not None and hasattr(exc, "body"):  # elasticsearch.ApiError
+        return int(meta.status), exc.body
+    status = getattr(exc, "status_code", None)  # opensearchpy.TransportError
+    if isinstance(status, int):
+        return status, getattr(exc, "info", None)
+    return None, None
+
+
+def _reason_of(exc: Exception) -> str:
+    """A short cause for an unanswered request, without URLs or credentials."""
+    text = f"{exc!r} {getattr(exc, 'message', '')} {getattr(exc, 'info', '')}"
+    for pattern, reason in (
+        (r"(?i)certificate.verify|CERTIFICATE_VERIFY_FAILED|SSLCertVerification", "TLS certificate not trusted (see target.ca_certs)"),
+        (r"(?i)refused|Connect call failed", "connection refused"),
+        (r"(?i)timed? ?out", "timed out"),
+        (r"(?i)SSLError|wrong version number", "TLS handshake failed"),
+        (r"(?i)name or service not known|nodename|getaddrinfo", "host name not found"),
+        (r"(?i)reset|closed|disconnect", "connection closed by the server"),
+    ):
+        if re.search(pattern, text):
+            return reason
+    return type(exc).__name__
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _secret(name: str | None, what: str, env: dict[str, str]) -> str | None:
+    if name is None:
+        return None
+    value = env.get(name)
+    if not value:
+        raise ConfigError(f"environment variable {name} ({what}) is not set")
+    return value
+
+
+def client_options(target: TargetConfig, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Auth and TLS settings shared by both clients, validated; secrets read from the environment."""
+    env = os.environ if env is None else env
+    parts = urlsplit(target.url)
+    password = _secret(target.password_env, "target.password_env", env)
+    api_key = _secret(target.api_key_env, "target.api_key_env", env)
+    bearer = _secret(target.bearer_env, "target.bearer_env", env)
+    if password is not None and target.username is None:
+        raise ConfigError("target.password_env needs target.username")
+    has_credentials = any(v is not None for v in (password, api_key, bearer))
+    if has_credentials and parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        raise ConfigError("refusing to send credentials over plain http:// to a non-loopback host (use https://)")
+    return {
+        "basic": (target.username, password) if password is not None else None,
+        "api_key": api_key,
+        "bearer": bearer,
+        "ca_certs": str(target.ca_certs) if target.ca_certs else None,
+        "verify_certs": target.verify_certs,
+    }
+
+
+def _make_client(flavor: str, target: TargetConfig, opts: dict[str, Any]) -> Any:
+    common_retry = dict(max_retries=target.max_retries, retry_on_timeout=True)
+    if flavor == "elasticsearch":
+        from elasticsearch import AsyncElasticsearch
+
+        kwargs: dict[str, Any] = dict(
+            request_timeout=target.request_timeout, retry_on_status=RETRY_STATUSES,
+            verify_certs=opts["verify_certs"], ca_certs=opts["ca_certs"], **common_retry,
+        )
+        if opts["basic"]:
+            kwargs["basic_auth"] = opts["basic"]
+        if opts["api_key"]:
+            kwargs["api_key"] = opts["api_key"]
+        if opts["bearer"]:
+            kwargs["bearer_auth"] = opts["bearer"]
+        if target.cloud_id:
+            return AsyncElasticsearch(cloud_id=target.cloud_id, **kwargs)
+        return AsyncElasticsearch(target.url, **kwargs)
+
+    from opensearchpy import AsyncOpenSearch
+
+    headers = {}
+    if opts["api_key"]:
+        headers["authorization"] = f"ApiKey {opts['api_key']}"
+    if opts["bearer"]:
+        headers["authorization"] = f"Bearer {opts['bearer']}"
+    parts = urlsplit(target.url)
+    return AsyncOpenSearch(
+        hosts=[target.url], http_auth=opts["basic"], headers=headers or None,
+        use_ssl=parts.scheme == "https", verify_certs=opts["verify_certs"], ca_certs=opts["ca_certs"],
+        ssl_show_warn=False, timeout=target.request_timeout, retry_on_status=RETRY_STATUSES,
+        **common_retry,
+    )
+
+
+async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -> Engine:
+    """Connect to the cluster; ``engine = "auto"`` asks ``GET /`` which one it is."""
+    opts = client_options(target, env)
+    if target.cloud_id and target.engine == "opensearch":
+        raise ConfigError("target.cloud_id is an Elastic Cloud setting; use engine = \"elasticsearch\"")
+    flavor = target.engine
+    if flavor == "auto":
+        flavor = "elasticsearch" if target.cloud_id else "opensearch"
+        probe = Engine(_make_client("opensearch", target, opts), "opensearch", target.url)
+        if not target.cloud_id:
+            try:
+                info = await probe.info()
+            finally:
+                await probe.close()
+            flavor = "opensearch" if info.flavor == "opensearch" else "elasticsearch"
+        else:
+            await probe.close()
+    return Engine(_make_client(flavor, target, opts), flavor, target.url)

@@ -1,0 +1,39 @@
+"""Every failure indexer reports, under one base class.
+
+::
+
+    IndexerError                  exit 1: the run failed
+    ├── ConfigError               exit 2: job file, mappings, options or environment
+    ├── SourceError               the database: connect, query, driver
+    ├── EngineError               the cluster rejected a request or is unreachable
+    ├── VerificationError         a reindex check failed (counts, duplicate keys); alias untouched
+    └── RowError                  one row cannot become a document (counted per row)
+
+The CLI maps these to exit codes in exactly one place (``cli.main``). Messages
+never contain secrets or row values: they name columns, fields, indices and
+counts.
+"""
+
+
+class IndexerError(Exception):
+    exit_code = 1
+
+
+class ConfigError(IndexerError):
+    exit_code = 2
+
+
+class SourceError(IndexerError):
+    pass
+
+
+class EngineError(IndexerError):
+    pass
+
+
+class VerificationError(IndexerError):
+    pass
+
+
+class RowError(IndexerError):
+    """A row that cannot become a document; the message names the reason, never the values."""

@@ -1,0 +1,606 @@
+"""The commands as compositions of the stages; the CLI calls only this module.
+
+::
+
+    bootstrap: mappings/ -> templates -> Engine (component templates, then index templates)
+    reindex:   Job -> read (thread) -> documents -> ThreadFeed -> Sender x N -> fresh index
+               -> restore settings, refresh, verify -> one atomic _aliases call -> drop old indices -> state
+    sync:      Job -> read rows with watermark >= stored - lookback (thread) -> index/delete actions
+               -> ThreadFeed -> Sender x N -> the alias -> state after every acknowledged chunk
+    status:    state + alias count + source count
+
+A reindex never touches the alias until the new index is complete and verified;
+on any failure its own index is deleted, and an index left by a killed run is
+deleted by the next run. A sync advances the stored watermark only over chunks
+whose every action was acknowledged, in source order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from indexer import documents, source
+from indexer import watermark as wm
+from indexer.bridge import ThreadFeed
+from indexer.config import DEFAULT_QUEUE_CHUNKS, Job, load_transform, utc_now
+from indexer.engine import Engine, open_engine
+from indexer.errors import ConfigError, EngineError, IndexerError, SourceError, VerificationError
+from indexer.sink import RetryPolicy, Sender, Tally
+from indexer.state import ClusterState, FileState, StateStore
+from indexer.templates import diff, load_templates, normalise
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, Any], None]  # (event, value): ("total", n) / ("sent", tally)
+LOAD_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
+MAX_MARKS = 20_000  # fingerprints kept for the lookback window; beyond this, rows are simply resent
+
+
+# ------------------------------------------------------------------ bootstrap
+
+
+@dataclass
+class TemplateChange:
+    kind: str
+    name: str
+    action: str  # created | updated | unchanged
+    diff: str = ""
+
+
+async def bootstrap(engine: Engine, mappings: Path, *, write: bool = True) -> list[TemplateChange]:
+    """Install (or, with ``write=False``, only compare) every template file; component templates first."""
+    changes = []
+    for tpl in load_templates(mappings):
+        installed = await engine.get_template(tpl.kind, tpl.name)
+        if installed is None:
+            action = "created"
+        elif normalise(installed) == normalise(tpl.body):
+            action = "unchanged"
+        else:
+            action = "updated"
+        if write and action != "unchanged":
+            await engine.put_template(tpl.kind, tpl.name, tpl.body)
+        text = diff(tpl.kind, tpl.name, installed, tpl.body) if action != "unchanged" else ""
+        changes.append(TemplateChange(tpl.kind, tpl.name, action, text))
+    return changes
+
+
+# ------------------------------------------------------------------ summaries
+
+
+@dataclass
+class Summary:
+    command: str
+    job: str
+    alias: str
+    outcome: str = "failed"
+    index: str | None = None
+    previous: list[str] = field(default_factory=list)
+    engine: str = ""
+    rows_read: int = 0
+    sent: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    failed: int = 0
+    rejected: int = 0
+    bulk_requests: int = 0
+    documents_in_index: int | None = None
+    deleted_indices: list[str] = field(default_factory=list)
+    watermark_before: Any = None
+    watermark: Any = None
+    seconds: float = 0.0
+    docs_per_second: float = 0.0
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fill(summary: Summary, tally: Tally) -> None:
+    summary.rows_read = tally.rows_read
+    summary.sent = tally.sent
+    summary.indexed = tally.created if summary.command == "reindex" else tally.indexed
+    summary.deleted = tally.deleted
+    summary.duplicates = tally.updated if summary.command == "reindex" else 0
+    summary.retried = tally.retried
+    summary.failed = len(tally.failed)
+    summary.rejected = len(tally.rejected)
+    summary.bulk_requests = tally.bulk_requests
+
+
+# ------------------------------------------------------------------ reading (worker thread)
+
+
+@dataclass
+class Chunk:
+    """One fetch of source rows, encoded: the unit of acknowledgement."""
+
+    seq: int
+    ids: list[str]
+    lines: list[bytes]
+    rows_read: int
+    rejected: list[tuple[int, str]]
+    skipped: int = 0                     # rows already indexed unchanged (inside the lookback window)
+    watermark: Any = None                # the largest watermark among this chunk's rows
+    marks: list[tuple[Any, str]] = field(default_factory=list)  # (watermark, fingerprint) of rows to remember
+
+
+@dataclass
+class ReadPlan:
+    query: str
+    params: dict
+    mode: str                             # "reindex" | "sync"
+    count: bool = False                   # count rows first (progress total)
+    keep_from: Any = None                 # remember fingerprints of rows with watermark >= this
+    skip: frozenset[str] = frozenset()    # fingerprints already indexed
+    source_max: Any = None                # reindex: the source's max watermark before reading (set by the reader)
+    last_value: Any = None                # sync: the last watermark seen, to check the order
+
+
+def _fingerprint(line: bytes) -> str:
+    return hashlib.blake2b(line, digest_size=8).hexdigest()
+
+
+def _apply_transform(transform: Callable, docs: list[dict]) -> list[dict]:
+    try:
+        out = transform(docs)
+        out = list(out) if out is not None else None
+    except Exception as exc:  # noqa: BLE001 - user code: report its failure as ours
+        raise IndexerError(f"job.transform raised {type(exc).__name__}: {exc}") from exc
+    if out is None or not all(isinstance(d, dict) for d in out):
+        raise IndexerError("job.transform must return a list of dicts")
+    return out
+
+
+def read_chunks(job: Job, plan: ReadPlan, on_total: Callable[[int], None] | None = None) -> Iterator[Chunk]:
+    """Worker-thread side: rows -> documents -> NDJSON actions, one Chunk per fetch."""
+    settings = job.job
+    transform = load_transform(settings.transform, job.base_dir) if settings.transform else None
+    wcol, dcol = settings.watermark, settings.deleted
+    with source.connect(job.source, settings.chunk_size) as conn:
+        if plan.count and on_total is not None:
+            on_total(source.count_rows(conn, plan.query, plan.params))
+        if plan.mode == "reindex" and wcol:
+            plan.source_max = source.max_value(conn, settings.query, settings.params, wcol)
+            if plan.source_max is not None:
+                plan.keep_from = wm.minus(plan.source_max, settings.lookback)
+        mapper = None
+        row_number = 0
+        for seq, (description, rows) in enumerate(source.iter_row_chunks(conn, plan.query, plan.params, settings.chunk_size)):
+            if mapper is None:
+                columns = documents.column_names(description)
+                documents.check_key_columns(columns, settings.key, transform is not None)
+                for name, what in ((wcol, "job.watermark"), (dcol, "job.deleted")):
+                    if name and name not in columns:
+                        raise ConfigError(f"{what} column {name!r} is not in the query result")
+                mapper = documents.make_row_mapper(columns)
+                w_at = columns.index(wcol) if wcol else None
+                d_at = columns.index(dcol) if dcol else None
+            yield _encode(plan, settings, transform, rows, mapper, w_at, d_at, seq, row_number)
+            row_number += len(rows)
+
+
+def _encode(plan, settings, transform, rows, mapper, w_at, d_at, seq, first_row) -> Chunk:
+    live_rows, gone_rows = rows, []
+    if d_at is not None:
+        live_rows = [r for r in rows if not documents.is_true(r[d_at])]
+        if len(live_rows) != len(rows):
+            gone_rows = [r for r in rows if documents.is_true(r[d_at])]
+    docs = [mapper(r) for r in live_rows]
+    if d_at is not None:
+        for doc in docs:
+            doc.pop(settings.deleted, None)  # the flag decides; it is not part of the document
+    if transform is not None:
+        docs = _apply_transform(transform, docs)
+    encoded = documents.encode_chunk(docs, settings.key, first_row=first_row)
+    chunk = Chunk(seq, encoded.ids, encoded.lines, len(rows), encoded.rejected)
+    if plan.mode == "reindex":
+        chunk.skipped += len(gone_rows)  # a reindex leaves soft-deleted rows out
+        gone_rows = []
+    elif gone_rows:
+        gone = [mapper(r) for r in gone_rows]
+        if transform is not None:
+            gone = _apply_transform(transform, gone)  # only to derive the ids the transform gives
+        for doc in gone:
+            try:
+                id_ = documents.doc_id(doc, settings.key)
+            except IndexerError as exc:
+                chunk.rejected.append((first_row, str(exc)))
+                continue
+            chunk.ids.append(id_)
+            chunk.lines.append(documents.delete_action(id_))
+    if w_at is not None:
+        _watermarks(plan, chunk, [r[w_at] for r in live_rows] + [r[w_at] for r in gone_rows])
+    return chunk
+
+
+def _watermarks(plan: ReadPlan, chunk: Chunk, values: list) -> None:
+    """Record the chunk's max watermark; drop actions already indexed unchanged; remember fresh fingerprints."""
+    for value in values:
+        if value is None:
+            raise SourceError("a row has NULL in the watermark column")
+        if plan.mode == "sync":
+            if plan.last_value is not None and not wm.at_least(value, plan.last_value):
+                raise ConfigError("the sync query must return rows ORDER BY the watermark column (job.sync_query)")
+            plan.last_value = value
+        chunk.watermark = wm.newer(chunk.watermark, value)
+    if len(chunk.ids) != len(values) or chunk.rejected:
+        return  # a transform changed the row count, or rows were rejected: no pairing, resend all
+    keep_ids, keep_lines = [], []
+    for id_, line, value in zip(chunk.ids, chunk.lines, values):
+        fp = _fingerprint(line)
+        if fp in plan.skip:
+            chunk.skipped += 1
+            continue
+        keep_ids.append(id_)
+        keep_lines.append(line)
+        if plan.keep_from is None or wm.at_least(value, plan.keep_from):
+            chunk.marks.append((value, fp))
+    chunk.ids, chunk.lines = keep_ids, keep_lines
+
+
+# ------------------------------------------------------------------ loading (event loop)
+
+
+class Acks:
+    """Releases chunks in source order once each one is fully acknowledged."""
+
+    def __init__(self) -> None:
+        self.next_seq = 0
+        self.waiting: dict[int, Chunk] = {}
+
+    def done(self, chunk: Chunk) -> list[Chunk]:
+        self.waiting[chunk.seq] = chunk
+        released = []
+        while self.next_seq in self.waiting:
+            released.append(self.waiting.pop(self.next_seq))
+            self.next_seq += 1
+        return released
+
+
+async def load(
+    job: Job, engine: Engine, target: str, tally: Tally, plan: ReadPlan, *, fresh_index: bool,
+    progress: Progress | None = None, on_acked: Callable[[list[Chunk]], Any] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Stream the plan's rows into ``target`` with ``concurrency`` bulk requests in flight.
+
+    ``on_acked`` is awaited with the chunks that became acknowledged in source
+    order (all their actions answered 2xx); a chunk with failures is never released.
+    """
+    loop = asyncio.get_running_loop()
+
+    def on_total(n: int) -> None:
+        loop.call_soon_threadsafe(progress, "total", n)
+
+    feed: ThreadFeed[Chunk] = ThreadFeed(lambda: read_chunks(job, plan, on_total if progress else None),
+                                         maxsize=DEFAULT_QUEUE_CHUNKS)
+    sender = Sender(engine, target, tally, policy=RetryPolicy(max_retry_time=job.job.max_retry_time),
+                    fresh_index=fresh_index, max_bytes=job.job.chunk_bytes,
+                    on_progress=(lambda t: progress("sent", t)) if progress else None)
+    acks = Acks()
+    ack_lock = asyncio.Lock()
+
+    async def worker() -> None:
+        while not (stop and stop.is_set()) and (chunk := await feed.get()) is not None:
+            tally.rows_read += chunk.rows_read
+            tally.skipped += chunk.skipped
+            tally.rejected.extend(chunk.rejected)
+            failed_before = len(tally.failed)
+            if chunk.lines:
+                await sender.send(chunk.ids, chunk.lines)
+            if chunk.rejected or len(tally.failed) != failed_before:
+                continue  # never acknowledged: the watermark stops before it
+            async with ack_lock:
+                released = acks.done(chunk)
+                if released and on_acked is not None:
+                    await on_acked(released)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(job.job.concurrency):
+                group.create_task(worker())
+    except* IndexerError as eg:
+        raise eg.exceptions[0] from None
+    finally:
+        await feed.close()
+
+
+# ------------------------------------------------------------------ reindex
+
+
+def index_name(alias: str, now: dt.datetime, existing: list[str]) -> str:
+    """``<alias>-<UTC yyyymmddhhmmss>``, one second past the newest existing one if needed."""
+    stamp = now.astimezone(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    stamps = [dt.datetime.strptime(i[len(alias) + 1:], "%Y%m%d%H%M%S") for i in existing]
+    if stamps and max(stamps) >= stamp:
+        stamp = max(stamps) + dt.timedelta(seconds=1)
+    return f"{alias}-{stamp:%Y%m%d%H%M%S}"
+
+
+def owned_indices(alias: str, names: list[str]) -> list[str]:
+    """Indices this tool made for ``alias`` (exactly ``<alias>-`` + 14 digits), oldest first."""
+    pattern = re.compile(re.escape(alias) + r"-\d{14}")
+    return sorted(n for n in names if pattern.fullmatch(n))
+
+
+def state_store(engine: Engine, state_file: Path | None) -> StateStore:
+    return FileState(state_file) if state_file else ClusterState(engine)
+
+
+@contextlib.asynccontextmanager
+async def _session(job: Job, engine: Engine | None, state_file: Path | None):
+    """An engine (opened here unless given) and the job's state store, with the job's lock held."""
+    own = engine is None
+    engine = engine or await open_engine(job.target)
+    try:
+        store = state_store(engine, state_file)
+        await store.acquire(job.job.alias)
+        try:
+            yield engine, store
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(store.release(job.job.alias))
+    finally:
+        if own:
+            await engine.close()
+
+
+def _run_record(summary: Summary, started_at: dt.datetime) -> dict:
+    return {
+        "command": summary.command, "started": started_at.isoformat(), "ended": utc_now().isoformat(),
+        "outcome": summary.outcome, "rows_read": summary.rows_read, "sent": summary.sent,
+        "indexed": summary.indexed, "deleted": summary.deleted, "failed": summary.failed,
+        "rejected": summary.rejected, "error": summary.error,
+    }
+
+
+async def reindex(
+    job: Job, *, allow_duplicates: bool = False, progress: Progress | None = None,
+    engine: Engine | None = None, state_file: Path | None = None,
+) -> Summary:
+    """Full rebuild into a fresh index, verified, then an atomic alias swap."""
+    started, started_at = time.monotonic(), utc_now()
+    alias = job.job.alias
+    summary = Summary("reindex", job.name, alias)
+    try:
+        async with _session(job, engine, state_file) as (engine, store):
+            summary.engine = engine.flavor
+            state = await store.load(alias) or {}
+            try:
+                await _reindex(job, engine, summary, allow_duplicates, progress, store, state)
+            except IndexerError as exc:
+                summary.error = str(exc)
+                with contextlib.suppress(Exception):
+                    await store.save(alias, {**state, "last_run": _run_record(summary, started_at)})
+                raise
+        return summary
+    except IndexerError as exc:
+        summary.error = str(exc)
+        raise
+    finally:
+        summary.seconds = round(time.monotonic() - started, 3)
+        if summary.seconds:
+            summary.docs_per_second = round(summary.sent / summary.seconds, 1)
+
+
+async def _reindex(job, engine, summary, allow_duplicates, progress, store, state) -> None:
+    alias = job.job.alias
+    started_at = utc_now()
+    live = await engine.alias_targets(alias)
+    if not live and await engine.exists(alias):
+        raise EngineError(f"{alias!r} is an index, not an alias: rename or delete that index first (indexer never deletes it)")
+    summary.previous = live
+    ours = owned_indices(alias, await engine.indices_matching(f"{alias}-*"))
+    newest_live = max((i for i in ours if i in live), default=None)
+    for orphan in [i for i in ours if i not in live and (newest_live is None or i > newest_live)]:
+        log.warning("deleting %s, left by an earlier run that did not finish", orphan)
+        await engine.delete_index(orphan)
+        summary.deleted_indices.append(orphan)
+        ours.remove(orphan)
+
+    index = index_name(alias, utc_now(), ours)
+    summary.index = index
+    wanted = (await engine.simulate_index(index)).get("index", {})
+    await engine.create_index(index, LOAD_SETTINGS)
+    tally = Tally()
+    plan = ReadPlan(job.job.query, job.job.params, "reindex", count=progress is not None)
+    marks: list = []
+
+    async def remember(chunks: list[Chunk]) -> None:
+        for chunk in chunks:
+            marks.extend(chunk.marks)
+
+    try:
+        await load(job, engine, index, tally, plan, fresh_index=True, progress=progress, on_acked=remember)
+        _fill(summary, tally)
+        await engine.put_settings(index, {"index": {
+            "refresh_interval": wanted.get("refresh_interval"),
+            "number_of_replicas": wanted.get("number_of_replicas"),
+        }})
+        await engine.refresh(index)
+        summary.documents_in_index = await engine.count(index)
+        _verify(summary, tally, allow_duplicates)
+        actions = [{"add": {"index": index, "alias": alias}}]
+        actions += [{"remove": {"index": old, "alias": alias}} for old in live]
+        await engine.update_aliases(actions)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(engine.delete_index(index))
+        raise
+
+    summary.outcome = "ok"
+    summary.watermark_before = wm.from_state(state.get("watermark"))
+    summary.watermark = plan.source_max
+    new_state = {**state, "index": index, "last_run": _run_record(summary, started_at)}
+    if job.job.watermark:
+        new_state["watermark"] = wm.to_state(plan.source_max) if plan.source_max is not None else None
+        new_state["marks"] = _stored_marks(marks, plan.keep_from)
+    await store.save(alias, new_state)
+
+    older = sorted({i for i in ours if i < index}, reverse=True)
+    for old in older[job.job.keep:]:
+        await engine.delete_index(old)
+        summary.deleted_indices.append(old)
+
+
+def _stored_marks(marks: list[tuple[Any, str]], floor: Any) -> list[list]:
+    kept = [(v, fp) for v, fp in marks if floor is None or wm.at_least(v, floor)]
+    if len(kept) > MAX_MARKS:
+        kept = kept[-MAX_MARKS:]
+    return [[wm.to_state(v)["value"], fp] for v, fp in kept]
+
+
+def _verify(summary: Summary, tally: Tally, allow_duplicates: bool) -> None:
+    if tally.rejected:
+        row, reason = tally.rejected[0]
+        raise VerificationError(
+            f"{len(tally.rejected)} row(s) could not become documents (first: row {row + 1}: {reason}); alias not changed"
+        )
+    if tally.failed:
+        first = tally.failed[0]
+        raise VerificationError(
+            f"{len(tally.failed)} document(s) were refused by the cluster (first: id {first.id!r}: "
+            f"{first.type}: {first.reason}); alias not changed"
+        )
+    if tally.updated and not allow_duplicates:
+        sample = ", ".join(repr(i) for i in tally.duplicate_ids)
+        raise VerificationError(
+            f"{tally.updated} duplicate key(s) in the query result (e.g. {sample}); alias not changed "
+            "(fix job.key, or pass --allow-duplicates to keep the last row of each key)"
+        )
+    if summary.documents_in_index != tally.created:
+        raise VerificationError(
+            f"the new index holds {summary.documents_in_index} documents but {tally.created} distinct keys were read; alias not changed"
+        )
+
+
+# ------------------------------------------------------------------ sync
+
+
+def sync_query(job: Job) -> tuple[str, Any]:
+    """The incremental query and its parameters; the watermark is always a bind parameter."""
+    settings = job.job
+    bind = source.BIND_STYLE[job.source.dbtype].format(name="since")
+    if settings.sync_query:
+        return settings.sync_query, None
+    col = settings.watermark
+    return f"SELECT * FROM ({settings.query}) q WHERE q.{col} >= {bind} ORDER BY q.{col}", None
+
+
+async def sync(
+    job: Job, *, progress: Progress | None = None, engine: Engine | None = None,
+    state_file: Path | None = None, stop: asyncio.Event | None = None,
+) -> Summary:
+    """Index the rows changed since the stored watermark (minus the lookback) into the alias."""
+    if not job.job.watermark:
+        raise ConfigError("sync needs job.watermark (the column that grows when a row changes)")
+    started, started_at = time.monotonic(), utc_now()
+    alias = job.job.alias
+    summary = Summary("sync", job.name, alias)
+    try:
+        async with _session(job, engine, state_file) as (engine, store):
+            summary.engine = engine.flavor
+            live = await engine.alias_targets(alias)
+            if not live:
+                raise EngineError(f"alias {alias!r} does not exist: run `indexer reindex` first")
+            summary.index = live[-1] if len(live) == 1 else ", ".join(live)
+            state = await store.load(alias) or {}
+            stored = wm.from_state(state.get("watermark"))
+            summary.watermark_before = summary.watermark = stored
+            if stored is None:
+                raise ConfigError(f"no watermark is stored for alias {alias!r}: run `indexer reindex` with "
+                                  "job.watermark set first (it records where sync starts)")
+            marks = [(wm.from_state({"type": state["watermark"]["type"], "value": v}), fp)
+                     for v, fp in state.get("marks", [])]
+            since = wm.minus(stored, job.job.lookback)
+            query, _ = sync_query(job)
+            params: Any = {**job.job.params, "since": since}
+            if job.source.dbtype == "MSSQL":
+                params = (since,)
+            plan = ReadPlan(query, params, "sync", count=False, skip=frozenset(fp for _, fp in marks))
+            tally = Tally()
+            progress_state = {"watermark": stored, "marks": marks}
+
+            async def advance(chunks: list[Chunk]) -> None:
+                for chunk in chunks:
+                    progress_state["watermark"] = wm.newer(progress_state["watermark"], chunk.watermark)
+                    progress_state["marks"].extend(chunk.marks)
+                mark = progress_state["watermark"]
+                if mark == stored and not any(c.lines for c in chunks):
+                    return  # nothing new: no write
+                floor = wm.minus(mark, job.job.lookback)
+                progress_state["marks"] = [m for m in progress_state["marks"] if wm.at_least(m[0], floor)]
+                await store.save(alias, {
+                    **state, "watermark": wm.to_state(mark), "marks": _stored_marks(progress_state["marks"], floor),
+                    "index": summary.index, "last_run": {"command": "sync", "started": started_at.isoformat(),
+                                                          "outcome": "running"},
+                })
+                summary.watermark = mark
+
+            try:
+                await load(job, engine, alias, tally, plan, fresh_index=False, progress=progress,
+                           on_acked=advance, stop=stop)
+            finally:
+                _fill(summary, tally)
+                summary.skipped = tally.skipped
+            if tally.rejected or tally.failed:
+                first = (f"row {tally.rejected[0][0] + 1}: {tally.rejected[0][1]}" if tally.rejected
+                         else f"id {tally.failed[0].id!r}: {tally.failed[0].type}: {tally.failed[0].reason}")
+                raise VerificationError(
+                    f"{len(tally.rejected)} row(s) rejected and {len(tally.failed)} document(s) refused "
+                    f"(first: {first}); the watermark stops before them")
+            summary.outcome = "stopped" if stop and stop.is_set() else "ok"
+            final = await store.load(alias) or state
+            await store.save(alias, {**final, "index": summary.index, "last_run": _run_record(summary, started_at)})
+        return summary
+    except IndexerError as exc:
+        summary.error = str(exc)
+        raise
+    finally:
+        summary.seconds = round(time.monotonic() - started, 3)
+        if summary.seconds:
+            summary.docs_per_second = round(summary.sent / summary.seconds, 1)
+
+
+# ------------------------------------------------------------------ status
+
+
+async def status(job: Job, *, engine: Engine | None = None, state_file: Path | None = None) -> dict:
+    """What the stored state says, what the alias holds, and what the source holds."""
+    own = engine is None
+    engine = engine or await open_engine(job.target)
+    try:
+        store = state_store(engine, state_file)
+        state = (await store.load(job.job.alias)) or {}
+        live = await engine.alias_targets(job.job.alias)
+        in_alias = await engine.count(job.job.alias) if live else None
+    finally:
+        if own:
+            await engine.close()
+    rows = await asyncio.to_thread(_source_count, job)
+    return {
+        "job": job.name, "alias": job.job.alias, "alias_indices": live,
+        "watermark": wm.from_state(state.get("watermark")), "last_run": state.get("last_run"),
+        "documents_in_alias": in_alias, "rows_in_source": rows,
+        "difference": None if in_alias is None else rows - in_alias,
+    }
+
+
+def _source_count(job: Job) -> int:
+    with source.connect(job.source, job.job.chunk_size) as conn:
+        if not job.job.deleted:
+            return source.count_rows(conn, job.job.query, job.job.params)
+        groups = source.count_by(conn, job.job.query, job.job.params, job.job.deleted)
+        return sum(n for flag, n in groups if not documents.is_true(flag))

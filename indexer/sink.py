@@ -1,0 +1,165 @@
+"""Bulk sending: pre-encoded chunks in, counted outcomes out.
+
+::
+
+    ThreadFeed[Encoded] --> N sender tasks --> Engine.bulk(target, ndjson) --> Tally
+
+Each item's outcome is counted from the bulk response (never assumed): created,
+updated, deleted, retried, failed. Items answered 429/502/503/504 are resent
+alone, with exponential backoff and jitter, until ``max_retry_time`` has passed;
+whole requests failing that way (after the transport's own retries) are retried
+the same way; a 413 for a whole request splits it in two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from indexer.documents import byte_batches
+from indexer.engine import RETRY_STATUSES, ApiStatusError, Engine
+from indexer.errors import EngineError
+
+log = logging.getLogger(__name__)
+DUPLICATE_SAMPLE = 5
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retry_time: float = 300.0
+    initial: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.cap, self.initial * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+@dataclass
+class Failure:
+    id: str
+    status: int
+    type: str
+    reason: str
+
+
+@dataclass
+class Tally:
+    rows_read: int = 0
+    sent: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    retried: int = 0
+    bulk_requests: int = 0
+    skipped: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    duplicate_ids: list[str] = field(default_factory=list)
+
+    @property
+    def indexed(self) -> int:
+        return self.created + self.updated
+
+
+class Sender:
+    """Sends chunks of actions to one index or alias and counts every item's outcome."""
+
+    def __init__(
+        self, engine: Engine, target: str, tally: Tally, policy: RetryPolicy = RetryPolicy(),
+        fresh_index: bool = False, on_progress: Callable[[Tally], None] | None = None,
+        max_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.engine = engine
+        self.target = target
+        self.tally = tally
+        self.policy = policy
+        self.fresh_index = fresh_index  # an "updated" result then means a duplicate key
+        self.on_progress = on_progress
+
+    async def send(self, ids: Sequence[str], lines: Sequence[bytes]) -> None:
+        """Send one chunk's actions (in requests of at most ``max_bytes``) and count every outcome."""
+        self.tally.sent += len(lines)
+        for batch_ids, batch_lines in byte_batches(ids, lines, self.max_bytes):
+            await self._send(batch_ids, batch_lines, time.monotonic() + self.policy.max_retry_time)
+        if self.on_progress:
+            self.on_progress(self.tally)
+
+    async def _send(self, ids: list[str], lines: list[bytes], deadline: float) -> None:
+        attempt = 0
+        while ids:
+            try:
+                self.tally.bulk_requests += 1
+                response = await self.engine.bulk(self.target, b"".join(lines))
+            except ApiStatusError as exc:
+                if exc.status == 413 and len(lines) > 1:
+                    half = len(lines) // 2
+                    await self._send(ids[:half], lines[:half], deadline)
+                    await self._send(ids[half:], lines[half:], deadline)
+                    return
+                if exc.status == 413:
+                    self._fail(ids, 413, exc.error_type or "request_too_large", "the document alone exceeds the request size limit")
+                    return
+                if exc.status not in RETRY_STATUSES:
+                    raise
+                await self._backoff(attempt, deadline, exc)
+                attempt += 1
+                continue
+            except EngineError as exc:  # no answer at all: connection refused, reset, timeout
+                await self._backoff(attempt, deadline, exc)
+                attempt += 1
+                continue
+            ids, lines = self._count(ids, lines, response)
+            if ids:
+                self.tally.retried += len(ids)
+                if time.monotonic() + self.policy.delay(attempt) > deadline:
+                    self._fail(ids, 429, "retry_time_exceeded", f"still rejected after retrying for {self.policy.max_retry_time:g}s")
+                    return
+                await asyncio.sleep(self.policy.delay(attempt))
+                attempt += 1
+
+    async def _backoff(self, attempt: int, deadline: float, exc: Exception) -> None:
+        delay = self.policy.delay(attempt)
+        if time.monotonic() + delay > deadline:
+            raise EngineError(f"{exc} (gave up after retrying for {self.policy.max_retry_time:g}s)") from None
+        log.warning("bulk request failed (%s); retrying in %.1fs", exc, delay)
+        await asyncio.sleep(delay)
+
+    def _count(self, ids: list[str], lines: list[bytes], response: dict) -> tuple[list[str], list[bytes]]:
+        """Count each item's outcome; return the items to retry."""
+        items = response.get("items") or []
+        if len(items) != len(ids):
+            raise EngineError(f"bulk response has {len(items)} items for {len(ids)} actions")
+        retry_ids: list[str] = []
+        retry_lines: list[bytes] = []
+        tally = self.tally
+        for id_, line, item in zip(ids, lines, items):
+            (op, result), = item.items()
+            status = result.get("status", 0)
+            if status < 300:
+                outcome = result.get("result")
+                if outcome == "created":
+                    tally.created += 1
+                elif outcome == "updated":
+                    tally.updated += 1
+                    if self.fresh_index and len(tally.duplicate_ids) < DUPLICATE_SAMPLE:
+                        tally.duplicate_ids.append(id_)
+                elif outcome == "deleted":
+                    tally.deleted += 1
+            elif op == "delete" and status == 404:
+                pass  # already absent: the goal of a delete
+            elif status in RETRY_STATUSES:
+                retry_ids.append(id_)
+                retry_lines.append(line)
+            else:
+                error = result.get("error") or {}
+                self._fail([id_], status, error.get("type", ""), error.get("reason", ""))
+        return retry_ids, retry_lines
+
+    def _fail(self, ids: Sequence[str], status: int, type_: str, reason: str) -> None:
+        for id_ in ids:
+            self.tally.failed.append(Failure(id_, status, type_, reason[:500]))

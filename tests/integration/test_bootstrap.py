@@ -1,0 +1,118 @@
+"""`indexer bootstrap` installs templates from files idempotently, and --check/--dry-run only look."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+
+import pytest
+
+from tests.support.harness import REPO, http, run_indexer
+
+
+@pytest.fixture
+def mappings(tmp_path, engine_url):
+    """The project's templates under unique names, so tests never touch the demo's templates."""
+    tag = uuid.uuid4().hex[:8]
+    root = tmp_path / "mappings"
+    names = {}
+    for kind in ("component", "index"):
+        (root / kind).mkdir(parents=True)
+        for src in sorted((REPO / "mappings" / kind).glob("*.json")):
+            names[src.stem] = f"t{tag}-{src.stem}"
+    for kind in ("component", "index"):
+        for src in sorted((REPO / "mappings" / kind).glob("*.json")):
+            body = json.loads(src.read_text())
+            if kind == "index":
+                body["composed_of"] = [names[c] for c in body["composed_of"]]
+                body["index_patterns"] = [f"t{tag}-*"]
+            (root / kind / f"{names[src.stem]}.json").write_text(json.dumps(body, indent=2))
+    yield root, tag
+    for path in root.glob("index/*.json"):
+        http("DELETE", f"/_index_template/{path.stem}")
+    for path in root.glob("component/*.json"):
+        http("DELETE", f"/_component_template/{path.stem}")
+
+
+def _bootstrap(root, target, *flags):
+    return run_indexer("bootstrap", "--mappings", str(root), "--url", target["url"],
+                       "--engine", target["engine"], "--json", *flags)
+
+
+def _actions(result):
+    assert result.returncode in (0, 1), result.stderr
+    return {t["name"].split("-", 1)[1]: t["action"] for t in json.loads(result.stdout)["templates"]}
+
+
+def test_bootstrap_creates_then_reports_unchanged(mappings, target):
+    root, tag = mappings
+    first = _bootstrap(root, target)
+    assert first.returncode == 0, first.stderr
+    assert _actions(first) == {"sensors-mappings": "created", "sensors-settings": "created", "sensors": "created"}
+    order = [t["kind"] for t in json.loads(first.stdout)["templates"]]
+    assert order == ["component", "component", "index"]
+
+    second = _bootstrap(root, target)
+    assert set(_actions(second).values()) == {"unchanged"}
+    check = _bootstrap(root, target, "--check")
+    assert check.returncode == 0 and json.loads(check.stdout)["drift"] is False
+
+    status, body = http("GET", f"/_index_template/t{tag}-sensors")
+    assert status == 200 and body["index_templates"][0]["index_template"]["index_patterns"] == [f"t{tag}-*"]
+
+
+def test_check_and_dry_run_detect_a_changed_file_and_write_nothing(mappings, target):
+    root, tag = mappings
+    assert _bootstrap(root, target).returncode == 0
+    path = root / "component" / f"t{tag}-sensors-settings.json"
+    body = json.loads(path.read_text())
+    body["template"]["settings"]["refresh_interval"] = "30s"
+    path.write_text(json.dumps(body))
+
+    check = _bootstrap(root, target, "--check")
+    assert check.returncode == 1
+    assert _actions(check)["sensors-settings"] == "updated"
+
+    dry = run_indexer("bootstrap", "--mappings", str(root), "--url", target["url"], "--engine", target["engine"], "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would update" in dry.stdout
+    assert '+      "index.refresh_interval": "30s"' in dry.stdout
+    status, stored = http("GET", f"/_component_template/t{tag}-sensors-settings")
+    assert stored["component_templates"][0]["component_template"]["template"]["settings"]["index"]["refresh_interval"] == "1s"
+
+    applied = _bootstrap(root, target)
+    assert _actions(applied)["sensors-settings"] == "updated"
+    assert _bootstrap(root, target, "--check").returncode == 0
+
+
+def test_the_index_template_applies_to_reindexed_indices(mappings, target, tmp_path, sqlite_sensors):
+    from tests.support.harness import delete_indices, sqlite_source, write_job
+
+    root, tag = mappings
+    assert _bootstrap(root, target).returncode == 0
+    alias = f"t{tag}-sensors"
+    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target, {
+        "alias": alias, "key": ["code"], "query": "SELECT code, description, site, value, date_updated FROM sensors"})
+    try:
+        result = run_indexer("reindex", str(job), "--json")
+        assert result.returncode == 0, result.stderr
+        index = json.loads(result.stdout)["index"]
+        _, mapping = http("GET", f"/{index}/_mapping")
+        props = mapping[index]["mappings"]["properties"]
+        assert props["code"]["type"] == "keyword" and props["date_updated"]["type"] == "date"
+        _, settings = http("GET", f"/{index}/_settings")
+        # restored from the template after the load (the load runs with -1 and 0 replicas)
+        assert settings[index]["settings"]["index"]["refresh_interval"] == "1s"
+        assert settings[index]["settings"]["index"]["number_of_replicas"] == "0"
+    finally:
+        delete_indices(f"{alias}-*")
+
+
+def test_a_broken_template_file_is_one_clear_error(tmp_path, engine_url):
+    root = tmp_path / "mappings"
+    (root / "index").mkdir(parents=True)
+    (root / "index" / "broken.json").write_text('{"index_patterns": ["x-*"],\n  "priority": }')
+    result = run_indexer("bootstrap", "--mappings", str(root))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: ") and "broken.json" in result.stderr and "line 2" in result.stderr

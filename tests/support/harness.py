@@ -1,0 +1,169 @@
+"""Shared test plumbing: the real search node, the real PostgreSQL, job files, running the CLI.
+
+Nothing here fakes the engine or the database: tests that need them fail (never
+skip) when they are not running; `make test` starts both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ENGINE_URL = os.environ.get("INDEXER_TEST_ENGINE", f"http://127.0.0.1:{os.environ.get('ENGINE_PORT', '9200')}")
+PG = {
+    "host": "127.0.0.1",
+    "port": int(os.environ.get("PG_PORT", "54329")),
+    "dbname": os.environ.get("PG_DB", "indexer_test"),
+    "user": os.environ.get("PG_USER", "indexer"),
+}
+PG_PASSWORD_ENV = "PG_PASSWORD"
+
+
+# ------------------------------------------------------------------ the engine, inspected over plain HTTP
+
+
+def http(method: str, path: str, body: Any = None, url: str = ENGINE_URL) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url + path, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, json.loads(raw) if raw else None
+
+
+def require_engine() -> None:
+    try:
+        status, body = http("GET", "/_cluster/health?wait_for_status=yellow&timeout=10s")
+    except OSError as exc:
+        pytest.fail(f"no search node at {ENGINE_URL} ({exc}); run the tests with `make test`", pytrace=False)
+    if status != 200:
+        pytest.fail(f"search node at {ENGINE_URL} is not healthy: {body}", pytrace=False)
+
+
+def documents(alias: str) -> dict[str, dict]:
+    """Every document behind an alias or index, by _id (tests keep indices under 10,000 documents)."""
+    http("POST", f"/{alias}/_refresh")
+    status, body = http("POST", f"/{alias}/_search", {"size": 10000, "query": {"match_all": {}}, "track_total_hits": True})
+    assert status == 200, body
+    assert body["hits"]["total"]["value"] <= 10000
+    return {hit["_id"]: hit["_source"] for hit in body["hits"]["hits"]}
+
+
+def alias_targets(alias: str) -> list[str]:
+    status, body = http("GET", f"/_alias/{alias}")
+    return sorted(body) if status == 200 else []
+
+
+def indices(pattern: str) -> list[str]:
+    status, body = http("GET", f"/{pattern}/_settings?expand_wildcards=open,closed")
+    return sorted(body) if status == 200 else []
+
+
+def count(name: str) -> int:
+    http("POST", f"/{name}/_refresh")
+    status, body = http("GET", f"/{name}/_count")
+    assert status == 200, body
+    return body["count"]
+
+
+def delete_indices(pattern: str) -> None:
+    for name in indices(pattern):
+        http("DELETE", f"/{name}")
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+
+def pg_connect():
+    import psycopg2
+
+    password = os.environ.get(PG_PASSWORD_ENV)
+    if not password:
+        pytest.fail(f"{PG_PASSWORD_ENV} is not set; run the tests with `make test`", pytrace=False)
+    try:
+        return psycopg2.connect(password=password, connect_timeout=5, **PG)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"no PostgreSQL at {PG['host']}:{PG['port']} ({exc}); run the tests with `make test`", pytrace=False)
+
+
+def pg_dsn() -> str:
+    return " ".join(f"{k}={v}" for k, v in PG.items())
+
+
+# ------------------------------------------------------------------ job files and the CLI
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def write_job(path: Path, source: dict, target: dict, job: dict, params: dict | None = None, extra: str = "") -> Path:
+    lines = []
+    for table, values in (("source", source), ("target", target), ("job", job)):
+        lines.append(f"[{table}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    if params:
+        lines.append("[job.params]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in params.items()]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def run_indexer(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    """The real CLI in a child process, as a user runs it."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("INDEXER_URL", None)
+    if env and "INDEXER_URL" in env:
+        full_env["INDEXER_URL"] = env["INDEXER_URL"]
+    return subprocess.run(
+        [sys.executable, "-m", "indexer.cli", *args], capture_output=True, text=True,
+        timeout=timeout, env=full_env, cwd=REPO,
+    )
+
+
+def start_indexer(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "indexer.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, **(env or {})}, cwd=REPO,
+    )
+
+
+# ------------------------------------------------------------------ sources
+
+
+def sqlite_rows(path: Path, query: str = "SELECT code, description, site, value, date_updated FROM sensors") -> dict[str, dict]:
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    rows = {r["code"]: dict(r) for r in conn.execute(query)}
+    conn.close()
+    return rows
+
+
+def sqlite_source(path: Path) -> dict:
+    return {"dbtype": "SQLITE", "filename": str(path)}
+
+
+def pg_source() -> dict:
+    return {**PG, "dbtype": "PG", "password_env": PG_PASSWORD_ENV}
