@@ -221,13 +221,16 @@ def _encode(plan, settings, transform, rows, mapper, w_at, d_at, seq, first_row)
             chunk.ids.append(id_)
             chunk.lines.append(documents.delete_action(id_))
     if w_at is not None:
-        _watermarks(plan, chunk, [r[w_at] for r in live_rows] + [r[w_at] for r in gone_rows])
+        _watermarks(plan, chunk, [r[w_at] for r in rows], [r[w_at] for r in live_rows + gone_rows])
     return chunk
 
 
-def _watermarks(plan: ReadPlan, chunk: Chunk, values: list) -> None:
-    """Record the chunk's max watermark; drop actions already indexed unchanged; remember fresh fingerprints."""
-    for value in values:
+def _watermarks(plan: ReadPlan, chunk: Chunk, in_order: list, values: list) -> None:
+    """Record the chunk's max watermark; drop actions already indexed unchanged; remember fresh fingerprints.
+
+    ``in_order`` are the rows' watermarks as read; ``values`` the same paired with the chunk's actions.
+    """
+    for value in in_order:
         if value is None:
             raise SourceError("a row has NULL in the watermark column")
         if plan.mode == "sync":

@@ -6,7 +6,8 @@ A watermark keeps the type the database gave it:
 * ISO-8601 text (how SQLite usually stores timestamps): parsed to apply the
   lookback and written back in the column's own layout;
 * numbers (an increasing version or SCN column): ``int`` or ``Decimal``; the
-  lookback is then a number.
+  lookback is then a number;
+* other text (a sortable version code): compared as text; the lookback must be 0.
 
 Stored form: ``{"type": ..., "value": <text>}``; the text round-trips exactly
 (ISO 8601 with microseconds, integers and decimals as strings, never floats).
@@ -49,8 +50,8 @@ def kind_of(value: Any) -> str:
         return "decimal"
     if isinstance(value, float):
         return "float"
-    if isinstance(value, str) and _ISO_TEXT.match(value):
-        return "text"
+    if isinstance(value, str):
+        return "text" if _ISO_TEXT.match(value) else "string"
     raise SourceError(f"watermark values must be timestamps, dates, ISO-8601 text or numbers, not {type(value).__name__}")
 
 
@@ -64,9 +65,18 @@ def to_state(value: Any) -> dict:
 
 
 def from_state(state: dict | None) -> Any:
+    """The stored watermark; ConfigError when the stored text is not of its recorded type."""
     if not state:
         return None
-    kind, text = state["type"], state["value"]
+    try:
+        return _from_state(state["type"], state["value"])
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        raise ConfigError("the stored watermark is not valid; run `indexer reindex` to record a new one") from None
+
+
+def _from_state(kind: str, text: str) -> Any:
+    if kind == "text" and not _ISO_TEXT.match(text):
+        raise ValueError(text)
     if kind == "datetime":
         return dt.datetime.fromisoformat(text)
     if kind == "date":
@@ -77,7 +87,9 @@ def from_state(state: dict | None) -> Any:
         return Decimal(text)
     if kind == "float":
         return float(text)
-    return text
+    if kind in ("text", "string"):
+        return text
+    raise ValueError(kind)
 
 
 def _parse_text(text: str) -> dt.datetime:
@@ -108,12 +120,19 @@ def _format_like(template: str, value: dt.datetime) -> str:
 def minus(value: Any, lookback: Any) -> Any:
     """``value - lookback`` in the value's own type and layout."""
     kind = kind_of(value)
+    if kind == "string":
+        if lookback not in (0, "0", "0s") and parse_duration(lookback).total_seconds() != 0:
+            raise ConfigError("job.lookback must be 0 for a text watermark that is not a timestamp")
+        return value
     if kind in ("int", "decimal", "float"):
         if not isinstance(lookback, (int, float, Decimal)):
             raise ConfigError("job.lookback must be a number for a numeric watermark")
         result = value - (type(value)(str(lookback)) if kind == "decimal" else lookback)
         return int(result) if kind == "int" and isinstance(result, float) and result.is_integer() else result
-    delta = parse_duration(lookback) if not isinstance(lookback, dt.timedelta) else lookback
+    if isinstance(lookback, (int, float)) and not isinstance(lookback, bool):
+        delta = dt.timedelta(seconds=lookback)
+    else:
+        delta = parse_duration(lookback) if not isinstance(lookback, dt.timedelta) else lookback
     if kind == "datetime":
         return value - delta
     if kind == "date":
