@@ -127,7 +127,7 @@ class TargetConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/@\s]+(:\d+)?(/.*)?$", value):
+        if "@" in value or not re.match(r"^https?://[^/@\s]+(:\d+)?(/.*)?$", value):
             # Deliberately not echoing the value: a URL may carry credentials.
             raise ValueError("must look like http(s)://host:port, without credentials (use username/password_env)")
         return value.rstrip("/")
@@ -276,6 +276,8 @@ def load_transform(spec: str, base_dir: Path) -> Callable[[list[dict]], list[dic
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"job.transform: cannot import module {module_name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - user code failing at import: SyntaxError, NameError...
+        raise ConfigError(f"job.transform: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise ConfigError(f"job.transform: {module_name!r} has no function {func_name!r}")

@@ -199,11 +199,11 @@ def _normalise(value: Any, path: str) -> Any:
 def dumps(doc: dict) -> bytes:
     """Serialise one document by the rules above; RowError when it cannot be."""
     try:
-        body = orjson.dumps(doc, default=_default)
-    except orjson.JSONEncodeError as exc:
-        if isinstance(exc.__cause__, RowError):
-            raise exc.__cause__ from None
-        body = None
+        # OPT_STRICT_INTEGER sends ints beyond 2**53 to the slow path, which keeps
+        # those that fit a signed long and writes larger ones as strings.
+        body = orjson.dumps(doc, default=_default, option=orjson.OPT_STRICT_INTEGER)
+    except orjson.JSONEncodeError:
+        body = None  # the slow path below names the field or converts the value
     # orjson writes NaN/Infinity as null: only a body containing null can hide one.
     if body is not None and b"null" not in body:
         return body

@@ -314,7 +314,7 @@ async def load(
         async with asyncio.TaskGroup() as group:
             for _ in range(job.job.concurrency):
                 group.create_task(worker())
-    except* IndexerError as eg:
+    except* Exception as eg:  # one failure ends the run; the first one is the story
         raise eg.exceptions[0] from None
     finally:
         await feed.close()
