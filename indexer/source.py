@@ -71,6 +71,7 @@ def _connect_raw(source: SourceConfig, password: str | None, chunk_size: int) ->
             return psycopg2.connect(
                 host=source.host, port=source.port, dbname=source.dbname, user=source.user,
                 password=password, connect_timeout=10, application_name="indexer",
+                connection_factory=_streaming_pg_connection(),
             )
         except psycopg2.Error as exc:
             raise SourceError(f"cannot connect to PostgreSQL at {source.host}:{source.port}: {_scrub(str(exc), password)}") from None
@@ -107,14 +108,62 @@ def connect(source: SourceConfig, chunk_size: int = 5000) -> Iterator[Any]:
             conn.close()
 
 
+_PG_CONNECTION: Any = None
+
+
+def _streaming_pg_connection() -> Any:
+    """A psycopg2 connection whose cursors are server-side (named), registered with etlhelper.
+
+    A plain psycopg2 cursor loads the whole result at ``execute``; a named cursor
+    fetches ``chunk_size`` rows per ``fetchmany``, so memory stays flat in the table
+    size. etlhelper picks its helper by the connection's class name, so the
+    subclass is registered as PG; etlhelper commits before closing the cursor,
+    which ends a named cursor's portal, so that late ``close()`` is made harmless.
+    """
+    global _PG_CONNECTION
+    if _PG_CONNECTION is not None:
+        return _PG_CONNECTION
+    import itertools
+
+    import psycopg2
+    import psycopg2.extensions
+    from etlhelper.db_helper_factory import DB_HELPER_FACTORY
+    from etlhelper.db_helpers.postgres import PostgresDbHelper
+
+    names = itertools.count()
+
+    class ServerSideCursor(psycopg2.extensions.cursor):
+        def close(self) -> None:
+            with contextlib.suppress(psycopg2.Error):
+                super().close()
+
+    class StreamingConnection(psycopg2.extensions.connection):
+        def cursor(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("name", f"indexer_{next(names)}")
+            kwargs.setdefault("cursor_factory", ServerSideCursor)
+            return super().cursor(*args, **kwargs)
+
+    DB_HELPER_FACTORY.register_helper("PG", str(StreamingConnection), PostgresDbHelper)
+    _PG_CONNECTION = StreamingConnection
+    return StreamingConnection
+
+
 class _Columns:
-    """A row factory that records the cursor's column names and keeps rows as tuples."""
+    """A row factory that keeps rows as tuples and remembers the cursor, for its column names.
+
+    A named (server-side) cursor has no description until the first fetch, so the
+    names are read when the first chunk arrives, not when etlhelper asks for the factory.
+    """
 
     def __init__(self) -> None:
-        self.description: Sequence[Sequence[Any]] | None = None
+        self.cursor: Any = None
+
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None:
+        return self.cursor.description if self.cursor is not None else None
 
     def __call__(self, cursor: Any):
-        self.description = cursor.description
+        self.cursor = cursor
         return _identity
 
 
