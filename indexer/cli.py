@@ -36,6 +36,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON
 ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", help="Override a [job.params] value: name=value.")]
 StateOpt = Annotated[Optional[Path], typer.Option("--state-file", help="Keep the job state in this local JSON file instead of the cluster's indexer-state index.")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")]
+DeadFileOpt = Annotated[Optional[Path], typer.Option("--dead-letter-file", help="Where documents that fail for good are appended (NDJSON). Default: <job>.dead-letters.ndjson beside the job file.")]
+DeadDocOpt = Annotated[bool, typer.Option("--dead-letter-include-doc", help="Also write each failed document (row values) to the dead-letter file.")]
+EXIT_DEAD_LETTERS = 3  # finished, but some documents went to the dead-letter file
 
 
 def _setup_logging(debug: bool) -> None:
@@ -118,6 +121,8 @@ def reindex(
     allow_duplicates: Annotated[bool, typer.Option("--allow-duplicates", help="Keep the last row of a repeated key instead of failing.")] = False,
     param: ParamOpt = None,
     state_file: StateOpt = None,
+    dead_letter_file: DeadFileOpt = None,
+    dead_letter_include_doc: DeadDocOpt = False,
     progress: ProgressOpt = True,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -127,9 +132,11 @@ def reindex(
     async def main() -> int:
         job = load_job(job_file, params=dict(parse_param(p) for p in param or []))
         with _progress_bar(_show_progress(progress, as_json)) as report:
-            summary = await pipeline.reindex(job, allow_duplicates=allow_duplicates, progress=report, state_file=state_file)
+            summary = await pipeline.reindex(
+                job, allow_duplicates=allow_duplicates, progress=report, state_file=state_file,
+                dead_letter_file=dead_letter_file, include_doc=dead_letter_include_doc)
         _print_summary(summary, as_json)
-        return 0
+        return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
 
     _run(debug, main)
 
@@ -140,6 +147,8 @@ def sync(
     every: Annotated[Optional[str], typer.Option(help="Run again after this pause (30s, 5m, 1h) until SIGINT/SIGTERM.")] = None,
     param: ParamOpt = None,
     state_file: StateOpt = None,
+    dead_letter_file: DeadFileOpt = None,
+    dead_letter_include_doc: DeadDocOpt = False,
     progress: ProgressOpt = True,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -155,10 +164,11 @@ def sync(
             loop.add_signal_handler(sig, stop.set)
         while True:
             with _progress_bar(_show_progress(progress and pause is None, as_json)) as report:
-                summary = await pipeline.sync(job, progress=report, state_file=state_file, stop=stop)
+                summary = await pipeline.sync(job, progress=report, state_file=state_file, stop=stop,
+                                              dead_letter_file=dead_letter_file, include_doc=dead_letter_include_doc)
             _print_summary(summary, as_json)
             if pause is None or stop.is_set():
-                return 0
+                return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
             if stop.is_set():
@@ -254,11 +264,13 @@ def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
     s = summary
     out.print(
         f"{s.command} {s.job}: {s.outcome}: {s.indexed} indexed, {s.deleted} deleted into {s.index} "
-        f"({s.rows_read} rows read, {s.skipped} skipped, {s.sent} sent, {s.retried} retried, {s.failed} failed, "
-        f"{s.rejected} rejected) in {s.seconds:.1f}s ({s.docs_per_second:.0f} docs/s)"
+        f"({s.rows_read} rows read, {s.skipped} skipped, {s.sent} sent, {s.retried} retried, "
+        f"{s.dead_lettered} dead-lettered) in {s.seconds:.1f}s ({s.docs_per_second:.0f} docs/s)"
         + (f"; watermark {s.watermark}" if s.watermark is not None else ""),
         markup=False, highlight=False, soft_wrap=True,
     )
+    if s.dead_letter_file:
+        out.print(f"dead letters: {s.dead_lettered} in {s.dead_letter_file}", markup=False, highlight=False, soft_wrap=True)
     if s.command != "reindex":
         return
     out.print(f"alias {s.alias} -> {s.index}" + (f" (was {', '.join(s.previous)})" if s.previous else " (new alias)"),

@@ -30,7 +30,9 @@ DEFAULT_KEEP = 1
 DEFAULT_LOOKBACK = "5m"
 DEFAULT_MAX_RETRY_TIME = 300.0
 DEFAULT_REQUEST_TIMEOUT = 120.0
-DEFAULT_MAX_RETRIES = 3
+DEFAULT_MAX_ERRORS = 100
+DEFAULT_MAX_ERROR_RATE = 0.01
+ERROR_RATE_MIN_ROWS = 1000
 URL_ENV = "INDEXER_URL"
 
 # Elasticsearch/OpenSearch index naming rules: lowercase, none of these characters,
@@ -118,7 +120,7 @@ class TargetConfig(_Model):
     ca_certs: Path | None = None
     verify_certs: bool = True
     request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0)
-    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0)
+    max_retry_time: float = Field(default=DEFAULT_MAX_RETRY_TIME, gt=0)
 
     _env = field_validator("password_env", "api_key_env", "bearer_env")(
         classmethod(lambda cls, v: _check_env_name(v))
@@ -148,7 +150,9 @@ class JobSettings(_Model):
     sync_query: str | None = None
     lookback: str | int | float = DEFAULT_LOOKBACK
     deleted: str | None = None
-    max_retry_time: float = Field(default=DEFAULT_MAX_RETRY_TIME, gt=0)
+    # documents that fail for good go to the dead-letter file until one of these is exceeded
+    max_errors: int = Field(default=DEFAULT_MAX_ERRORS, ge=0)
+    max_error_rate: float = Field(default=DEFAULT_MAX_ERROR_RATE, ge=0, le=1)
 
     @field_validator("watermark", "deleted")
     @classmethod

@@ -122,6 +122,17 @@ def _lookup(doc: dict, field: str) -> Any:
     return node
 
 
+def key_values(doc: dict, key: Sequence[str]) -> dict[str, Any]:
+    """The key columns' values of a document (missing ones as None), for reports."""
+    values = {}
+    for field in key:
+        try:
+            values[field] = _lookup(doc, field)
+        except RowError:
+            values[field] = None
+    return values
+
+
 def doc_id(doc: dict, key: Sequence[str]) -> str:
     """The deterministic ``_id`` of a document (README "Documents and ids").
 
@@ -230,7 +241,7 @@ def delete_action(id_: str) -> bytes:
 class Encoded:
     """The NDJSON of one chunk of rows, with the ids in order and the rejected rows."""
 
-    __slots__ = ("ids", "lines", "nbytes", "rejected", "rows_read")
+    __slots__ = ("ids", "lines", "nbytes", "rejected", "rejected_docs", "rows_read")
 
     def __init__(self) -> None:
         self.rows_read = 0  # source rows this piece accounts for
@@ -238,6 +249,7 @@ class Encoded:
         self.lines: list[bytes] = []
         self.nbytes = 0
         self.rejected: list[tuple[int, str]] = []  # (row number in the run, reason)
+        self.rejected_docs: list[dict] = []        # the same rows' documents, for the dead-letter file
 
 
 def encode_chunk(
@@ -251,6 +263,7 @@ def encode_chunk(
             line = index_action(id_, dumps(doc))
         except RowError as exc:
             out.rejected.append((n, str(exc)))
+            out.rejected_docs.append(doc)
             continue
         out.ids.append(id_)
         out.lines.append(line)

@@ -10,16 +10,27 @@ transport-level retries. Bodies for ``_bulk`` arrive pre-encoded (NDJSON bytes,
 see ``documents``) and pass through the clients untouched; responses are read
 with ``filter_path`` so that only item status/result/error is parsed.
 
-Who retries what: the transport retries a whole request on connection errors
-and on 429/502/503/504, ``max_retries`` times with no delay; ``sink`` retries
-per-item 429/502/503/504 with backoff. Everything else is an error.
+Who retries what (one policy, ``RetryPolicy``, bounded by ``target.max_retry_time``):
+
+* the clients' transports retry nothing (``max_retries=0``), so attempts never multiply;
+* :meth:`Engine.request` retries a whole request answered 429/502/503/504 or not
+  answered at all (refused, reset, timed out), with exponential backoff and jitter;
+* ``sink.Sender`` retries single bulk items answered 429/502/503/504 the same way,
+  and splits a request answered 413.
+
+Everything else is an error at once. The first request of a run (``GET /``) is
+not retried: an unreachable cluster at start is a configuration problem.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import os
+import random
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +38,20 @@ from urllib.parse import urlsplit
 from indexer.config import TargetConfig
 from indexer.errors import ConfigError, EngineError
 
+log = logging.getLogger(__name__)
 RETRY_STATUSES = (429, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, bounded in total time."""
+
+    max_retry_time: float = 300.0
+    initial: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.cap, self.initial * 2**attempt) * random.uniform(0.5, 1.0)
 _BULK_FILTER = "errors,took,items.*.status,items.*.result,items.*.error.type,items.*.error.reason"
 _JSON = {"accept": "application/json", "content-type": "application/json"}
 _NDJSON = {"accept": "application/json", "content-type": "application/x-ndjson"}
@@ -67,10 +91,12 @@ class ClusterInfo:
 class Engine:
     """A connected cluster. All calls go through :meth:`request`."""
 
-    def __init__(self, client: Any, flavor: str, url: str) -> None:
+    def __init__(self, client: Any, flavor: str, url: str, policy: RetryPolicy = RetryPolicy()) -> None:
         self.client = client
         self.flavor = flavor
         self.url = url
+        self.policy = policy
+        self.retries = 0  # whole requests retried, for the summary
 
     async def close(self) -> None:
         await self.client.close()
@@ -79,10 +105,29 @@ class Engine:
 
     async def request(
         self, method: str, path: str, *, params: dict | None = None, body: Any = None,
-        ndjson: bool = False, missing_ok: bool = False, what: str | None = None,
+        ndjson: bool = False, missing_ok: bool = False, what: str | None = None, retry: bool = True,
     ) -> Any:
-        """Send one request; returns the parsed body, or None for a 404 when ``missing_ok``."""
+        """Send one request, retrying per the policy; the parsed body, or None for a 404 when ``missing_ok``."""
         what = what or f"{method} {path}"
+        deadline = time.monotonic() + self.policy.max_retry_time
+        attempt = 0
+        while True:
+            try:
+                return await self._send(method, path, params, body, ndjson, missing_ok, what)
+            except EngineError as exc:
+                status = getattr(exc, "status", None)
+                if not retry or (status is not None and status not in RETRY_STATUSES):
+                    raise
+                delay = self.policy.delay(attempt)
+                if time.monotonic() + delay > deadline:
+                    raise EngineError(f"{exc} (gave up after retrying for {self.policy.max_retry_time:g}s)") from None
+                log.warning("%s failed (%s); retry %d in %.1fs", what, exc, attempt + 1, delay)
+                self.retries += 1
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def _send(self, method: str, path: str, params: dict | None, body: Any, ndjson: bool,
+                    missing_ok: bool, what: str) -> Any:
         try:
             if self.flavor == "elasticsearch":
                 ctype = _ES_NDJSON if ndjson else _ES_JSON
@@ -106,7 +151,7 @@ class Engine:
     # -------------------------------------------------------------- operations
 
     async def info(self) -> ClusterInfo:
-        body = await self.request("GET", "/", what="cluster info")
+        body = await self.request("GET", "/", what="cluster info", retry=False)
         version = body.get("version", {})
         return ClusterInfo(version.get("distribution", "elasticsearch"), version.get("number", "?"))
 
@@ -240,12 +285,12 @@ def client_options(target: TargetConfig, env: dict[str, str] | None = None) -> d
 
 
 def _make_client(flavor: str, target: TargetConfig, opts: dict[str, Any]) -> Any:
-    common_retry = dict(max_retries=target.max_retries, retry_on_timeout=True)
+    common_retry = dict(max_retries=0, retry_on_timeout=False)  # Engine.request retries, once, here
     if flavor == "elasticsearch":
         from elasticsearch import AsyncElasticsearch
 
         kwargs: dict[str, Any] = dict(
-            request_timeout=target.request_timeout, retry_on_status=RETRY_STATUSES,
+            request_timeout=target.request_timeout, retry_on_status=(),
             verify_certs=opts["verify_certs"], ca_certs=opts["ca_certs"], **common_retry,
         )
         if opts["basic"]:
@@ -269,26 +314,31 @@ def _make_client(flavor: str, target: TargetConfig, opts: dict[str, Any]) -> Any
     return AsyncOpenSearch(
         hosts=[target.url], http_auth=opts["basic"], headers=headers or None,
         use_ssl=parts.scheme == "https", verify_certs=opts["verify_certs"], ca_certs=opts["ca_certs"],
-        ssl_show_warn=False, timeout=target.request_timeout, retry_on_status=RETRY_STATUSES,
+        ssl_show_warn=False, timeout=target.request_timeout, retry_on_status=(),
         **common_retry,
     )
 
 
 async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -> Engine:
-    """Connect to the cluster; ``engine = "auto"`` asks ``GET /`` which one it is."""
+    """Connect and say hello (``GET /``, not retried); ``engine = "auto"`` picks the client from the answer."""
     opts = client_options(target, env)
     if target.cloud_id and target.engine == "opensearch":
         raise ConfigError("target.cloud_id is an Elastic Cloud setting; use engine = \"elasticsearch\"")
+    if not target.verify_certs:
+        log.warning("TLS certificate verification is OFF (target.verify_certs = false): "
+                    "anyone on the network path can read and change what is sent")
+    policy = RetryPolicy(max_retry_time=target.max_retry_time)
     flavor = target.engine
     if flavor == "auto":
         flavor = "elasticsearch" if target.cloud_id else "opensearch"
-        probe = Engine(_make_client("opensearch", target, opts), "opensearch", target.url)
-        if not target.cloud_id:
-            try:
-                info = await probe.info()
-            finally:
-                await probe.close()
-            flavor = "opensearch" if info.flavor == "opensearch" else "elasticsearch"
-        else:
-            await probe.close()
-    return Engine(_make_client(flavor, target, opts), flavor, target.url)
+    engine = Engine(_make_client(flavor, target, opts), flavor, target.url, policy)
+    try:
+        info = await engine.info()
+    except BaseException:
+        await engine.close()
+        raise
+    if target.engine == "auto" and info.flavor != flavor:
+        await engine.close()
+        flavor = "opensearch" if info.flavor == "opensearch" else "elasticsearch"
+        engine = Engine(_make_client(flavor, target, opts), flavor, target.url, policy)
+    return engine

@@ -31,7 +31,8 @@ from typing import Any, Callable, Iterator
 from indexer import documents, source
 from indexer import watermark as wm
 from indexer.bridge import ThreadFeed
-from indexer.config import DEFAULT_QUEUE_CHUNKS, Job, load_transform, utc_now
+from indexer.config import DEFAULT_QUEUE_CHUNKS, ERROR_RATE_MIN_ROWS, Job, load_transform, utc_now
+from indexer.deadletter import DeadLetters
 from indexer.engine import Engine, open_engine
 from indexer.errors import ConfigError, EngineError, IndexerError, SourceError, VerificationError
 from indexer.sink import RetryPolicy, Sender, Tally
@@ -94,6 +95,8 @@ class Summary:
     retried: int = 0
     failed: int = 0
     rejected: int = 0
+    dead_lettered: int = 0
+    dead_letter_file: str | None = None
     bulk_requests: int = 0
     documents_in_index: int | None = None
     deleted_indices: list[str] = field(default_factory=list)
@@ -116,6 +119,8 @@ def _fill(summary: Summary, tally: Tally) -> None:
     summary.retried = tally.retried
     summary.failed = len(tally.failed)
     summary.rejected = len(tally.rejected)
+    summary.dead_lettered = summary.failed + summary.rejected
+    summary.skipped = tally.skipped
     summary.bulk_requests = tally.bulk_requests
 
 
@@ -131,6 +136,7 @@ class Chunk:
     lines: list[bytes]
     rows_read: int
     rejected: list[tuple[int, str]]
+    rejected_docs: list[dict] = field(default_factory=list)
     skipped: int = 0                     # rows already indexed unchanged (inside the lookback window)
     watermark: Any = None                # the largest watermark among this chunk's rows
     marks: list[tuple[Any, str]] = field(default_factory=list)  # (watermark, fingerprint) of rows to remember
@@ -204,7 +210,7 @@ def _encode(plan, settings, transform, rows, mapper, w_at, d_at, seq, first_row)
     if transform is not None:
         docs = _apply_transform(transform, docs)
     encoded = documents.encode_chunk(docs, settings.key, first_row=first_row)
-    chunk = Chunk(seq, encoded.ids, encoded.lines, len(rows), encoded.rejected)
+    chunk = Chunk(seq, encoded.ids, encoded.lines, len(rows), encoded.rejected, encoded.rejected_docs)
     if plan.mode == "reindex":
         chunk.skipped += len(gone_rows)  # a reindex leaves soft-deleted rows out
         gone_rows = []
@@ -217,6 +223,7 @@ def _encode(plan, settings, transform, rows, mapper, w_at, d_at, seq, first_row)
                 id_ = documents.doc_id(doc, settings.key)
             except IndexerError as exc:
                 chunk.rejected.append((first_row, str(exc)))
+                chunk.rejected_docs.append(doc)
                 continue
             chunk.ids.append(id_)
             chunk.lines.append(documents.delete_action(id_))
@@ -275,12 +282,14 @@ class Acks:
 async def load(
     job: Job, engine: Engine, target: str, tally: Tally, plan: ReadPlan, *, fresh_index: bool,
     progress: Progress | None = None, on_acked: Callable[[list[Chunk]], Any] | None = None,
-    stop: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None, dead: DeadLetters | None = None,
 ) -> None:
     """Stream the plan's rows into ``target`` with ``concurrency`` bulk requests in flight.
 
     ``on_acked`` is awaited with the chunks that became acknowledged in source
-    order (all their actions answered 2xx); a chunk with failures is never released.
+    order: every action answered 2xx or written to the dead-letter file. When the
+    dead letters exceed ``max_errors`` or ``max_error_rate`` the run stops with a
+    VerificationError and the chunk that crossed the line is never released.
     """
     loop = asyncio.get_running_loop()
 
@@ -289,7 +298,7 @@ async def load(
 
     feed: ThreadFeed[Chunk] = ThreadFeed(lambda: read_chunks(job, plan, on_total if progress else None),
                                          maxsize=DEFAULT_QUEUE_CHUNKS)
-    sender = Sender(engine, target, tally, policy=RetryPolicy(max_retry_time=job.job.max_retry_time),
+    sender = Sender(engine, target, tally, policy=RetryPolicy(max_retry_time=job.target.max_retry_time),
                     fresh_index=fresh_index, max_bytes=job.job.chunk_bytes,
                     on_progress=(lambda t: progress("sent", t)) if progress else None)
     acks = Acks()
@@ -303,8 +312,14 @@ async def load(
             failed_before = len(tally.failed)
             if chunk.lines:
                 await sender.send(chunk.ids, chunk.lines)
-            if chunk.rejected or len(tally.failed) != failed_before:
-                continue  # never acknowledged: the watermark stops before it
+            if dead is None and (chunk.rejected or len(tally.failed) != failed_before):
+                continue  # nowhere to put them: never acknowledged, the watermark stops before it
+            if dead is not None:
+                for (row, reason), doc in zip(chunk.rejected, chunk.rejected_docs):
+                    dead.rejected(row, reason, doc)
+                for f in tally.failed[failed_before:]:
+                    dead.failed(f.id, f.status, f.type, f.reason, f.line)
+                _check_error_budget(job, tally)
             async with ack_lock:
                 released = acks.done(chunk)
                 if released and on_acked is not None:
@@ -318,6 +333,21 @@ async def load(
         raise eg.exceptions[0] from None
     finally:
         await feed.close()
+
+
+def _check_error_budget(job: Job, tally: Tally) -> None:
+    dead = len(tally.failed) + len(tally.rejected)
+    if not dead:
+        return
+    settings = job.job
+    rate = dead / max(tally.rows_read, 1)
+    over_rate = tally.rows_read >= ERROR_RATE_MIN_ROWS and rate > settings.max_error_rate
+    if dead > settings.max_errors or over_rate:
+        first = (f"row {tally.rejected[0][0] + 1}: {tally.rejected[0][1]}" if tally.rejected
+                 else f"id {tally.failed[0].id!r}: {tally.failed[0].type}: {tally.failed[0].reason}")
+        limit = f"max_errors = {settings.max_errors}" if dead > settings.max_errors else f"max_error_rate = {settings.max_error_rate:g}"
+        raise VerificationError(f"{dead} document(s) failed for good in {tally.rows_read} rows, over job.{limit} "
+                                f"(first: {first}); stopped before any alias swap or watermark advance past them")
 
 
 # ------------------------------------------------------------------ reindex
@@ -369,20 +399,27 @@ def _run_record(summary: Summary, started_at: dt.datetime) -> dict:
     }
 
 
+def dead_letters(job: Job, path: Path | None, include_doc: bool, started_at: dt.datetime) -> DeadLetters:
+    path = path or job.base_dir / f"{job.name}.dead-letters.ndjson"
+    return DeadLetters(path, job.name, job.job.alias, job.job.key, started_at.isoformat(), include_doc)
+
+
 async def reindex(
     job: Job, *, allow_duplicates: bool = False, progress: Progress | None = None,
     engine: Engine | None = None, state_file: Path | None = None,
+    dead_letter_file: Path | None = None, include_doc: bool = False,
 ) -> Summary:
     """Full rebuild into a fresh index, verified, then an atomic alias swap."""
     started, started_at = time.monotonic(), utc_now()
     alias = job.job.alias
     summary = Summary("reindex", job.name, alias)
+    dead = dead_letters(job, dead_letter_file, include_doc, started_at)
     try:
         async with _session(job, engine, state_file) as (engine, store):
             summary.engine = engine.flavor
             state = await store.load(alias) or {}
             try:
-                await _reindex(job, engine, summary, allow_duplicates, progress, store, state)
+                await _reindex(job, engine, summary, allow_duplicates, progress, store, state, dead)
             except IndexerError as exc:
                 summary.error = str(exc)
                 with contextlib.suppress(Exception):
@@ -393,12 +430,19 @@ async def reindex(
         summary.error = str(exc)
         raise
     finally:
-        summary.seconds = round(time.monotonic() - started, 3)
-        if summary.seconds:
-            summary.docs_per_second = round(summary.sent / summary.seconds, 1)
+        _finish(summary, started, dead)
 
 
-async def _reindex(job, engine, summary, allow_duplicates, progress, store, state) -> None:
+def _finish(summary: Summary, started: float, dead: DeadLetters) -> None:
+    dead.close()
+    if dead.count:
+        summary.dead_letter_file = str(dead.path)
+    summary.seconds = round(time.monotonic() - started, 3)
+    if summary.seconds:
+        summary.docs_per_second = round(summary.sent / summary.seconds, 1)
+
+
+async def _reindex(job, engine, summary, allow_duplicates, progress, store, state, dead) -> None:
     alias = job.job.alias
     started_at = utc_now()
     live = await engine.alias_targets(alias)
@@ -426,7 +470,7 @@ async def _reindex(job, engine, summary, allow_duplicates, progress, store, stat
             marks.extend(chunk.marks)
 
     try:
-        await load(job, engine, index, tally, plan, fresh_index=True, progress=progress, on_acked=remember)
+        await load(job, engine, index, tally, plan, fresh_index=True, progress=progress, on_acked=remember, dead=dead)
         _fill(summary, tally)
         await engine.put_settings(index, {"index": {
             "refresh_interval": wanted.get("refresh_interval"),
@@ -443,7 +487,7 @@ async def _reindex(job, engine, summary, allow_duplicates, progress, store, stat
             await asyncio.shield(engine.delete_index(index))
         raise
 
-    summary.outcome = "ok"
+    summary.outcome = "dead_letters" if summary.dead_lettered else "ok"
     summary.watermark_before = wm.from_state(state.get("watermark"))
     summary.watermark = plan.source_max
     new_state = {**state, "index": index, "last_run": _run_record(summary, started_at)}
@@ -466,17 +510,7 @@ def _stored_marks(marks: list[tuple[Any, str]], floor: Any) -> list[list]:
 
 
 def _verify(summary: Summary, tally: Tally, allow_duplicates: bool) -> None:
-    if tally.rejected:
-        row, reason = tally.rejected[0]
-        raise VerificationError(
-            f"{len(tally.rejected)} row(s) could not become documents (first: row {row + 1}: {reason}); alias not changed"
-        )
-    if tally.failed:
-        first = tally.failed[0]
-        raise VerificationError(
-            f"{len(tally.failed)} document(s) were refused by the cluster (first: id {first.id!r}: "
-            f"{first.type}: {first.reason}); alias not changed"
-        )
+    """Dead letters were within budget (``load`` checks); what remains must be exact."""
     if tally.updated and not allow_duplicates:
         sample = ", ".join(repr(i) for i in tally.duplicate_ids)
         raise VerificationError(
@@ -505,6 +539,7 @@ def sync_query(job: Job) -> tuple[str, Any]:
 async def sync(
     job: Job, *, progress: Progress | None = None, engine: Engine | None = None,
     state_file: Path | None = None, stop: asyncio.Event | None = None,
+    dead_letter_file: Path | None = None, include_doc: bool = False,
 ) -> Summary:
     """Index the rows changed since the stored watermark (minus the lookback) into the alias."""
     if not job.job.watermark:
@@ -512,6 +547,7 @@ async def sync(
     started, started_at = time.monotonic(), utc_now()
     alias = job.job.alias
     summary = Summary("sync", job.name, alias)
+    dead = dead_letters(job, dead_letter_file, include_doc, started_at)
     try:
         async with _session(job, engine, state_file) as (engine, store):
             summary.engine = engine.flavor
@@ -554,17 +590,11 @@ async def sync(
 
             try:
                 await load(job, engine, alias, tally, plan, fresh_index=False, progress=progress,
-                           on_acked=advance, stop=stop)
+                           on_acked=advance, stop=stop, dead=dead)
             finally:
                 _fill(summary, tally)
-                summary.skipped = tally.skipped
-            if tally.rejected or tally.failed:
-                first = (f"row {tally.rejected[0][0] + 1}: {tally.rejected[0][1]}" if tally.rejected
-                         else f"id {tally.failed[0].id!r}: {tally.failed[0].type}: {tally.failed[0].reason}")
-                raise VerificationError(
-                    f"{len(tally.rejected)} row(s) rejected and {len(tally.failed)} document(s) refused "
-                    f"(first: {first}); the watermark stops before them")
-            summary.outcome = "stopped" if stop and stop.is_set() else "ok"
+            summary.outcome = ("stopped" if stop and stop.is_set()
+                               else "dead_letters" if summary.dead_lettered else "ok")
             final = await store.load(alias) or state
             await store.save(alias, {**final, "index": summary.index, "last_run": _run_record(summary, started_at)})
         return summary
@@ -572,9 +602,7 @@ async def sync(
         summary.error = str(exc)
         raise
     finally:
-        summary.seconds = round(time.monotonic() - started, 3)
-        if summary.seconds:
-            summary.docs_per_second = round(summary.sent / summary.seconds, 1)
+        _finish(summary, started, dead)
 
 
 # ------------------------------------------------------------------ status

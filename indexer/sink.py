@@ -6,44 +6,37 @@
 
 Each item's outcome is counted from the bulk response (never assumed): created,
 updated, deleted, retried, failed. Items answered 429/502/503/504 are resent
-alone, with exponential backoff and jitter, until ``max_retry_time`` has passed;
-whole requests failing that way (after the transport's own retries) are retried
-the same way; a 413 for a whole request splits it in two.
+alone, with exponential backoff and jitter, until ``max_retry_time`` has passed
+(whole requests are retried by ``Engine.request``); a 413 for a whole request
+splits it in two, and a single document over the limit fails alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from indexer.documents import byte_batches
-from indexer.engine import RETRY_STATUSES, ApiStatusError, Engine
+from indexer.engine import RETRY_STATUSES, ApiStatusError, Engine, RetryPolicy
 from indexer.errors import EngineError
 
 log = logging.getLogger(__name__)
 DUPLICATE_SAMPLE = 5
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_retry_time: float = 300.0
-    initial: float = 0.5
-    cap: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.cap, self.initial * 2**attempt) * random.uniform(0.5, 1.0)
+__all__ = ["Failure", "RetryPolicy", "Sender", "Tally"]
 
 
 @dataclass
 class Failure:
+    """A document that failed for good; ``line`` is its bulk action (for the dead-letter file)."""
+
     id: str
     status: int
     type: str
     reason: str
+    line: bytes = b""
 
 
 @dataclass
@@ -96,38 +89,26 @@ class Sender:
                 self.tally.bulk_requests += 1
                 response = await self.engine.bulk(self.target, b"".join(lines))
             except ApiStatusError as exc:
-                if exc.status == 413 and len(lines) > 1:
+                if exc.status != 413:
+                    raise
+                if len(lines) > 1:
                     half = len(lines) // 2
                     await self._send(ids[:half], lines[:half], deadline)
                     await self._send(ids[half:], lines[half:], deadline)
                     return
-                if exc.status == 413:
-                    self._fail(ids, 413, exc.error_type or "request_too_large", "the document alone exceeds the request size limit")
-                    return
-                if exc.status not in RETRY_STATUSES:
-                    raise
-                await self._backoff(attempt, deadline, exc)
-                attempt += 1
-                continue
-            except EngineError as exc:  # no answer at all: connection refused, reset, timeout
-                await self._backoff(attempt, deadline, exc)
-                attempt += 1
-                continue
+                self._fail(ids, lines, 413, exc.error_type or "request_too_large",
+                           "the document alone exceeds the cluster's request size limit")
+                return
             ids, lines = self._count(ids, lines, response)
             if ids:
                 self.tally.retried += len(ids)
-                if time.monotonic() + self.policy.delay(attempt) > deadline:
-                    self._fail(ids, 429, "retry_time_exceeded", f"still rejected after retrying for {self.policy.max_retry_time:g}s")
+                delay = self.policy.delay(attempt)
+                if time.monotonic() + delay > deadline:
+                    self._fail(ids, lines, 429, "retry_time_exceeded",
+                               f"still rejected after retrying for {self.policy.max_retry_time:g}s")
                     return
-                await asyncio.sleep(self.policy.delay(attempt))
+                await asyncio.sleep(delay)
                 attempt += 1
-
-    async def _backoff(self, attempt: int, deadline: float, exc: Exception) -> None:
-        delay = self.policy.delay(attempt)
-        if time.monotonic() + delay > deadline:
-            raise EngineError(f"{exc} (gave up after retrying for {self.policy.max_retry_time:g}s)") from None
-        log.warning("bulk request failed (%s); retrying in %.1fs", exc, delay)
-        await asyncio.sleep(delay)
 
     def _count(self, ids: list[str], lines: list[bytes], response: dict) -> tuple[list[str], list[bytes]]:
         """Count each item's outcome; return the items to retry."""
@@ -157,9 +138,9 @@ class Sender:
                 retry_lines.append(line)
             else:
                 error = result.get("error") or {}
-                self._fail([id_], status, error.get("type", ""), error.get("reason", ""))
+                self._fail([id_], [line], status, error.get("type", ""), error.get("reason", ""))
         return retry_ids, retry_lines
 
-    def _fail(self, ids: Sequence[str], status: int, type_: str, reason: str) -> None:
-        for id_ in ids:
-            self.tally.failed.append(Failure(id_, status, type_, reason[:500]))
+    def _fail(self, ids: Sequence[str], lines: Sequence[bytes], status: int, type_: str, reason: str) -> None:
+        for id_, line in zip(ids, lines):
+            self.tally.failed.append(Failure(id_, status, type_, reason[:500], line))

@@ -47,7 +47,7 @@ def test_wrong_database_password_is_reported_without_the_password(tmp_path, engi
 
 @pytest.mark.parametrize("engine", ["opensearch", "elasticsearch", "auto"])
 def test_unreachable_cluster(tmp_path, sqlite_sensors, engine):
-    job = _job(tmp_path, sqlite_source(sqlite_sensors), {"url": "http://127.0.0.1:1", "engine": engine, "max_retries": 0})
+    job = _job(tmp_path, sqlite_source(sqlite_sensors), {"url": "http://127.0.0.1:1", "engine": engine})
     result = run_indexer("reindex", str(job))
     _assert_one_line_error(result, 1, "cannot reach the cluster at http://127.0.0.1:1", "connection refused")
 

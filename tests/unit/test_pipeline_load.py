@@ -18,8 +18,8 @@ from indexer.engine import ApiStatusError
 from indexer.errors import SourceError
 from indexer.sink import Tally
 
-JOB = Job(source={"dbtype": "SQLITE", "filename": "unused.db"},
-          job={"alias": "t", "key": ["id"], "query": "SELECT 1", "concurrency": 2, "max_retry_time": 1})
+JOB = Job(source={"dbtype": "SQLITE", "filename": "unused.db"}, target={"max_retry_time": 1},
+          job={"alias": "t", "key": ["id"], "query": "SELECT 1", "concurrency": 2})
 
 
 class SourceBroke(SourceError):

@@ -37,6 +37,12 @@ class ScriptedEngine:
         return answer
 
 
+def engine_line(engine, n: int) -> bytes:
+    """The n-th action (two lines) of the first body the engine received."""
+    lines = engine.bodies[0].splitlines(keepends=True)
+    return lines[2 * n] + lines[2 * n + 1]
+
+
 def actions(*ids: str) -> tuple[list[str], list[bytes]]:
     return list(ids), [index_action(i, dumps({"id": i})) for i in ids]
 
@@ -87,7 +93,7 @@ def test_deleting_a_document_that_is_already_gone_is_not_a_failure():
 def test_indexing_answered_404_is_a_failure():
     engine = ScriptedEngine(response(error(404, "index_not_found_exception", "no such index")))
     tally = send(engine, *actions("a"))
-    assert tally.failed == [Failure("a", 404, "index_not_found_exception", "no such index")]
+    assert tally.failed == [Failure("a", 404, "index_not_found_exception", "no such index", engine_line(engine, 0))]
 
 
 def test_items_answered_429_are_resent_alone_in_order_and_then_counted():
@@ -112,7 +118,8 @@ def test_items_still_rejected_when_the_retry_time_is_over_become_failures():
 def test_a_mapping_error_becomes_a_failure_with_its_reason_and_is_not_retried():
     engine = ScriptedEngine(response(ok(), error(400, "mapper_parsing_exception", "failed to parse field [reading]")))
     tally = send(engine, *actions("a", "b"))
-    assert tally.failed == [Failure("b", 400, "mapper_parsing_exception", "failed to parse field [reading]")]
+    assert tally.failed == [Failure("b", 400, "mapper_parsing_exception", "failed to parse field [reading]",
+                                    engine_line(engine, 1))]
     assert (tally.created, tally.retried, tally.bulk_requests) == (1, 0, 1)
 
 
@@ -162,31 +169,6 @@ def test_a_single_document_too_large_fails_alone_and_its_neighbours_are_indexed(
     tally = send(ScriptedEngine(too_large_with_huge), ids, lines)
     assert tally.created == 3
     assert [(f.id, f.status, f.type) for f in tally.failed] == [("huge", 413, "request_too_large")]
-
-
-def test_a_whole_request_answered_503_is_retried_and_then_counted():
-    ids, lines = actions("a", "b")
-    unavailable = ApiStatusError(503, "unavailable_shards_exception", "", "bulk")
-    engine = ScriptedEngine(unavailable, unavailable, response(ok(), ok()))
-    tally = send(engine, ids, lines)
-    assert engine.bodies == [b"".join(lines)] * 3
-    assert (tally.created, tally.bulk_requests) == (2, 3)
-
-
-def test_a_request_that_got_no_answer_is_retried():
-    engine = ScriptedEngine(EngineError("cannot reach the cluster"), response(ok()))
-    tally = send(engine, *actions("a"))
-    assert (tally.created, tally.bulk_requests) == (1, 2)
-
-
-def test_a_whole_request_answered_503_past_the_retry_time_is_an_engine_error():
-    engine = ScriptedEngine(ApiStatusError(503, "unavailable_shards_exception", "", "bulk into sensors"))
-    policy = RetryPolicy(max_retry_time=0.1, initial=0.001, cap=0.01)
-    started = time.monotonic()
-    with pytest.raises(EngineError, match=r"HTTP 503 .*gave up after retrying for 0\.1s"):
-        send(engine, *actions("a"), policy=policy)
-    assert time.monotonic() - started < 1.0
-    assert len(engine.bodies) > 2
 
 
 def test_a_request_refused_for_good_is_raised_at_once():

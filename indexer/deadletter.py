@@ -1,0 +1,59 @@
+"""The dead-letter file: documents that failed for good, one JSON object per line (appended).
+
+Each line: ``job``, ``alias``, ``run`` (the run's start), ``_id`` (when known),
+``key`` (the key columns' values), ``stage`` (``convert``: the row could not
+become a document; ``index``: the cluster refused it), ``status``, ``error``
+(type and reason) and, only with ``--dead-letter-include-doc``, ``document``.
+No secrets are ever in it; row values are, by design, when the document is included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, Any, Sequence
+
+import orjson
+
+from indexer.documents import key_values
+
+
+class DeadLetters:
+    def __init__(self, path: Path, job: str, alias: str, key: Sequence[str], run: str, include_doc: bool = False) -> None:
+        self.path = path
+        self.base = {"job": job, "alias": alias, "run": run}
+        self.key = tuple(key)
+        self.include_doc = include_doc
+        self.count = 0
+        self._file: IO[bytes] | None = None
+
+    def _write(self, record: dict) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")
+        self._file.write(orjson.dumps({**self.base, **record}, default=str) + b"\n")
+        self._file.flush()
+        self.count += 1
+
+    def rejected(self, row: int, reason: str, doc: dict | None) -> None:
+        """A row that could not become a document (NaN, NULL key, ...)."""
+        record: dict[str, Any] = {"_id": None, "key": key_values(doc, self.key) if doc else None, "row": row + 1,
+                                  "stage": "convert", "status": None,
+                                  "error": {"type": "row_rejected", "reason": reason}}
+        if self.include_doc and doc is not None:
+            record["document"] = doc
+        self._write(record)
+
+    def failed(self, id_: str, status: int, type_: str, reason: str, line: bytes) -> None:
+        """A document the cluster refused for good."""
+        action, _, source = line.partition(b"\n")
+        doc = orjson.loads(source) if source.strip() else None
+        record: dict[str, Any] = {"_id": id_, "key": key_values(doc, self.key) if doc else None, "stage": "index",
+                                  "status": status, "error": {"type": type_, "reason": reason}}
+        if self.include_doc and doc is not None:
+            record["document"] = doc
+        self._write(record)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
