@@ -106,8 +106,12 @@ class Engine:
     async def request(
         self, method: str, path: str, *, params: dict | None = None, body: Any = None,
         ndjson: bool = False, missing_ok: bool = False, what: str | None = None, retry: bool = True,
+        failed_attempts: list[str] | None = None,
     ) -> Any:
-        """Send one request, retrying per the policy; the parsed body, or None for a 404 when ``missing_ok``."""
+        """Send one request, retrying per the policy; the parsed body, or None for a 404 when ``missing_ok``.
+
+        ``failed_attempts`` (when given) collects why each earlier attempt failed.
+        """
         what = what or f"{method} {path}"
         deadline = time.monotonic() + self.policy.max_retry_time
         attempt = 0
@@ -123,6 +127,8 @@ class Engine:
                     raise EngineError(f"{exc} (gave up after retrying for {self.policy.max_retry_time:g}s)") from None
                 log.warning("%s failed (%s); retry %d in %.1fs", what, exc, attempt + 1, delay)
                 self.retries += 1
+                if failed_attempts is not None:
+                    failed_attempts.append(str(exc))
                 attempt += 1
                 await asyncio.sleep(delay)
 
@@ -211,11 +217,17 @@ class Engine:
         await self.request("DELETE", f"/{index}", missing_ok=True, what=f"delete index {index}")
 
     async def bulk(self, target: str, body: bytes) -> dict:
-        """Send one pre-encoded ``_bulk`` body to an index or alias; the filtered response."""
-        return await self.request(
+        """Send one pre-encoded ``_bulk`` body to an index or alias; the filtered response.
+
+        ``"resent": True`` in the answer when the body had to be sent more than
+        once: an earlier attempt may have been applied without its answer arriving.
+        """
+        failed: list[str] = []
+        response = await self.request(
             "POST", f"/{target}/_bulk", body=body, ndjson=True,
-            params={"filter_path": _BULK_FILTER}, what=f"bulk into {target}",
+            params={"filter_path": _BULK_FILTER}, what=f"bulk into {target}", failed_attempts=failed,
         )
+        return {**(response or {}), "resent": bool(failed)}
 
 
 def _status_of(exc: Exception) -> tuple[int | None, Any]:

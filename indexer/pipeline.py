@@ -309,15 +309,13 @@ async def load(
             tally.rows_read += chunk.rows_read
             tally.skipped += chunk.skipped
             tally.rejected.extend(chunk.rejected)
-            failed_before = len(tally.failed)
-            if chunk.lines:
-                await sender.send(chunk.ids, chunk.lines)
-            if dead is None and (chunk.rejected or len(tally.failed) != failed_before):
+            failures = await sender.send(chunk.ids, chunk.lines) if chunk.lines else []
+            if dead is None and (chunk.rejected or failures):
                 continue  # nowhere to put them: never acknowledged, the watermark stops before it
             if dead is not None:
                 for (row, reason), doc in zip(chunk.rejected, chunk.rejected_docs):
                     dead.rejected(row, reason, doc)
-                for f in tally.failed[failed_before:]:
+                for f in failures:
                     dead.failed(f.id, f.status, f.type, f.reason, f.line)
                 _check_error_budget(job, tally)
             async with ack_lock:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -25,6 +26,7 @@ from indexer.errors import EngineError
 
 log = logging.getLogger(__name__)
 DUPLICATE_SAMPLE = 5
+_VALUE_PREVIEW = re.compile(r"\.?\s*Preview of field's value: .*", re.S)
 __all__ = ["Failure", "RetryPolicy", "Sender", "Tally"]
 
 
@@ -74,15 +76,18 @@ class Sender:
         self.fresh_index = fresh_index  # an "updated" result then means a duplicate key
         self.on_progress = on_progress
 
-    async def send(self, ids: Sequence[str], lines: Sequence[bytes]) -> None:
-        """Send one chunk's actions (in requests of at most ``max_bytes``) and count every outcome."""
+    async def send(self, ids: Sequence[str], lines: Sequence[bytes]) -> list[Failure]:
+        """Send one chunk's actions (in requests of at most ``max_bytes``), count every outcome; its failures."""
         self.tally.sent += len(lines)
+        failures: list[Failure] = []
         for batch_ids, batch_lines in byte_batches(ids, lines, self.max_bytes):
-            await self._send(batch_ids, batch_lines, time.monotonic() + self.policy.max_retry_time)
+            await self._send(batch_ids, batch_lines, time.monotonic() + self.policy.max_retry_time, failures)
+        self.tally.failed.extend(failures)
         if self.on_progress:
             self.on_progress(self.tally)
+        return failures
 
-    async def _send(self, ids: list[str], lines: list[bytes], deadline: float) -> None:
+    async def _send(self, ids: list[str], lines: list[bytes], deadline: float, failures: list[Failure]) -> None:
         attempt = 0
         while ids:
             try:
@@ -93,24 +98,26 @@ class Sender:
                     raise
                 if len(lines) > 1:
                     half = len(lines) // 2
-                    await self._send(ids[:half], lines[:half], deadline)
-                    await self._send(ids[half:], lines[half:], deadline)
+                    await self._send(ids[:half], lines[:half], deadline, failures)
+                    await self._send(ids[half:], lines[half:], deadline, failures)
                     return
-                self._fail(ids, lines, 413, exc.error_type or "request_too_large",
+                self._fail(failures, ids, lines, 413, exc.error_type or "request_too_large",
                            "the document alone exceeds the cluster's request size limit")
                 return
-            ids, lines = self._count(ids, lines, response)
+            ids, lines = self._count(ids, lines, response, failures)
             if ids:
                 self.tally.retried += len(ids)
                 delay = self.policy.delay(attempt)
+                log.debug("%d item(s) answered 429/5xx; retry %d in %.3fs", len(ids), attempt + 1, delay)
                 if time.monotonic() + delay > deadline:
-                    self._fail(ids, lines, 429, "retry_time_exceeded",
+                    self._fail(failures, ids, lines, 429, "retry_time_exceeded",
                                f"still rejected after retrying for {self.policy.max_retry_time:g}s")
                     return
                 await asyncio.sleep(delay)
                 attempt += 1
 
-    def _count(self, ids: list[str], lines: list[bytes], response: dict) -> tuple[list[str], list[bytes]]:
+    def _count(self, ids: list[str], lines: list[bytes], response: dict,
+               failures: list[Failure]) -> tuple[list[str], list[bytes]]:
         """Count each item's outcome; return the items to retry."""
         items = response.get("items") or []
         if len(items) != len(ids):
@@ -118,12 +125,17 @@ class Sender:
         retry_ids: list[str] = []
         retry_lines: list[bytes] = []
         tally = self.tally
+        # A body sent again after an unanswered attempt may have been applied twice:
+        # its "updated" results are its own echo, not a second row with the same key.
+        resent = bool(response.get("resent"))
         for id_, line, item in zip(ids, lines, items):
             (op, result), = item.items()
             status = result.get("status", 0)
             if status < 300:
                 outcome = result.get("result")
                 if outcome == "created":
+                    tally.created += 1
+                elif outcome == "updated" and self.fresh_index and resent:
                     tally.created += 1
                 elif outcome == "updated":
                     tally.updated += 1
@@ -138,9 +150,12 @@ class Sender:
                 retry_lines.append(line)
             else:
                 error = result.get("error") or {}
-                self._fail([id_], [line], status, error.get("type", ""), error.get("reason", ""))
+                self._fail(failures, [id_], [line], status, error.get("type", ""), error.get("reason", ""))
         return retry_ids, retry_lines
 
-    def _fail(self, ids: Sequence[str], lines: Sequence[bytes], status: int, type_: str, reason: str) -> None:
+    @staticmethod
+    def _fail(failures: list[Failure], ids: Sequence[str], lines: Sequence[bytes], status: int, type_: str,
+              reason: str) -> None:
+        reason = _VALUE_PREVIEW.sub("", reason)[:500]  # the engine quotes row values there
         for id_, line in zip(ids, lines):
-            self.tally.failed.append(Failure(id_, status, type_, reason[:500], line))
+            failures.append(Failure(id_, status, type_, reason, line))
