@@ -130,7 +130,7 @@ def reindex(
     """Rebuild the job's alias from scratch: fresh index, verify, then one atomic alias swap."""
 
     async def main() -> int:
-        job = load_job(job_file, params=dict(parse_param(p) for p in param or []))
+        job = _load(job_file, param)
         with _progress_bar(_show_progress(progress, as_json)) as report:
             summary = await pipeline.reindex(
                 job, allow_duplicates=allow_duplicates, progress=report, state_file=state_file,
@@ -156,7 +156,7 @@ def sync(
     """Index the rows changed since the last run (by the job's watermark column) into the alias."""
 
     async def main() -> int:
-        job = load_job(job_file, params=dict(parse_param(p) for p in param or []))
+        job = _load(job_file, param)
         pause = _duration(every) if every else None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -188,7 +188,7 @@ def status(
     """Show the stored watermark, the last run, documents in the alias, rows in the source, and the difference."""
 
     async def main() -> int:
-        job = load_job(job_file, params=dict(parse_param(p) for p in param or []))
+        job = _load(job_file, param)
         info = await pipeline.status(job, state_file=state_file)
         if as_json:
             sys.stdout.write(json.dumps(info, default=str) + "\n")
@@ -206,6 +206,10 @@ def status(
         return 0
 
     _run(debug, main)
+
+
+def _load(job_file: Path, param: list[str] | None):
+    return load_job(job_file, params=dict(parse_param(p) for p in param or []))
 
 
 def _duration(text: str) -> float:
