@@ -18,6 +18,8 @@ help:
 	@echo "make test         run the test suite (starts and stops the services it needs)"
 	@echo "make engine       start the local OpenSearch node (engine-stop stops it)"
 	@echo "make pg           start the local PostgreSQL server (pg-stop stops it)"
+	@echo "make audit        pip-audit (installed packages) + bandit (indexer/); non-zero on findings"
+	@echo "make bench        the benchmark; writes BENCHMARKS.md"
 
 venv: $(VENV)/.installed
 
@@ -40,6 +42,9 @@ demo: venv demo/sensors.db engine
 
 test: venv
 	scripts/with-services.sh $(BIN)/python -m pytest -q tests
+
+audit: venv
+	scripts/audit.sh $(VENV)
 
 engine:
 	scripts/engine.sh start

@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any, Callable, Coroutine, Optional
 
@@ -22,7 +23,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from indexer import pipeline
 from indexer.config import TargetConfig, load_job, parse_param
-from indexer.engine import open_engine
 from indexer.errors import IndexerError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -59,7 +59,7 @@ def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]]) -> None:
         code = asyncio.run(make())
     except IndexerError as exc:
         if debug:
-            raise
+            traceback.print_exc()
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
@@ -83,11 +83,7 @@ def bootstrap(
 
     async def main() -> int:
         target = load_job(job).target if job else _target(url, engine)
-        eng = await open_engine(target)
-        try:
-            changes = await pipeline.bootstrap(eng, mappings, write=not (dry_run or check))
-        finally:
-            await eng.close()
+        changes = await pipeline.bootstrap(target, mappings, write=not (dry_run or check))
         drift = [c for c in changes if c.action != "unchanged"]
         if as_json:
             out.print_json(data={"templates": [c.__dict__ for c in changes], "drift": bool(drift),

@@ -129,9 +129,10 @@ class TargetConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if "@" in value or not re.match(r"^https?://[^/@\s]+(:\d+)?(/.*)?$", value):
+        if "@" in value or "?" in value or "#" in value or not re.match(r"^https?://[^/@\s]+(:\d+)?(/.*)?$", value):
             # Deliberately not echoing the value: a URL may carry credentials.
-            raise ValueError("must look like http(s)://host:port, without credentials (use username/password_env)")
+            raise ValueError("must look like http(s)://host:port[/path], without credentials or a query "
+                             "(use username/password_env or api_key_env)")
         return value.rstrip("/")
 
 

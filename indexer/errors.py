@@ -9,9 +9,10 @@
     ├── VerificationError         a reindex check failed (counts, duplicate keys); alias untouched
     └── RowError                  one row cannot become a document (counted per row)
 
-The CLI maps these to exit codes in exactly one place (``cli.main``). Messages
-never contain secrets or row values: they name columns, fields, indices and
-counts.
+The CLI maps these to exit codes in exactly one place (``cli._run``). Messages
+never contain secrets; they name columns, fields, indices and counts, and row
+data only as document ids where the user needs them to act (duplicate keys, the
+first refused document).
 """
 
 

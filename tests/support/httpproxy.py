@@ -17,6 +17,12 @@ untouched.  Usage::
         proxy.faults.request_status_count = 2
         ...  # point the client at proxy.url, then inspect proxy.stats
 
+TLS mode: pass ``ssl_context`` (a server-side :class:`ssl.SSLContext` holding a
+certificate for the loopback address, e.g. from ``trustme``) and the proxy
+serves ``https://`` on loopback; ``url`` then starts with ``https://``.  The hop
+to the upstream node stays plain http.  Used to test certificate verification
+against the real node without giving the node itself a certificate.
+
 Things that surprise when writing tests against it:
 
 * aiohttp-based clients (elasticsearch, opensearch-py async) silently resend an
@@ -40,6 +46,7 @@ import json
 import random
 import re
 import socket
+import ssl
 import struct
 import threading
 import zlib
@@ -186,8 +193,10 @@ class ProxyServer:
     """
 
     def __init__(self, upstream: str = "http://127.0.0.1:9200", *, elastic: bool = False,
-                 host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None):
+                 host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None,
+                 ssl_context: ssl.SSLContext | None = None):
         self.upstream = upstream.rstrip("/")
+        self.ssl_context = ssl_context
         self.elastic = elastic
         self.host, self.port = host, port
         self.faults = faults or Faults()
@@ -201,7 +210,8 @@ class ProxyServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def __enter__(self) -> ProxyServer:
         return self.start()
@@ -252,7 +262,7 @@ class ProxyServer:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
         try:
             await runner.setup()
-            site = web.TCPSite(runner, self.host, self.port)
+            site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
             await site.start()
             self.port = runner.addresses[0][1]
             self._ready.set()
