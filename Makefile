@@ -46,6 +46,9 @@ test: venv
 audit: venv
 	scripts/audit.sh $(VENV)
 
+bench: venv
+	scripts/with-services.sh $(BIN)/python bench/run.py --sweep
+
 engine:
 	scripts/engine.sh start
 

@@ -2,7 +2,7 @@
 
     python bench/baselines.py recipe  JOB.toml --rows N --index bench-baseline-recipe-sqlite
     python bench/baselines.py naive   JOB.toml --rows N --index bench-baseline-naive-sqlite
-    python bench/baselines.py ceiling JOB.toml --rows N --index bench-baseline-ceiling-sqlite --concurrency 1,2,4
+    python bench/baselines.py ceiling JOB.toml --rows N --index bench-baseline-ceiling-sqlite --concurrency 1,2,4 [--engine-pid PID]
     python bench/baselines.py extract JOB.toml --rows N
 
 Every baseline reads the same job file as ``indexer reindex`` (source, query, key,
@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -241,7 +242,18 @@ async def post_bodies(url: str, bodies: list[tuple[int, bytes]], concurrency: in
     return sent
 
 
-def ceiling(job, rows: int, index: str, concurrencies: list[int]) -> dict:
+def process_cpu(pid: int | None) -> float | None:
+    """user + sys seconds of a running process (the engine's JVM), from /proc/<pid>/stat."""
+    if not pid:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ceiling(job, rows: int, index: str, concurrencies: list[int], engine_pid: int | None = None) -> dict:
     """Pre-serialised indexer bodies posted at each concurrency into a fresh index; docs/s per concurrency."""
     from indexer.pipeline import LOAD_SETTINGS
 
@@ -255,17 +267,21 @@ def ceiling(job, rows: int, index: str, concurrencies: list[int]) -> dict:
         target = f"{index}-c{concurrency}"
         cluster.create(target, LOAD_SETTINGS)
         try:
+            engine_before = process_cpu(engine_pid)
             t0 = time.perf_counter()
             sent = asyncio.run(post_bodies(f"{job.target.url}/{target}/_bulk", bodies, concurrency))
             cluster.refresh(target)
             seconds = time.perf_counter() - t0
+            engine_after = process_cpu(engine_pid)
             expect(f"ceiling c={concurrency} (sent)", sent, rows)
             expect(f"ceiling c={concurrency} (in the index)", cluster.count(target), rows)
         finally:
             cluster.delete(target)
-        runs[str(concurrency)] = {"seconds": seconds, "docs_per_second": rows / seconds}
+        engine_cpu = engine_after - engine_before if engine_before is not None and engine_after is not None else None
+        runs[str(concurrency)] = {"seconds": seconds, "docs_per_second": rows / seconds, "engine_cpu": engine_cpu}
     best = max(runs, key=lambda c: runs[c]["docs_per_second"])
     return {"docs": rows, "seconds": runs[best]["seconds"], "best_concurrency": int(best), "by_concurrency": runs,
+            "engine_cpu": runs[best]["engine_cpu"],
             "prepare_seconds": prepare, "requests": len(bodies), "bytes": nbytes}
 
 
@@ -300,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, required=True, help="rows the query returns; anything else fails")
     parser.add_argument("--index", help="concrete bench-baseline-* index to write (recipe, naive, ceiling)")
     parser.add_argument("--concurrency", default="1,2,4", help="ceiling: concurrencies to try, e.g. 1,2,4")
+    parser.add_argument("--engine-pid", type=int, help="ceiling: the engine's pid, to report its CPU time per pass")
     args = parser.parse_args(argv)
     job = load(args.job)
     if args.name != "extract" and not (args.index or "").startswith("bench-baseline-"):
@@ -309,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.name == "naive":
         result = naive(job, args.rows, args.index)
     elif args.name == "ceiling":
-        result = ceiling(job, args.rows, args.index, [int(c) for c in args.concurrency.split(",")])
+        result = ceiling(job, args.rows, args.index, [int(c) for c in args.concurrency.split(",")], args.engine_pid)
     else:
         result = extract(job, args.rows)
     sys.stdout.write(json.dumps({"name": args.name, **result}) + "\n")
