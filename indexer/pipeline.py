@@ -536,15 +536,15 @@ def _verify(summary: Summary, tally: Tally, allow_duplicates: bool) -> None:
 # ------------------------------------------------------------------ sync
 
 
-def sync_query(job: Job) -> tuple[str, Any]:
-    """The incremental query and its parameters; the watermark is always a bind parameter."""
+def sync_query(job: Job) -> str:
+    """The incremental query; the watermark is always a bind parameter (``since``)."""
     settings = job.job
-    bind = source.BIND_STYLE[job.source.dbtype].format(name="since")
     if settings.sync_query:
-        return settings.sync_query, None
+        return settings.sync_query
+    bind = source.BIND_STYLE[job.source.dbtype].format(name="since")
     col = settings.watermark
     # bandit B608 accepted: column checked, value bound
-    return f"SELECT * FROM ({settings.query}) q WHERE q.{col} >= {bind} ORDER BY q.{col}", None  # nosec B608
+    return f"SELECT * FROM ({settings.query}) q WHERE q.{col} >= {bind} ORDER BY q.{col}"  # nosec B608
 
 
 async def sync(
@@ -575,7 +575,7 @@ async def sync(
             marks = [(wm.from_state({"type": state["watermark"]["type"], "value": v}), fp)
                      for v, fp in state.get("marks", [])]
             since = wm.minus(stored, job.job.lookback)
-            query, _ = sync_query(job)
+            query = sync_query(job)
             params: Any = {**job.job.params, "since": since}
             if job.source.dbtype == "MSSQL":
                 params = (since,)

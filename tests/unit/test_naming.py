@@ -2,6 +2,8 @@
 
 import datetime as dt
 
+import pytest
+
 from indexer.pipeline import index_name, owned_indices
 
 PARIS_SUMMER = dt.timezone(dt.timedelta(hours=2))
@@ -48,3 +50,17 @@ def test_alias_characters_are_matched_literally():
 def test_a_name_made_by_index_name_is_owned():
     name = index_name("sensors", NOW, [])
     assert owned_indices("sensors", [name]) == [name]
+
+
+@pytest.mark.parametrize("dbtype, bind", [("SQLITE", ":since"), ("ORACLE", ":since"), ("PG", "%(since)s"), ("MSSQL", "?")])
+def test_the_derived_sync_query_binds_the_watermark_in_the_drivers_style(dbtype, bind):
+    from indexer.config import Job
+    from indexer.pipeline import sync_query
+
+    source = {"dbtype": dbtype, "filename": "x.db"} if dbtype == "SQLITE" else {
+        "dbtype": dbtype, "host": "h", "port": 1, "dbname": "d", "user": "u", "password_env": "P", "odbc_driver": "x"}
+    if dbtype != "MSSQL":
+        source.pop("odbc_driver", None)
+    job = Job(source=source, job={"alias": "a", "key": ["code"], "query": "SELECT code, changed FROM t",
+                                  "watermark": "CHANGED"})
+    assert sync_query(job) == f"SELECT * FROM (SELECT code, changed FROM t) q WHERE q.changed >= {bind} ORDER BY q.changed"
