@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.support.harness import (
-    alias_targets, count, documents, http, indices, pg_connect, pg_source, run_indexer, sqlite_rows,
+    alias_targets, count, documents, http, indices, pg_connect, pg_documents, pg_source, run_indexer, sqlite_rows,
     sqlite_source, start_indexer, write_job,
 )
 from tests.support.httpproxy import ProxyServer
@@ -236,10 +236,7 @@ def test_a_database_connection_killed_mid_run_fails_cleanly_and_a_rerun_is_exact
         assert state["_source"]["state"]["watermark"] == state_before["_source"]["state"]["watermark"]
 
     _json(run_indexer("sync", str(job), "--json"))
-    with admin.cursor() as cur:
-        cur.execute(f"SELECT code, description, site, value, date_updated FROM {pg_table}")
-        expected = {c: {"code": c, "description": d, "site": s, "value": v, "date_updated": t.isoformat()}
-                    for c, d, s, v, t in cur.fetchall()}
+    expected = pg_documents(admin, pg_table)
     admin.close()
     assert documents(alias) == expected
 

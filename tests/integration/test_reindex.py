@@ -7,7 +7,7 @@ import json
 import sqlite3
 
 from tests.support.harness import (
-    alias_targets, count, documents, indices, pg_connect, pg_source, run_indexer, sqlite_rows,
+    alias_targets, count, documents, indices, pg_connect, pg_documents, pg_source, run_indexer, sqlite_rows,
     sqlite_source, write_job,
 )
 
@@ -58,10 +58,7 @@ def test_postgres_rows_become_documents(tmp_path, target, alias, pg_table):
     summary = _reindex(job)
 
     conn = pg_connect()
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT code, description, site, value, date_updated FROM {pg_table}")
-        expected = {code: {"code": code, "description": d, "site": s, "value": v, "date_updated": t.isoformat()}
-                    for code, d, s, v, t in cur.fetchall()}
+    expected = pg_documents(conn, pg_table)
     conn.close()
     assert summary["indexed"] == 3000
     assert documents(alias) == expected

@@ -10,7 +10,7 @@ import sqlite3
 import time
 
 from tests.support.harness import (
-    documents, http, pg_connect, pg_source, run_indexer, sqlite_source, start_indexer, write_job,
+    documents, http, pg_connect, pg_documents, pg_source, run_indexer, sqlite_source, start_indexer, write_job,
 )
 from tests.support.httpproxy import ProxyServer
 
@@ -104,12 +104,7 @@ def test_random_changes_keep_the_index_equal_to_postgres(tmp_path, engine_url, a
     for _ in range(5):
         clock, rows = _random_changes(rng, rows, clock, execute)
         assert _run("sync", str(job))["outcome"] == "ok"
-        with conn.cursor() as cur:
-            cur.execute(f"SELECT code, description, site, value, date_updated FROM {pg_table} WHERE NOT is_deleted")
-            expected = {c: {"code": c, "description": d, "site": s, "value": v, "date_updated": t.isoformat()}
-                        for c, d, s, v, t in cur.fetchall()}
-        conn.rollback()
-        assert documents(alias) == expected
+        assert documents(alias) == pg_documents(conn, pg_table, "WHERE NOT is_deleted")
     conn.close()
 
 

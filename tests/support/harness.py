@@ -100,6 +100,16 @@ def pg_connect():
         pytest.fail(f"no PostgreSQL at {PG['host']}:{PG['port']} ({exc}); run the tests with `make test`", pytrace=False)
 
 
+def pg_documents(conn, table: str, where: str = "") -> dict[str, dict]:
+    """What the index should hold for a sensors table in PostgreSQL (timestamps in ISO 8601)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT code, description, site, value, date_updated FROM {table} {where}")
+        rows = cur.fetchall()
+    conn.rollback()
+    return {c: {"code": c, "description": d, "site": s, "value": v, "date_updated": t.isoformat()}
+            for c, d, s, v, t in rows}
+
+
 def pg_dsn() -> str:
     return " ".join(f"{k}={v}" for k, v in PG.items())
 
