@@ -241,10 +241,9 @@ def delete_action(id_: str) -> bytes:
 class Encoded:
     """The NDJSON of one chunk of rows, with the ids in order and the rejected rows."""
 
-    __slots__ = ("ids", "lines", "nbytes", "rejected", "rejected_docs", "rows_read")
+    __slots__ = ("ids", "lines", "nbytes", "rejected", "rejected_docs")
 
     def __init__(self) -> None:
-        self.rows_read = 0  # source rows this piece accounts for
         self.ids: list[str] = []
         self.lines: list[bytes] = []
         self.nbytes = 0
@@ -295,19 +294,6 @@ def byte_batches(ids: Sequence[str], lines: Sequence[bytes], max_bytes: int) -> 
         size += len(line)
     if batch_lines:
         yield batch_ids, batch_lines
-
-
-def split_by_bytes(encoded: Encoded, max_bytes: int) -> Iterator[Encoded]:
-    """Cut a chunk into pieces of at most ``max_bytes``; the first piece carries the rejected rows."""
-    if encoded.nbytes <= max_bytes:
-        yield encoded
-        return
-    rejected = encoded.rejected
-    for ids, lines in byte_batches(encoded.ids, encoded.lines, max_bytes):
-        piece = Encoded()
-        piece.ids, piece.lines, piece.nbytes = ids, lines, sum(map(len, lines))
-        piece.rejected, rejected = rejected, []
-        yield piece
 
 
 _TRUE = {"1", "y", "yes", "t", "true"}

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from indexer.documents import (
+    byte_batches,
     MAX_ID_BYTES,
     Encoded,
     check_key_columns,
@@ -18,7 +19,6 @@ from indexer.documents import (
     dumps,
     encode_chunk,
     make_row_mapper,
-    split_by_bytes,
 )
 from indexer.errors import ConfigError, RowError
 
@@ -339,46 +339,35 @@ def test_encode_chunk_writes_one_index_action_and_source_per_document():
     assert out.nbytes == len(ndjson)
 
 
-# ---------------------------------------------------------------- split_by_bytes
+# ---------------------------------------------------------------- byte_batches
 
 
-def _chunk(n, rejected=()):
-    out = encode_chunk([{"id": i, "pad": "x" * 50} for i in range(n)], ["id"])
-    out.rejected = list(rejected)
-    return out
+def _chunk(n):
+    return encode_chunk([{"id": i, "pad": "x" * 50} for i in range(n)], ["id"])
 
 
-def test_split_respects_the_byte_limit_and_keeps_order():
+def test_batches_respect_the_byte_limit_and_keep_order():
     chunk = _chunk(10)
     limit = 3 * len(chunk.lines[0]) + 5
-    pieces = list(split_by_bytes(chunk, limit))
-    assert len(pieces) > 1
-    assert all(p.nbytes <= limit and p.nbytes == sum(map(len, p.lines)) for p in pieces)
-    assert [i for p in pieces for i in p.ids] == chunk.ids
-    assert b"".join(line for p in pieces for line in p.lines) == b"".join(chunk.lines)
+    batches = list(byte_batches(chunk.ids, chunk.lines, limit))
+    assert len(batches) > 1
+    assert all(sum(map(len, lines)) <= limit for _, lines in batches)
+    assert [i for ids, _ in batches for i in ids] == chunk.ids
+    assert b"".join(line for _, lines in batches for line in lines) == b"".join(chunk.lines)
 
 
-def test_a_chunk_under_the_limit_is_one_piece():
+def test_a_chunk_under_the_limit_is_one_batch():
     chunk = _chunk(3)
-    assert [p.ids for p in split_by_bytes(chunk, chunk.nbytes)] == [["0", "1", "2"]]
+    assert [ids for ids, _ in byte_batches(chunk.ids, chunk.lines, chunk.nbytes)] == [["0", "1", "2"]]
 
 
 def test_an_action_larger_than_the_limit_stands_alone():
     chunk = encode_chunk([{"id": 1}, {"id": 2, "big": "x" * 5000}, {"id": 3}], ["id"])
-    pieces = list(split_by_bytes(chunk, 1024))
-    assert [p.ids for p in pieces] == [["1"], ["2"], ["3"]]
+    assert [ids for ids, _ in byte_batches(chunk.ids, chunk.lines, 1024)] == [["1"], ["2"], ["3"]]
 
 
-def test_rejected_rows_are_carried_by_exactly_one_piece():
-    chunk = _chunk(10, rejected=[(3, "key column 'id' is NULL")])
-    pieces = list(split_by_bytes(chunk, 2 * len(chunk.lines[0])))
-    assert [r for p in pieces for r in p.rejected] == [(3, "key column 'id' is NULL")]
-
-
-def test_a_chunk_of_only_rejected_rows_still_reports_them():
-    chunk = Encoded()
-    chunk.rejected = [(0, "key column 'id' is NULL")]
-    assert [p.rejected for p in split_by_bytes(chunk, 1024)] == [[(0, "key column 'id' is NULL")]]
+def test_no_actions_no_batches():
+    assert list(byte_batches([], [], 1024)) == []
 
 
 # ---------------------------------------------------------------- check_key_columns
