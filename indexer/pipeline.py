@@ -467,7 +467,8 @@ async def _reindex(job, engine, summary, allow_duplicates, progress, store, stat
         summary.deleted_indices.append(orphan)
         ours.remove(orphan)
 
-    index = index_name(alias, utc_now(), ours)
+    # never reuse the name of an orphan just deleted: one name, one index, in logs and summaries
+    index = index_name(alias, utc_now(), ours + summary.deleted_indices)
     summary.index = index
     wanted = (await engine.simulate_index(index)).get("index", {})
     await engine.create_index(index, LOAD_SETTINGS)

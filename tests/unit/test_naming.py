@@ -64,3 +64,9 @@ def test_the_derived_sync_query_binds_the_watermark_in_the_drivers_style(dbtype,
     job = Job(source=source, job={"alias": "a", "key": ["code"], "query": "SELECT code, changed FROM t",
                                   "watermark": "CHANGED"})
     assert sync_query(job) == f"SELECT * FROM (SELECT code, changed FROM t) q WHERE q.changed >= {bind} ORDER BY q.changed"
+
+
+def test_a_name_just_freed_by_deleting_an_orphan_is_not_reused():
+    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    orphan = "sensors-20260101120000"
+    assert index_name("sensors", now, [] + [orphan]) == "sensors-20260101120001"
