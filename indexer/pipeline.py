@@ -240,7 +240,9 @@ def _encode(plan, settings, transform, rows, mapper, w_at, d_at, seq, first_row)
             chunk.ids.append(id_)
             chunk.lines.append(documents.delete_action(id_))
     if w_at is not None:
-        _watermarks(plan, chunk, [r[w_at] for r in rows], [r[w_at] for r in live_rows + gone_rows])
+        in_order = [r[w_at] for r in rows]
+        paired = in_order if len(live_rows) == len(rows) else [r[w_at] for r in live_rows + gone_rows]
+        _watermarks(plan, chunk, in_order, paired)
     return chunk
 
 
@@ -248,26 +250,35 @@ def _watermarks(plan: ReadPlan, chunk: Chunk, in_order: list, values: list) -> N
     """Record the chunk's max watermark; drop actions already indexed unchanged; remember fresh fingerprints.
 
     ``in_order`` are the rows' watermarks as read; ``values`` the same paired with the chunk's actions.
+    Each value is turned into a comparable key once (ISO text is parsed once per row, not per comparison).
     """
-    for value in in_order:
-        if value is None:
-            raise SourceError("a row has NULL in the watermark column")
-        if plan.mode == "sync":
-            if plan.last_value is not None and not wm.at_least(value, plan.last_value):
-                raise ConfigError("the sync query must return rows ORDER BY the watermark column (job.sync_query)")
-            plan.last_value = value
-        chunk.watermark = wm.newer(chunk.watermark, value)
+    if not in_order:
+        return
+    if None in in_order:
+        raise SourceError("a row has NULL in the watermark column")
+    key = wm.comparable(in_order[0])
+    keys = [key(v) for v in in_order]
+    if plan.mode == "sync":
+        last = plan.last_value
+        if (last is not None and keys[0] < key(last)) or any(b < a for a, b in zip(keys, keys[1:])):
+            raise ConfigError("the sync query must return rows ORDER BY the watermark column (job.sync_query)")
+        plan.last_value = in_order[-1]
+    top = max(range(len(keys)), key=keys.__getitem__)
+    chunk.watermark = wm.newer(chunk.watermark, in_order[top])
     if len(chunk.ids) != len(values) or chunk.rejected:
         return  # a transform changed the row count, or rows were rejected: no pairing, resend all
+    paired_keys = keys if values is in_order else [key(v) for v in values]
+    floor = key(plan.keep_from) if plan.keep_from is not None else None
     keep_ids, keep_lines = [], []
-    for id_, line, value in zip(chunk.ids, chunk.lines, values):
+    skip = plan.skip
+    for id_, line, value, k in zip(chunk.ids, chunk.lines, values, paired_keys):
         fp = _fingerprint(line)
-        if fp in plan.skip:
+        if fp in skip:
             chunk.skipped += 1
             continue
         keep_ids.append(id_)
         keep_lines.append(line)
-        if plan.keep_from is None or wm.at_least(value, plan.keep_from):
+        if floor is None or k >= floor:
             chunk.marks.append((value, fp))
     chunk.ids, chunk.lines = keep_ids, keep_lines
 

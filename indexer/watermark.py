@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 from indexer.errors import ConfigError, SourceError
 
@@ -138,6 +138,15 @@ def minus(value: Any, lookback: Any) -> Any:
     if kind == "date":
         return value - dt.timedelta(days=-(-delta.total_seconds() // 86400))
     return _format_like(value, _parse_text(value) - delta)
+
+
+def comparable(sample: Any) -> Callable[[Any], Any]:
+    """A key function that orders values of ``sample``'s kind (ISO text is parsed), for whole chunks at once."""
+    return _parse_text if kind_of(sample) == "text" else _identity
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def newer(a: Any, b: Any) -> Any:
