@@ -110,6 +110,7 @@ class Summary:
     dead_lettered: int = 0
     dead_letter_file: str | None = None
     bulk_requests: int = 0
+    requests_retried: int = 0  # whole requests sent again (Engine.request); ``retried`` counts items
     documents_in_index: int | None = None
     deleted_indices: list[str] = field(default_factory=list)
     watermark_before: Any = None
@@ -425,47 +426,65 @@ def dead_letters(job: Job, path: Path | None, include_doc: bool, started_at: dt.
     return DeadLetters(path, job.name, job.job.alias, job.job.key, started_at.isoformat(), include_doc)
 
 
+@dataclass
+class _Run:
+    """One reindex or sync in progress: what every stage of it reports into."""
+
+    summary: Summary
+    engine: Engine
+    store: StateStore
+    dead: DeadLetters
+    started_at: dt.datetime
+
+
+@contextlib.asynccontextmanager
+async def _command(command: str, job: Job, engine: Engine | None, state_file: Path | None,
+                   dead_letter_file: Path | None, include_doc: bool):
+    """The frame both commands share: summary, dead-letter file, engine and lock, and the
+    run record saved to the state on success (by the command) or failure (here)."""
+    started, started_at = time.monotonic(), utc_now()
+    summary = Summary(command, job.name, job.job.alias)
+    dead = dead_letters(job, dead_letter_file, include_doc, started_at)
+    try:
+        async with _session(job, engine, state_file) as (engine, store):
+            summary.engine = engine.flavor
+            try:
+                yield _Run(summary, engine, store, dead, started_at)
+            except IndexerError as exc:
+                summary.error = str(exc)
+                with contextlib.suppress(Exception):  # the cluster may be the thing that failed
+                    latest = await store.load(job.job.alias) or {}
+                    await store.save(job.job.alias, {**latest, "last_run": _run_record(summary, started_at)})
+                raise
+            finally:
+                summary.requests_retried = engine.retries
+    except IndexerError as exc:
+        summary.error = str(exc)
+        raise
+    finally:
+        dead.close()
+        if dead.count:
+            summary.dead_letter_file = str(dead.path)
+        summary.seconds = round(time.monotonic() - started, 3)
+        if summary.seconds:
+            summary.docs_per_second = round(summary.sent / summary.seconds, 1)
+
+
 async def reindex(
     job: Job, *, allow_duplicates: bool = False, progress: Progress | None = None,
     engine: Engine | None = None, state_file: Path | None = None,
     dead_letter_file: Path | None = None, include_doc: bool = False,
 ) -> Summary:
     """Full rebuild into a fresh index, verified, then an atomic alias swap."""
-    started, started_at = time.monotonic(), utc_now()
+    async with _command("reindex", job, engine, state_file, dead_letter_file, include_doc) as run:
+        await _reindex(job, run, allow_duplicates, progress)
+    return run.summary
+
+
+async def _reindex(job: Job, run: _Run, allow_duplicates: bool, progress: Progress | None) -> None:
     alias = job.job.alias
-    summary = Summary("reindex", job.name, alias)
-    dead = dead_letters(job, dead_letter_file, include_doc, started_at)
-    try:
-        async with _session(job, engine, state_file) as (engine, store):
-            summary.engine = engine.flavor
-            state = await store.load(alias) or {}
-            try:
-                await _reindex(job, engine, summary, allow_duplicates, progress, store, state, dead)
-            except IndexerError as exc:
-                summary.error = str(exc)
-                with contextlib.suppress(Exception):
-                    await store.save(alias, {**state, "last_run": _run_record(summary, started_at)})
-                raise
-        return summary
-    except IndexerError as exc:
-        summary.error = str(exc)
-        raise
-    finally:
-        _finish(summary, started, dead)
-
-
-def _finish(summary: Summary, started: float, dead: DeadLetters) -> None:
-    dead.close()
-    if dead.count:
-        summary.dead_letter_file = str(dead.path)
-    summary.seconds = round(time.monotonic() - started, 3)
-    if summary.seconds:
-        summary.docs_per_second = round(summary.sent / summary.seconds, 1)
-
-
-async def _reindex(job, engine, summary, allow_duplicates, progress, store, state, dead) -> None:
-    alias = job.job.alias
-    started_at = utc_now()
+    engine, summary, store, dead = run.engine, run.summary, run.store, run.dead
+    state = await store.load(alias) or {}
     live = await engine.alias_targets(alias)
     if not live and await engine.exists(alias):
         raise EngineError(f"{alias!r} is an index, not an alias: rename or delete that index first (indexer never deletes it)")
@@ -512,7 +531,7 @@ async def _reindex(job, engine, summary, allow_duplicates, progress, store, stat
     summary.outcome = "dead_letters" if summary.dead_lettered else "ok"
     summary.watermark_before = wm.from_state(state.get("watermark"))
     summary.watermark = plan.source_max
-    new_state = {**state, "index": index, "last_run": _run_record(summary, started_at)}
+    new_state = {**state, "index": index, "last_run": _run_record(summary, run.started_at)}
     if job.job.watermark:
         new_state["watermark"] = wm.to_state(plan.source_max) if plan.source_max is not None else None
         new_state["marks"] = _stored_marks(marks, plan.keep_from)
@@ -567,65 +586,56 @@ async def sync(
     """Index the rows changed since the stored watermark (minus the lookback) into the alias."""
     if not job.job.watermark:
         raise ConfigError("sync needs job.watermark (the column that grows when a row changes)")
-    started, started_at = time.monotonic(), utc_now()
+    async with _command("sync", job, engine, state_file, dead_letter_file, include_doc) as run:
+        await _sync(job, run, progress, stop)
+    return run.summary
+
+
+async def _sync(job: Job, run: _Run, progress: Progress | None, stop: asyncio.Event | None) -> None:
     alias = job.job.alias
-    summary = Summary("sync", job.name, alias)
-    dead = dead_letters(job, dead_letter_file, include_doc, started_at)
+    engine, summary, store, dead, started_at = run.engine, run.summary, run.store, run.dead, run.started_at
+    live = await engine.alias_targets(alias)
+    if not live:
+        raise EngineError(f"alias {alias!r} does not exist: run `indexer reindex` first")
+    summary.index = live[-1] if len(live) == 1 else ", ".join(live)
+    state = await store.load(alias) or {}
+    stored = wm.from_state(state.get("watermark"))
+    summary.watermark_before = summary.watermark = stored
+    if stored is None:
+        raise ConfigError(f"no watermark is stored for alias {alias!r}: run `indexer reindex` with "
+                          "job.watermark set first (it records where sync starts)")
+    marks = [(wm.from_state({"type": state["watermark"]["type"], "value": v}), fp)
+             for v, fp in state.get("marks", [])]
+    since = wm.minus(stored, job.job.lookback)
+    params: Any = (since,) if job.source.dbtype == "MSSQL" else {**job.job.params, "since": since}
+    plan = ReadPlan(sync_query(job), params, "sync", skip=frozenset(fp for _, fp in marks))
+    tally = Tally()
+    progress_state = {"watermark": stored, "marks": marks}
+
+    async def advance(chunks: list[Chunk]) -> None:
+        for chunk in chunks:
+            progress_state["watermark"] = wm.newer(progress_state["watermark"], chunk.watermark)
+            progress_state["marks"].extend(chunk.marks)
+        mark = progress_state["watermark"]
+        if mark == stored and not any(c.lines for c in chunks):
+            return  # nothing new: no write
+        floor = wm.minus(mark, job.job.lookback)
+        progress_state["marks"] = [m for m in progress_state["marks"] if wm.at_least(m[0], floor)]
+        await store.save(alias, {
+            **state, "watermark": wm.to_state(mark), "marks": _stored_marks(progress_state["marks"], floor),
+            "index": summary.index, "last_run": {"command": "sync", "started": started_at.isoformat(),
+                                                  "outcome": "running"},
+        })
+        summary.watermark = mark
+
     try:
-        async with _session(job, engine, state_file) as (engine, store):
-            summary.engine = engine.flavor
-            live = await engine.alias_targets(alias)
-            if not live:
-                raise EngineError(f"alias {alias!r} does not exist: run `indexer reindex` first")
-            summary.index = live[-1] if len(live) == 1 else ", ".join(live)
-            state = await store.load(alias) or {}
-            stored = wm.from_state(state.get("watermark"))
-            summary.watermark_before = summary.watermark = stored
-            if stored is None:
-                raise ConfigError(f"no watermark is stored for alias {alias!r}: run `indexer reindex` with "
-                                  "job.watermark set first (it records where sync starts)")
-            marks = [(wm.from_state({"type": state["watermark"]["type"], "value": v}), fp)
-                     for v, fp in state.get("marks", [])]
-            since = wm.minus(stored, job.job.lookback)
-            query = sync_query(job)
-            params: Any = {**job.job.params, "since": since}
-            if job.source.dbtype == "MSSQL":
-                params = (since,)
-            plan = ReadPlan(query, params, "sync", count=False, skip=frozenset(fp for _, fp in marks))
-            tally = Tally()
-            progress_state = {"watermark": stored, "marks": marks}
-
-            async def advance(chunks: list[Chunk]) -> None:
-                for chunk in chunks:
-                    progress_state["watermark"] = wm.newer(progress_state["watermark"], chunk.watermark)
-                    progress_state["marks"].extend(chunk.marks)
-                mark = progress_state["watermark"]
-                if mark == stored and not any(c.lines for c in chunks):
-                    return  # nothing new: no write
-                floor = wm.minus(mark, job.job.lookback)
-                progress_state["marks"] = [m for m in progress_state["marks"] if wm.at_least(m[0], floor)]
-                await store.save(alias, {
-                    **state, "watermark": wm.to_state(mark), "marks": _stored_marks(progress_state["marks"], floor),
-                    "index": summary.index, "last_run": {"command": "sync", "started": started_at.isoformat(),
-                                                          "outcome": "running"},
-                })
-                summary.watermark = mark
-
-            try:
-                await load(job, engine, alias, tally, plan, fresh_index=False, progress=progress,
-                           on_acked=advance, stop=stop, dead=dead)
-            finally:
-                _fill(summary, tally)
-            summary.outcome = ("stopped" if stop and stop.is_set()
-                               else "dead_letters" if summary.dead_lettered else "ok")
-            final = await store.load(alias) or state
-            await store.save(alias, {**final, "index": summary.index, "last_run": _run_record(summary, started_at)})
-        return summary
-    except IndexerError as exc:
-        summary.error = str(exc)
-        raise
+        await load(job, engine, alias, tally, plan, fresh_index=False, progress=progress,
+                   on_acked=advance, stop=stop, dead=dead)
     finally:
-        _finish(summary, started, dead)
+        _fill(summary, tally)
+    summary.outcome = "stopped" if stop and stop.is_set() else "dead_letters" if summary.dead_lettered else "ok"
+    final = await store.load(alias) or state
+    await store.save(alias, {**final, "index": summary.index, "last_run": _run_record(summary, started_at)})
 
 
 # ------------------------------------------------------------------ status

@@ -108,6 +108,8 @@ def test_503_forever_fails_within_max_retry_time_and_moves_nothing(tmp_path, pro
     assert alias_targets(alias) == [first["index"]]
     _, state_after = http("GET", f"/indexer-state/_doc/{alias}")
     assert state_after["_source"]["state"]["watermark"] == state_before["_source"]["state"]["watermark"]
+    last_run = state_after["_source"]["state"]["last_run"]   # the failed sync is on record for `status`
+    assert last_run["command"] == "sync" and last_run["outcome"] == "failed" and "HTTP 503" in last_run["error"]
     assert documents(alias)["SEN0000001"]["value"] != -5
 
 
