@@ -127,13 +127,35 @@ def expect(what: str, got: int, rows: int) -> None:
         raise SystemExit(f"{what}: {got} documents, expected {rows}: the baseline did not do the whole job")
 
 
+def timed_copy(job, rows: int, index: str, name: str, send, **iter_kwargs) -> dict:
+    """What the recipe and the naive script share: a fresh index, every etlhelper chunk
+    handed to ``send`` (which returns how many documents it got acknowledged), timed up to
+    the refresh, both counts checked, the index deleted."""
+    from etlhelper import iter_chunks
+
+    cluster = Cluster(job.target.url)
+    cluster.create(index)
+    try:
+        started = time.perf_counter()
+        count = 0
+        with etlhelper_connect(job) as conn:
+            for chunk in iter_chunks(job.job.query, conn, **iter_kwargs):
+                count += send(chunk)
+        cluster.refresh(index)
+        seconds = time.perf_counter() - started
+        expect(f"{name} (acknowledged)", count, rows)
+        expect(f"{name} (in the index)", cluster.count(index), rows)
+    finally:
+        cluster.delete(index)
+    return {"docs": count, "seconds": seconds}
+
+
 # ------------------------------------------------------------------ recipe (re-implementation)
 
 
 def recipe(job, rows: int, index: str) -> dict:
     """etlhelper's async recipe, re-implemented: per-document POST /<index>/_doc, one asyncio.run per chunk."""
     import aiohttp
-    from etlhelper import iter_chunks
 
     url = f"{job.target.url}/{index}/_doc"
     headers = {"Content-Type": "application/json"}
@@ -154,21 +176,8 @@ def recipe(job, rows: int, index: str) -> dict:
         async with aiohttp.ClientSession() as session:
             return await asyncio.gather(*(post_one(item, session) for item in chunk))
 
-    cluster = Cluster(job.target.url)
-    cluster.create(index)
-    try:
-        started = time.perf_counter()
-        count = 0
-        with etlhelper_connect(job) as conn:
-            for chunk in iter_chunks(job.job.query, conn, transform=transform, chunk_size=RECIPE_CHUNK):
-                count += len(asyncio.run(post_chunk(chunk)))
-        cluster.refresh(index)
-        seconds = time.perf_counter() - started
-        expect("recipe (posted)", count, rows)
-        expect("recipe (in the index)", cluster.count(index), rows)
-    finally:
-        cluster.delete(index)
-    return {"docs": count, "seconds": seconds}
+    return timed_copy(job, rows, index, "recipe", lambda chunk: len(asyncio.run(post_chunk(chunk))),
+                      transform=transform, chunk_size=RECIPE_CHUNK)
 
 
 # ------------------------------------------------------------------ naive script
@@ -176,28 +185,19 @@ def recipe(job, rows: int, index: str) -> dict:
 
 def naive(job, rows: int, index: str) -> dict:
     """etlhelper.iter_chunks + opensearchpy.helpers.bulk (sync client), serial, helper defaults."""
-    from etlhelper import iter_chunks
     from opensearchpy import OpenSearch, helpers
 
     key = job.job.key[0]
     client = OpenSearch(job.target.url, timeout=120)
-    cluster = Cluster(job.target.url)
-    cluster.create(index)
+
+    def send(chunk: list[dict]) -> int:
+        ok, _ = helpers.bulk(client, ({"_index": index, "_id": row[key], "_source": row} for row in chunk))
+        return ok
+
     try:
-        started = time.perf_counter()
-        count = 0
-        with etlhelper_connect(job) as conn:
-            for chunk in iter_chunks(job.job.query, conn):
-                ok, _ = helpers.bulk(client, ({"_index": index, "_id": row[key], "_source": row} for row in chunk))
-                count += ok
-        cluster.refresh(index)
-        seconds = time.perf_counter() - started
-        expect("naive (acknowledged)", count, rows)
-        expect("naive (in the index)", cluster.count(index), rows)
+        return timed_copy(job, rows, index, "naive", send)
     finally:
-        cluster.delete(index)
         client.close()
-    return {"docs": count, "seconds": seconds}
 
 
 # ------------------------------------------------------------------ engine ceiling
