@@ -24,7 +24,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from indexer.engine import ApiStatusError, Engine
 from indexer.errors import ConfigError, IndexerError

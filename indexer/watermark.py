@@ -102,7 +102,7 @@ def _format_like(template: str, value: dt.datetime) -> str:
         return value.date().isoformat()
     match = _ISO_TEXT.match(template)
     sep = template[10]
-    time_part, frac, tz = match.group(1)[1:], match.group(3), match.group(4)
+    frac, tz = match.group(3), match.group(4)
     layout = "%H:%M" if match.group(2) is None else "%H:%M:%S"
     text = value.strftime(f"%Y-%m-%d{sep}{layout}")
     if frac:
