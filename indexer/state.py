@@ -1,40 +1,75 @@
-"""Per-job run state and the run lock, in the cluster or in a local file.
+"""Per-job run state and the run lock (a lease), in the cluster or in a local file.
 
 ::
 
     pipeline --load/save(state dict)--> ClusterState (index ``indexer-state``) | FileState (JSON, temp + rename)
-             --acquire/release-------->  one lock per alias, with an expiry
+             --record_run(last_run)-->  only ``last_run`` replaced; safe without the lock
+             --async with lease()---->  one lock per alias: taken, renewed every lease/3 in the background,
+                                        released on exit; ``lease.check()`` before every irreversible step
 
 The state document (one per alias) holds the watermark, the fingerprints of the
 rows inside the lookback window (so a rerun does not resend them), the index the
 alias pointed to, and the last run's start, end, outcome and counts. It is
 written only after the chunks it describes were acknowledged.
 
-The lock refuses a second run of the same alias. It expires (``LOCK_TTL``) and
-is renewed with every save, so a killed run blocks others only until then; a
-lock whose owner process is gone on this very host is taken over at once.
+The lock refuses a second run of the same alias. It is a lease: it carries an
+expiry (``INDEXER_LEASE_SECONDS``, default 600) that a background task pushes
+forward every third of that time, always compare-and-set (the cluster's
+``if_seq_no``/``if_primary_term``; in the file store, a check of the owner's
+token under an exclusive ``flock``), so a renewal never takes back a lock that
+another run holds. Another run takes the lock over only once its expiry passed
+without renewal, or at once when its owner process is gone on this very host. A
+run whose lease was taken over, or could not be renewed before it expired, finds
+it *lost*: :meth:`Lease.check` raises :class:`LeaseLostError`, and the pipeline
+calls it before it moves the alias, saves a watermark or deletes an index.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import json
+import logging
+import math
 import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from indexer.engine import ApiStatusError, Engine
-from indexer.errors import ConfigError, IndexerError
+from indexer.engine import ApiStatusError, Engine, segment
+from indexer.errors import ConfigError, EngineError, IndexerError
 
+log = logging.getLogger(__name__)
 STATE_INDEX = "indexer-state"
-LOCK_TTL = 600.0
+LEASE_ENV = "INDEXER_LEASE_SECONDS"
+DEFAULT_LEASE_SECONDS = 600.0
+RENEW_RETRY_SECONDS = 5.0  # after a failed renewal, try again this soon (or at the usual interval, if shorter)
 
 
 class LockedError(IndexerError):
     """Another run of the same job holds the lock."""
+
+
+class LeaseLostError(IndexerError):
+    """This run's lock was taken over or expired: it must not touch the alias or the watermark."""
+
+
+def lease_seconds() -> float:
+    """The lease length, read from the environment at each use (tests set it per process)."""
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{LEASE_ENV} must be a positive number of seconds, got {raw[:40]!r}")
+    return value
 
 
 def _owner() -> dict:
@@ -63,17 +98,141 @@ def _locked_message(alias: str, lock: dict) -> str:
 class StateStore(Protocol):
     async def load(self, alias: str) -> dict | None: ...
     async def save(self, alias: str, state: dict) -> None: ...
+    async def record_run(self, alias: str, record: dict) -> None: ...
     async def acquire(self, alias: str) -> None: ...
     async def release(self, alias: str) -> None: ...
+    def lease(self, alias: str) -> Lease: ...
 
 
-class FileState:
-    """State in a local JSON file (``--state-file``): written atomically, locked with a sidecar file."""
+class Lease:
+    """The alias's lock, held and renewed in the background for as long as ``async with`` runs."""
+
+    def __init__(self, store: _LockStore, alias: str) -> None:
+        self.store = store
+        self.alias = alias
+        self.seconds = lease_seconds()
+        self.expires = 0.0  # wall clock, as written in the lock
+        self._held = False
+        self._lost: str | None = None
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> Lease:
+        self.expires = await self.store._acquire(self.alias, self.seconds)
+        self._held = True
+        self._task = asyncio.create_task(self._keep(), name=f"lease {self.alias}")
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+        self._held = False
+        try:  # only deletes the lock while it is still ours
+            await asyncio.shield(self.store.release(self.alias))
+        except (IndexerError, OSError) as exc:  # never hide the run's own outcome behind this
+            log.warning("could not release the lock on alias %r: %s", self.alias, exc)
+
+    @property
+    def lost(self) -> bool:
+        # Past its expiry the lock may be someone else's even if the renewal task has not said so
+        # yet (a busy event loop): count that as lost too.
+        if self._held and self._lost is None and time.time() >= self.expires:
+            self._lose("could not be renewed before it expired")
+        return self._lost is not None
+
+    def check(self) -> None:
+        """Raise LeaseLostError if the lock is no longer this run's."""
+        if self.lost:
+            raise LeaseLostError(self._message())
+
+    def _message(self) -> str:
+        return (f"the lock on alias {self.alias!r} was lost ({self._lost}); "
+                "stopped before moving the alias or the watermark")
+
+    def _lose(self, why: str) -> None:
+        if self._lost is None:
+            self._lost = why
+            log.warning("%s", self._message())
+
+    async def _keep(self) -> None:
+        interval = self.seconds / 3
+        delay = interval
+        while True:
+            await asyncio.sleep(delay)
+            left = self.expires - time.time()
+            if left <= 0:
+                self._lose("could not be renewed before it expired")
+                return
+            expires = time.time() + self.seconds
+            try:  # bounded by the expiry: a renewal that answers later is no use
+                holder = await asyncio.wait_for(self.store._renew(self.alias, expires), timeout=left)
+            except TimeoutError:
+                self._lose("could not be renewed before it expired")
+                return
+            except (IndexerError, OSError) as exc:
+                log.warning("could not renew the lock on alias %r (%s); trying again", self.alias, exc)
+                delay = min(interval, RENEW_RETRY_SECONDS)
+                continue
+            if holder is not None:
+                self._lose(f"taken over by pid {holder.get('pid')} on host {holder.get('host')} after it expired"
+                           if holder else "its lock was deleted by someone else")
+                return
+            self.expires, delay = expires, interval
+
+
+class _LockStore:
+    """What both stores share: the lease built on their ``_acquire``/``_renew``/``release``."""
+
+    owner: dict
+
+    def lease(self, alias: str) -> Lease:
+        """``async with store.lease(alias) as lease:`` holds the lock for the block; see :class:`Lease`."""
+        return Lease(self, alias)
+
+    async def acquire(self, alias: str) -> None:
+        """Take the lock once, without renewal (a lease is what a long run wants)."""
+        await self._acquire(alias, lease_seconds())
+
+    def _lock(self, expires: float) -> dict:
+        return {**self.owner, "expires": expires}
+
+    async def _acquire(self, alias: str, seconds: float) -> float:
+        """Take the lock (or raise LockedError); the expiry written."""
+        raise NotImplementedError
+
+    async def _renew(self, alias: str, expires: float) -> dict | None:
+        """Push our lock's expiry forward; None when done, else who holds it now ({} for nobody)."""
+        raise NotImplementedError
+
+    async def release(self, alias: str) -> None:
+        raise NotImplementedError
+
+
+class FileState(_LockStore):
+    """State in a local JSON file (``--state-file``), with a sidecar lock file.
+
+    Every read-modify-write of either file runs under one exclusive ``flock`` on
+    their folder, so a renewal or a ``record_run`` never interleaves with another
+    process's write; each write is a temp file renamed into place.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lock_path = path.with_name(path.name + ".lock")
         self.owner = _owner()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError as exc:
+            raise ConfigError(f"state file {self.path}: cannot use its folder: {exc.strerror or type(exc).__name__}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
     def _read(self) -> dict:
         try:
@@ -83,114 +242,174 @@ class FileState:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"state file {self.path} is unreadable: {type(exc).__name__}") from None
 
+    def _held(self) -> dict:
+        try:
+            lock = json.loads(self.lock_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}  # missing or torn: nobody holds it
+        return lock if isinstance(lock, dict) else {}
+
+    def _write(self, path: Path, data: dict) -> None:
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=1, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise ConfigError(f"state file {path} cannot be written: {exc.strerror or type(exc).__name__}") from None
+
     async def load(self, alias: str) -> dict | None:
         return self._read().get(alias)
 
     async def save(self, alias: str, state: dict) -> None:
-        data = self._read()
-        data[alias] = state
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        self._write_lock()
+        with self._exclusive():
+            data = self._read()
+            data[alias] = state
+            self._write(self.path, data)
 
-    def _write_lock(self) -> None:
-        lock = {**self.owner, "expires": time.time() + LOCK_TTL}
-        tmp = self.lock_path.with_name(self.lock_path.name + f".{os.getpid()}")
-        tmp.write_text(json.dumps(lock))
-        os.replace(tmp, self.lock_path)
+    async def record_run(self, alias: str, record: dict) -> None:
+        """Replace ``last_run`` only; the watermark and the rest stay as they are."""
+        with self._exclusive():
+            data = self._read()
+            data[alias] = {**(data.get(alias) or {}), "last_run": record}
+            self._write(self.path, data)
 
-    async def acquire(self, alias: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            except FileExistsError:
-                try:
-                    lock = json.loads(self.lock_path.read_text())
-                except (OSError, ValueError):
-                    lock = {}
-                if lock and not _stale(lock, time.time()):
-                    raise LockedError(_locked_message(alias, lock)) from None
-                with contextlib.suppress(FileNotFoundError):
-                    self.lock_path.unlink()
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps({**self.owner, "expires": time.time() + LOCK_TTL}))
-            return
-        raise LockedError(f"could not take the lock {self.lock_path}")
+    async def _acquire(self, alias: str, seconds: float) -> float:
+        with self._exclusive():
+            held = self._held()
+            if held and not _stale(held, time.time()):
+                raise LockedError(_locked_message(alias, held))
+            expires = time.time() + seconds
+            self._write(self.lock_path, self._lock(expires))
+            return expires
+
+    async def _renew(self, alias: str, expires: float) -> dict | None:
+        with self._exclusive():
+            held = self._held()
+            if held.get("token") != self.owner["token"]:
+                return held
+            self._write(self.lock_path, self._lock(expires))
+            return None
 
     async def release(self, alias: str) -> None:
-        try:
-            lock = json.loads(self.lock_path.read_text())
-        except (OSError, ValueError):
-            return
-        if lock.get("token") == self.owner["token"]:
-            with contextlib.suppress(FileNotFoundError):
-                self.lock_path.unlink()
+        with self._exclusive():
+            if self._held().get("token") == self.owner["token"]:
+                with contextlib.suppress(FileNotFoundError):
+                    self.lock_path.unlink()
 
 
-class ClusterState:
-    """State in the cluster, index ``indexer-state``: document ``<alias>`` and lock document ``lock:<alias>``."""
+class ClusterState(_LockStore):
+    """State in the cluster, index ``indexer-state``: document ``<alias>`` and lock document ``lock:<alias>``.
+
+    Document ids are percent-encoded into paths (``segment``), so ``adv-é`` is stored as ``adv-é``.
+    """
 
     def __init__(self, engine: Engine, index: str = STATE_INDEX) -> None:
         self.engine = engine
         self.index = index
         self.owner = _owner()
 
+    def _path(self, api: str, doc_id: str) -> str:
+        return f"/{segment(self.index)}/{api}/{segment(doc_id)}"
+
     async def _ensure_index(self) -> None:
         if not await self.engine.exists(self.index):
             with contextlib.suppress(ApiStatusError):  # created meanwhile by another run
-                await self.engine.request("PUT", f"/{self.index}", body={
+                await self.engine.request("PUT", f"/{segment(self.index)}", body={
                     "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": "0-1"}},
                     "mappings": {"dynamic": False, "properties": {"alias": {"type": "keyword"}}},
                 }, what=f"create state index {self.index}")
 
+    async def _state_doc(self, alias: str) -> dict | None:
+        body = await self.engine.request("GET", self._path("_doc", alias), missing_ok=True, what="read job state")
+        return body if body and body.get("found") else None
+
     async def load(self, alias: str) -> dict | None:
-        body = await self.engine.request("GET", f"/{self.index}/_doc/{alias}", missing_ok=True, what="read job state")
-        return body.get("_source", {}).get("state") if body and body.get("found") else None
+        body = await self._state_doc(alias)
+        return body.get("_source", {}).get("state") if body else None
 
     async def save(self, alias: str, state: dict) -> None:
-        await self.engine.request("PUT", f"/{self.index}/_doc/{alias}", params={"refresh": "true"},
+        await self.engine.request("PUT", self._path("_doc", alias), params={"refresh": "true"},
                                   body={"alias": alias, "state": state}, what="save job state")
-        await self._renew(alias)
 
-    async def _lock_doc(self, alias: str) -> dict | None:
-        return await self.engine.request("GET", f"/{self.index}/_doc/lock:{alias}", missing_ok=True, what="read job lock")
-
-    async def acquire(self, alias: str) -> None:
+    async def record_run(self, alias: str, record: dict) -> None:
+        """Replace ``last_run`` only, compare-and-set: a concurrent save by the lock's holder wins and we
+        write again on top of it, so its watermark is never overwritten with an older one."""
         await self._ensure_index()
-        lock = {**self.owner, "expires": time.time() + LOCK_TTL}
+        for _ in range(5):
+            current = await self._state_doc(alias)
+            state = {**((current or {}).get("_source", {}).get("state") or {}), "last_run": record}
+            if current:
+                api, params = "_doc", {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
+            else:
+                api, params = "_create", {}
+            try:
+                await self.engine.request("PUT", self._path(api, alias), params={**params, "refresh": "true"},
+                                          body={"alias": alias, "state": state}, what="record the last run")
+                return
+            except ApiStatusError as exc:
+                if exc.status != 409:
+                    raise
+        raise EngineError(f"record the last run of alias {alias!r}: its state document kept changing")
+
+    async def _lock_doc(self, alias: str, retry: bool = True) -> dict | None:
+        body = await self.engine.request("GET", self._path("_doc", f"lock:{alias}"), missing_ok=True,
+                                         what="read job lock", retry=retry)
+        return body if body and body.get("found") else None
+
+    async def _acquire(self, alias: str, seconds: float) -> float:
+        await self._ensure_index()
+        for _ in range(3):  # each round loses only to another run that just wrote the lock
+            expires = time.time() + seconds
+            body = {"alias": alias, "lock": self._lock(expires)}
+            try:
+                await self.engine.request("PUT", self._path("_create", f"lock:{alias}"), params={"refresh": "true"},
+                                          body=body, what="take job lock")
+                return expires
+            except ApiStatusError as exc:
+                if exc.status != 409:
+                    raise
+            current = await self._lock_doc(alias)
+            if current is None:
+                continue  # released meanwhile: create it again
+            held = current.get("_source", {}).get("lock", {})
+            if not _stale(held, time.time()):
+                raise LockedError(_locked_message(alias, held))
+            try:  # take over a stale lock, unless someone else just did
+                await self.engine.request(
+                    "PUT", self._path("_doc", f"lock:{alias}"),
+                    params={"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"],
+                            "refresh": "true"},
+                    body=body, what="take over a stale job lock",
+                )
+                return expires
+            except ApiStatusError as exc:
+                if exc.status != 409:
+                    raise
+        raise LockedError(f"another run of alias {alias!r} just took the lock")
+
+    async def _renew(self, alias: str, expires: float) -> dict | None:
+        # Not retried here: the lease retries on its own schedule, bounded by its expiry.
+        current = await self._lock_doc(alias, retry=False)
+        held = (current or {}).get("_source", {}).get("lock", {})
+        if held.get("token") != self.owner["token"]:
+            return held
         try:
-            await self.engine.request("PUT", f"/{self.index}/_create/lock:{alias}", params={"refresh": "true"},
-                                      body={"alias": alias, "lock": lock}, what="take job lock")
-            return
+            await self.engine.request(
+                "PUT", self._path("_doc", f"lock:{alias}"),
+                params={"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]},
+                body={"alias": alias, "lock": self._lock(expires)}, what="renew job lock", retry=False,
+            )
         except ApiStatusError as exc:
             if exc.status != 409:
                 raise
-        current = await self._lock_doc(alias)
-        held = (current or {}).get("_source", {}).get("lock", {})
-        if current and not _stale(held, time.time()):
-            raise LockedError(_locked_message(alias, held))
-        try:  # take over a stale lock, unless someone else just did
-            await self.engine.request(
-                "PUT", f"/{self.index}/_doc/lock:{alias}",
-                params={"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"], "refresh": "true"},
-                body={"alias": alias, "lock": lock}, what="take over a stale job lock",
-            )
-        except ApiStatusError as exc:
-            if exc.status == 409:
-                raise LockedError(f"another run of alias {alias!r} just took the lock") from None
-            raise
-
-    async def _renew(self, alias: str) -> None:
-        await self.engine.request("PUT", f"/{self.index}/_doc/lock:{alias}",
-                                  body={"alias": alias, "lock": {**self.owner, "expires": time.time() + LOCK_TTL}},
-                                  what="renew job lock")
+            now = await self._lock_doc(alias, retry=False)  # written meanwhile: by whom?
+            return (now or {}).get("_source", {}).get("lock", {})
+        return None
 
     async def release(self, alias: str) -> None:
         current = await self._lock_doc(alias)
@@ -198,7 +417,8 @@ class ClusterState:
         if held.get("token") == self.owner["token"]:
             with contextlib.suppress(ApiStatusError):
                 await self.engine.request(
-                    "DELETE", f"/{self.index}/_doc/lock:{alias}",
-                    params={"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"], "refresh": "true"},
+                    "DELETE", self._path("_doc", f"lock:{alias}"),
+                    params={"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"],
+                            "refresh": "true"},
                     what="release job lock",
                 )

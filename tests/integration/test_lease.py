@@ -1,0 +1,281 @@
+"""The job lock is a lease on the real node: renewed while its run lives, never stolen back, taken
+over only once expired, and found lost when another run took it. Also ``record_run`` without the
+lock, and a non-ASCII alias stored under its own name."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+import uuid
+from urllib.parse import quote
+
+import pytest
+
+from indexer.config import TargetConfig
+from indexer.engine import open_engine
+from indexer.state import ClusterState, LeaseLostError, LockedError
+from tests.support.harness import (
+    alias_targets, count, http, indices, run_indexer, sqlite_source, start_indexer, write_job,
+)
+from tests.support.httpproxy import ProxyServer
+
+LEASE = 1.0
+OTHER = {"host": "another-host", "pid": 4242, "token": "someone-else"}
+
+
+@pytest.fixture
+def lock_alias(alias, monkeypatch):
+    """A fresh alias with a lease of LEASE seconds; its state and lock documents are deleted afterwards."""
+    monkeypatch.setenv("INDEXER_LEASE_SECONDS", str(LEASE))
+    yield alias
+    _forget(alias)
+
+
+def _forget(alias: str) -> None:
+    for doc_id in (alias, f"lock:{alias}"):
+        http("DELETE", f"/indexer-state/_doc/{quote(doc_id, safe='')}?refresh=true")
+
+
+@contextlib.asynccontextmanager
+async def _store(target: dict, url: str | None = None):
+    """A ClusterState on the node under test (through ``url`` when given: a proxy)."""
+    connected = await open_engine(TargetConfig(**{**target, **({"url": url} if url else {})}))
+    try:
+        yield ClusterState(connected)
+    finally:
+        await connected.close()
+
+
+def _lock_doc(alias: str) -> tuple[int, dict | None]:
+    status, body = http("GET", f"/indexer-state/_doc/{quote('lock:' + alias, safe='')}")
+    return status, (body or {}).get("_source", {}).get("lock")
+
+
+def _put_lock(alias: str, lock: dict) -> None:
+    status, body = http("PUT", f"/indexer-state/_doc/lock:{alias}?refresh=true", {"alias": alias, "lock": lock})
+    assert status in (200, 201), body
+
+
+def test_a_lease_outlives_several_lease_lengths_while_a_second_run_is_refused(target, lock_alias):
+    async def scenario():
+        refusals = 0
+        async with _store(target) as store, _store(target) as second:
+            async with store.lease(lock_alias) as lease:
+                deadline = time.monotonic() + 3.5 * LEASE
+                while time.monotonic() < deadline:
+                    with pytest.raises(LockedError, match=f"another run of alias '{lock_alias}' is in progress"):
+                        await second.acquire(lock_alias)
+                    refusals += 1
+                    await asyncio.sleep(0.1)
+                lease.check()
+                held = _lock_doc(lock_alias)[1]
+            await second.acquire(lock_alias)  # released on exit
+        return refusals, held, store.owner
+
+    refusals, held, owner = asyncio.run(scenario())
+    assert refusals >= 10
+    assert held["token"] == owner["token"] and held["expires"] > time.time() - LEASE
+
+
+def test_an_expired_lock_of_another_host_is_taken_over_but_a_live_one_is_not(target, lock_alias):
+    async def scenario():
+        async with _store(target) as store:
+            _put_lock(lock_alias, {**OTHER, "expires": time.time() + 60})
+            with pytest.raises(LockedError, match="pid 4242 on another-host"):
+                async with store.lease(lock_alias):
+                    pass
+            _put_lock(lock_alias, {**OTHER, "expires": time.time() - 1})
+            async with store.lease(lock_alias) as lease:
+                held = _lock_doc(lock_alias)[1]
+                lease.check()
+            return held, store.owner
+
+    held, owner = asyncio.run(scenario())
+    assert held["token"] == owner["token"]
+    assert _lock_doc(lock_alias)[0] == 404
+
+
+def test_a_lease_whose_lock_another_owner_overwrote_is_lost_within_a_renew_interval(target, lock_alias):
+    async def scenario():
+        async with _store(target) as store:
+            async with store.lease(lock_alias) as lease:
+                _put_lock(lock_alias, {**OTHER, "expires": time.time() + 60})
+                taken = time.monotonic()
+                while not lease.lost and time.monotonic() < taken + 3 * LEASE:
+                    await asyncio.sleep(0.02)
+                noticed = time.monotonic() - taken
+                with pytest.raises(LeaseLostError) as caught:
+                    lease.check()
+        return noticed, str(caught.value)
+
+    noticed, message = asyncio.run(scenario())
+    assert noticed < LEASE / 3 + 0.4, noticed
+    assert message == (f"the lock on alias '{lock_alias}' was lost (taken over by pid 4242 on host another-host "
+                       "after it expired); stopped before moving the alias or the watermark")
+    assert _lock_doc(lock_alias)[1]["token"] == "someone-else"  # the exit released nothing of theirs
+
+
+def test_a_lease_that_cannot_be_renewed_is_lost_once_it_expires(engine_url, target, lock_alias, monkeypatch):
+    lease_seconds = 1.5
+    monkeypatch.setenv("INDEXER_LEASE_SECONDS", str(lease_seconds))
+
+    async def scenario(proxy):
+        async with _store(target, proxy.url) as store:
+            async with store.lease(lock_alias) as lease:
+                proxy.faults.request_status_match = lambda method, path: True
+                proxy.faults.request_status = 503
+                await asyncio.sleep(0.7)  # a renewal failed (every 0.5 s), but the lease has not expired
+                alive_after_a_failure = not lease.lost
+                deadline = time.monotonic() + 2 * lease_seconds
+                while not lease.lost and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                with pytest.raises(LeaseLostError) as caught:
+                    lease.check()
+                proxy.faults.clear()
+            return alive_after_a_failure, str(caught.value), proxy.stats.status_injected
+
+    with ProxyServer(upstream=engine_url) as proxy:
+        alive, message, refused = asyncio.run(scenario(proxy))
+    assert alive and refused >= 2
+    assert message == (f"the lock on alias '{lock_alias}' was lost (could not be renewed before it expired); "
+                       "stopped before moving the alias or the watermark")
+    assert _lock_doc(lock_alias)[0] == 404  # still ours at the exit, so released
+
+
+def test_save_never_takes_back_a_lock_that_another_owner_holds(target, lock_alias):
+    async def scenario():
+        async with _store(target) as store:
+            await store.acquire(lock_alias)
+            _put_lock(lock_alias, {**OTHER, "expires": time.time() + 60})
+            await store.save(lock_alias, {"watermark": {"type": "int", "value": 7}})
+            await store.release(lock_alias)
+            return await store.load(lock_alias)
+
+    assert asyncio.run(scenario()) == {"watermark": {"type": "int", "value": 7}}
+    assert _lock_doc(lock_alias)[1]["token"] == "someone-else"
+
+
+def test_record_run_without_the_lock_replaces_only_last_run(target, lock_alias):
+    state = {"watermark": {"type": "int", "value": 7}, "marks": [[7, "ab"]], "index": f"{lock_alias}-20250101000000",
+             "last_run": {"command": "sync", "started": "2025-01-01T00:00:00", "outcome": "running"}}
+    record = {"command": "sync", "outcome": "failed", "error": f"another run of alias '{lock_alias}' is in progress"}
+    fresh = f"{lock_alias}-new"
+
+    async def scenario():
+        async with _store(target) as holder, _store(target) as refused:
+            async with holder.lease(lock_alias):
+                await holder.save(lock_alias, state)
+                await refused.record_run(lock_alias, record)
+                await refused.record_run(fresh, record)
+                return await holder.load(lock_alias), await holder.load(fresh)
+
+    try:
+        stored, created = asyncio.run(scenario())
+    finally:
+        _forget(fresh)
+    assert stored == {**state, "last_run": record}  # no key of the earlier last_run survives
+    assert created == {"last_run": record}
+
+
+def test_a_non_ascii_alias_keeps_its_own_name_in_the_state_and_lock_documents(target):
+    name = f"adv-é-{uuid.uuid4().hex[:8]}"
+    state = {"watermark": {"type": "text", "value": "2025-01-01 00:00:00"}, "index": f"{name}-20250101000000"}
+
+    async def scenario():
+        async with _store(target) as store:
+            async with store.lease(name):
+                lock = http("GET", f"/indexer-state/_doc/{quote('lock:' + name, safe='')}")
+                await store.save(name, state)
+                await store.record_run(name, {"command": "reindex", "outcome": "ok"})
+                return lock, await store.load(name)
+
+    try:
+        (lock_status, lock_body), loaded = asyncio.run(scenario())
+        status, body = http("GET", f"/indexer-state/_doc/{quote(name)}")
+    finally:
+        _forget(name)
+    assert quote(name) == name.replace("é", "%C3%A9")
+    assert status == 200 and body["_id"] == name and body["_source"]["alias"] == name
+    assert lock_status == 200 and lock_body["_id"] == f"lock:{name}"
+    assert loaded == {**state, "last_run": {"command": "reindex", "outcome": "ok"}}
+
+
+# ------------------------------------------------------------------ the CLI, end to end
+
+SLOW = "import time\n\ndef slow(docs):\n    time.sleep(0.3)\n    return docs\n"
+QUERY = "SELECT code, description, site, value, date_updated FROM sensors"
+
+
+def _slow_job(tmp_path, target, alias, db):
+    (tmp_path / "slowdown.py").write_text(SLOW)
+    return write_job(tmp_path / "job.toml", sqlite_source(db), target, {
+        "alias": alias, "key": ["code"], "query": QUERY, "chunk_size": 100, "concurrency": 1,
+        "transform": "slowdown:slow",
+    })
+
+
+def _wait_for_lock(alias: str, proc, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, lock = _lock_doc(alias)
+        if status == 200:
+            return lock
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    raise AssertionError("the reindex never took its lock")
+
+
+def test_cli_a_reindex_lasting_several_lease_lengths_keeps_its_lock_against_a_second_reindex(
+        tmp_path, target, lock_alias, sqlite_sensors):
+    job = _slow_job(tmp_path, target, lock_alias, sqlite_sensors)  # 30 chunks of 0.3 s: about 9 s
+    env = {"INDEXER_LEASE_SECONDS": str(LEASE)}
+    first = start_indexer("reindex", str(job), "--json", env=env)
+    try:
+        _wait_for_lock(lock_alias, first)
+        started = time.monotonic()
+        refusals = []
+        while time.monotonic() < started + 4 * LEASE:
+            refusals.append(run_indexer("reindex", str(job), env=env))
+        still_running = first.poll() is None
+        stdout, stderr = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert still_running, "the first reindex ended too soon to show anything"
+    for second in refusals:
+        assert second.returncode == 1, (second.stdout, second.stderr)
+        assert f"another run of alias '{lock_alias}' is in progress" in second.stderr, second.stderr
+    assert first.returncode == 0, stderr
+    index = json.loads(stdout)["index"]
+    assert alias_targets(lock_alias) == [index] and count(lock_alias) == 3000
+    assert _lock_doc(lock_alias)[0] == 404
+
+
+def test_cli_a_killed_reindex_is_taken_over_once_its_lease_expired(tmp_path, target, lock_alias, sqlite_sensors):
+    job = _slow_job(tmp_path, target, lock_alias, sqlite_sensors)
+    env = {"INDEXER_LEASE_SECONDS": str(LEASE)}
+    killed = start_indexer("reindex", str(job), env=env)
+    lock = _wait_for_lock(lock_alias, killed)
+    deadline = time.monotonic() + 30
+    while not any(count(i) for i in indices(f"{lock_alias}-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    orphan = indices(f"{lock_alias}-*")
+    assert len(orphan) == 1
+    # As if the killed run lived on another host (its pid cannot be checked) with time left on its lease.
+    expires = time.time() + 4
+    _put_lock(lock_alias, {**lock, "host": "another-host", "expires": expires})
+
+    refused = run_indexer("reindex", str(job), env=env)
+    assert time.time() < expires, "the refusal must be checked while the lease is still valid"
+    assert refused.returncode == 1 and "is in progress (pid" in refused.stderr, refused.stderr
+
+    time.sleep(max(0.0, expires - time.time()) + 0.2)
+    taken = run_indexer("reindex", str(job), "--json", env=env)
+    assert taken.returncode == 0, taken.stderr
+    index = json.loads(taken.stdout)["index"]
+    assert indices(f"{lock_alias}-*") == [index] and count(lock_alias) == 3000  # the orphan is gone
