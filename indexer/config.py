@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from indexer.errors import ConfigError
 
@@ -32,12 +33,13 @@ DEFAULT_MAX_RETRY_TIME = 300.0
 DEFAULT_REQUEST_TIMEOUT = 120.0
 DEFAULT_MAX_ERRORS = 100
 DEFAULT_MAX_ERROR_RATE = 0.01
+DEFAULT_MIN_RATIO = 0.5
 ERROR_RATE_MIN_ROWS = 1000
 URL_ENV = "INDEXER_URL"
 
 # Elasticsearch/OpenSearch index naming rules: lowercase, none of these characters,
 # not starting with -, _ or +, not "." or "..", at most 255 bytes.
-_BAD_NAME_CHARS = re.compile(r'[\\/*?"<>| ,#:A-Z]')
+_BAD_NAME_CHARS = re.compile(r'[\\/*?"<>| ,#:]')
 INDEX_SUFFIX_LEN = len("-yyyymmddhhmmss")
 
 # etlhelper's DbParams fields by database type.
@@ -50,14 +52,42 @@ _REQUIRED_SOURCE_FIELDS = {
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]*$")
 
+# The parameter sync binds to the stored watermark (minus the lookback).
+SINCE = "since"
+# Bind parameters as each driver reads them. String literals, quoted names and comments are
+# blanked first for :name (a '12:30' literal binds nothing); psycopg2 substitutes %(name)s
+# everywhere, so PostgreSQL queries are read as they are. MSSQL's ? is positional: no names.
+_SQL_NOISE = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|/\*.*?\*/", re.S)
+_COLON_BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_PYFORMAT_BIND = re.compile(r"(?<!%)%\((\w+)\)s")
+_TRAILING_SEMICOLONS = re.compile(r"[\s;]+$")
+
+
+def bind_names(dbtype: str, query: str) -> tuple[str, ...]:
+    """The names ``query`` binds, in order of first use (none for MSSQL's positional ``?``)."""
+    if dbtype == "PG":
+        found = _PYFORMAT_BIND.findall(query)
+    elif dbtype in ("ORACLE", "SQLITE"):
+        found = _COLON_BIND.findall(_SQL_NOISE.sub(" ", query))
+    else:
+        found = []
+    return tuple(dict.fromkeys(found))
+
+
+def same_bind_name(dbtype: str, a: str, b: str) -> bool:
+    """Oracle bind names ignore case; the other drivers' do not."""
+    return a.upper() == b.upper() if dbtype == "ORACLE" else a == b
+
 
 def check_index_name(name: str, what: str = "name") -> str:
     """Raise ValueError unless ``name`` is a valid index, alias or template name."""
     if not name:
         raise ValueError(f"{what} is empty")
     bad = _BAD_NAME_CHARS.search(name)
-    if bad:
-        shown = "space" if bad.group() == " " else repr(bad.group())
+    # The engine requires name == name.lower(): that refuses "É" as well as "A".
+    upper = next((ch for ch in name if ch.lower() != ch), None)
+    if bad or upper:
+        shown = "space" if bad and bad.group() == " " else repr(bad.group() if bad else upper)
         raise ValueError(f"{what} {name!r} contains {shown} (lowercase, no \\ / * ? \" < > | , # : or spaces)")
     if name[0] in "-_+":
         raise ValueError(f"{what} {name!r} must not start with '-', '_' or '+'")
@@ -72,6 +102,11 @@ def _check_env_name(value: str | None) -> str | None:
     if value is not None and not _ENV_NAME.match(value):
         raise ValueError("must be the name of an environment variable (letters, digits, _), not a secret")
     return value
+
+
+def _field_error(field: str, message: str) -> PydanticCustomError:
+    """A model-level check's error reported at one of its fields (``target.username: ...``)."""
+    return PydanticCustomError("field", message, {"field": field})
 
 
 class _Model(BaseModel):
@@ -129,11 +164,25 @@ class TargetConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if "@" in value or "?" in value or "#" in value or not re.match(r"^https?://[^/@\s]+(:\d+)?(/.*)?$", value):
-            # Deliberately not echoing the value: a URL may carry credentials.
-            raise ValueError("must look like http(s)://host:port[/path], without credentials or a query "
-                             "(use username/password_env or api_key_env)")
-        return value.rstrip("/")
+        return check_url(value)
+
+    @model_validator(mode="after")
+    def _basic_auth_needs_both(self) -> TargetConfig:
+        # Either half alone used to be ignored silently: a cluster then answers 401 with no hint why.
+        if self.username is not None and self.password_env is None:
+            raise _field_error("username", "needs password_env (the name of the variable holding the password)")
+        if self.password_env is not None and self.username is None:
+            raise _field_error("password_env", "needs username (basic auth takes both)")
+        return self
+
+
+def check_url(value: str) -> str:
+    """The cluster's URL without a trailing slash; ValueError (never echoing the value) when malformed."""
+    if "@" in value or "?" in value or "#" in value or not re.match(r"^https?://[^/@\s]+(:\d+)?(/.*)?$", value):
+        # Deliberately not echoing the value: a URL may carry credentials.
+        raise ValueError("must look like http(s)://host:port[/path], without credentials or a query "
+                         "(use username/password_env or api_key_env)")
+    return value.rstrip("/")
 
 
 class JobSettings(_Model):
@@ -154,6 +203,20 @@ class JobSettings(_Model):
     # documents that fail for good go to the dead-letter file until one of these is exceeded
     max_errors: int = Field(default=DEFAULT_MAX_ERRORS, ge=0)
     max_error_rate: float = Field(default=DEFAULT_MAX_ERROR_RATE, ge=0, le=1)
+    # the swap guard: a reindex refuses to move the alias onto an index holding fewer than
+    # min_ratio x the documents the alias serves now
+    min_ratio: float = Field(default=DEFAULT_MIN_RATIO, ge=0, le=1)
+
+    @field_validator("query", "sync_query")
+    @classmethod
+    def _no_trailing_semicolon(cls, value: str | None) -> str | None:
+        # The tool wraps the query (SELECT COUNT(*) FROM (<query>) q...), where a ';' is a syntax error.
+        if value is None:
+            return value
+        value = _TRAILING_SEMICOLONS.sub("", value)
+        if not value.strip():
+            raise ValueError("is empty")
+        return value
 
     @field_validator("watermark", "deleted")
     @classmethod
@@ -213,9 +276,42 @@ class Job(_Model):
     name: str = "job"
 
 
+def _check_params(job: Job, file_params: dict[str, Any], cli_params: dict[str, Any], file_name: str) -> None:
+    """Every ``--param`` is a parameter of the job; every name the queries bind has a value;
+    ``since`` is left to sync when the job has a watermark (sync binds it)."""
+    dbtype, settings = job.source.dbtype, job.job
+    query_binds = bind_names(dbtype, settings.query)
+    sync_binds = bind_names(dbtype, settings.sync_query) if settings.sync_query else ()
+    binds = tuple(dict.fromkeys(query_binds + sync_binds))
+
+    def among(name: str, names: Any) -> bool:
+        return any(same_bind_name(dbtype, name, other) for other in names)
+
+    if settings.watermark:
+        for name in settings.params:
+            if name.lower() == SINCE:
+                where = "--param since" if name in cli_params else f"{file_name}: job.params.since"
+                raise ConfigError(f"{where}: the name since is reserved for sync (it binds the watermark); "
+                                  "rename the parameter")
+    for name in cli_params:
+        if name not in file_params and not among(name, binds):
+            shown = ", ".join(binds) or ("? (positional: name it in [job.params])" if dbtype == "MSSQL" else "none")
+            raise ConfigError(f"--param {name}: not a parameter of this job "
+                              f"(job.params has: {', '.join(file_params) or 'none'}; the query binds: {shown})")
+    for what, names, free in (("job.query", query_binds, ()), ("job.sync_query", sync_binds, (SINCE,))):
+        for name in names:
+            if what == "job.query" and settings.watermark and same_bind_name(dbtype, name, SINCE):
+                raise ConfigError(f"{file_name}: job.query binds since, which sync binds to the watermark "
+                                  "(it wraps job.query); rename the parameter")
+            if not among(name, settings.params) and not among(name, free):
+                raise ConfigError(f"{file_name}: {what} binds {name} but job.params has no {name} "
+                                  f"(add it to [job.params] or pass --param {name}=...)")
+
+
 def _format_validation_error(path: Path, exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = [*first["loc"], *([first["ctx"]["field"]] if first["type"] == "field" else [])]
+    where = ".".join(str(p) for p in loc) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
@@ -239,11 +335,14 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def load_job(path: str | Path, params: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Job:
-    """Read and validate a job file; ``params`` override ``[job.params]``; ``INDEXER_URL`` overrides the url."""
+    """Read and validate a job file; ``params`` (``--param``) override ``[job.params]`` and must name a
+    parameter of the job; ``INDEXER_URL`` overrides the url."""
     env = os.environ if env is None else env
     path = Path(path)
+    params = params or {}
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a BOM some editors write at the start is not part of the TOML
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"job file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -258,18 +357,24 @@ def load_job(path: str | Path, params: dict[str, Any] | None = None, env: dict[s
     target = raw.setdefault("target", {})
     if isinstance(target, dict):
         if env.get(URL_ENV):
-            target["url"] = env[URL_ENV]
+            try:
+                target["url"] = check_url(env[URL_ENV])
+            except ValueError as exc:
+                raise ConfigError(f"{URL_ENV}: {exc}") from None
         if target.get("ca_certs"):
             target["ca_certs"] = str(base_dir / target["ca_certs"])
     job = raw.get("job")
+    file_params = job.get("params", {}) if isinstance(job, dict) else {}
     if params and isinstance(job, dict):
-        job["params"] = {**job.get("params", {}), **params}
+        job["params"] = {**file_params, **params}
     try:
-        return Job(**raw, base_dir=base_dir, name=path.stem)
+        loaded = Job(**raw, base_dir=base_dir, name=path.stem)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(path, exc)) from None
     except TypeError as exc:  # e.g. a top-level key given twice
         raise ConfigError(f"{path.name}: {exc}") from None
+    _check_params(loaded, file_params, params, path.name)
+    return loaded
 
 
 def load_transform(spec: str, base_dir: Path) -> Callable[[list[dict]], list[dict]]:

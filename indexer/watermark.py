@@ -11,14 +11,29 @@ A watermark keeps the type the database gave it:
 
 Stored form: ``{"type": ..., "value": <text>}``; the text round-trips exactly
 (ISO 8601 with microseconds, integers and decimals as strings, never floats).
+
+One run compares values of one kind: the stored watermark's, or the first non-NULL value's.
+``keys_of`` turns each chunk's values into comparable keys and names the first value that
+does not fit (``WatermarkValueError.position`` and ``.reason``), so that the caller can report
+a row instead of a Python TypeError. Decisions:
+
+* ISO text with a UTC offset and ISO text without one in the same column is an error ("mixes
+  timestamps with and without a UTC offset"): a naive time is not silently taken as UTC, since
+  the database's own time zone is unknown here. Timestamps alike (a column changed to
+  ``timestamptz`` after a reindex stored a naive watermark).
+* Empty text is never a watermark; text that is not ISO 8601 among ISO-8601 text is an error
+  (text among plain text compares as text).
+* Numbers compare with numbers whatever their type (int, Decimal, float; not NaN).
+* NULL has no key (None): a reindex indexes such rows, a sync never sees them (``col >= since``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from indexer.errors import ConfigError, SourceError
 
@@ -35,6 +50,95 @@ def parse_duration(text: str | int | float) -> dt.timedelta:
     if not match:
         raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h, 2d")
     return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+class WatermarkValueError(SourceError):
+    """A watermark value that cannot be compared with the run's others: ``position`` in the
+    values given (None for a single value) and a short ``reason`` without the value itself."""
+
+    def __init__(self, reason: str, position: int | None = None) -> None:
+        super().__init__(f"job.watermark value: {reason}" if position is None
+                         else f"job.watermark value {position + 1} of the chunk: {reason}")
+        self.reason = reason
+        self.position = position
+
+
+# The comparable kinds: which values compare with which (used in messages, so readable).
+_NOUN = {"timestamp": "a timestamp", "timestamp with offset": "a timestamp with a UTC offset", "date": "a date",
+         "number": "a number", "ISO text": "ISO-8601 text", "ISO text with offset": "ISO-8601 text with a UTC offset",
+         "text": "text"}
+_PLURAL = {"timestamp": "timestamps", "timestamp with offset": "timestamps", "date": "dates", "number": "numbers",
+           "ISO text": "ISO-8601 text", "ISO text with offset": "ISO-8601 text", "text": "text"}
+_OFFSET_PAIRS = ({"timestamp", "timestamp with offset"}, {"ISO text", "ISO text with offset"})
+
+
+def value_kind(value: Any) -> str:
+    """The comparable kind of one non-NULL value; WatermarkValueError when it can be no watermark."""
+    if isinstance(value, dt.datetime):
+        return "timestamp" if value.utcoffset() is None else "timestamp with offset"
+    if isinstance(value, dt.date):
+        return "date"
+    if isinstance(value, bool):
+        raise WatermarkValueError("a boolean (a boolean column cannot be a watermark)")
+    if isinstance(value, (int, Decimal, float)):
+        if isinstance(value, Decimal) and value.is_nan() or isinstance(value, float) and math.isnan(value):
+            raise WatermarkValueError("NaN")  # compares false with everything (a Decimal NaN raises)
+        return "number"
+    if isinstance(value, str):
+        if not value.strip():
+            raise WatermarkValueError("empty text")
+        match = _ISO_TEXT.match(value)
+        if not match:
+            return "text"
+        return "ISO text with offset" if match.group(4) else "ISO text"
+    raise WatermarkValueError(f"{type(value).__name__}, not a timestamp, date, number or text")
+
+
+def run_kind(values: Any, kind: str | None = None) -> str | None:
+    """``kind`` when known, else the kind of the first non-NULL value (None when all are NULL)."""
+    if kind is not None:
+        return kind
+    for position, value in enumerate(values):
+        if value is not None:
+            try:
+                return value_kind(value)
+            except WatermarkValueError as exc:
+                raise WatermarkValueError(exc.reason, position) from None
+    return None
+
+
+def _key(value: Any, kind: str) -> Any:
+    """The comparable key of ``value`` in a run of ``kind``; WatermarkValueError (no position) if it does not fit."""
+    own = value_kind(value)
+    if own != kind:
+        if {own, kind} in _OFFSET_PAIRS:
+            raise WatermarkValueError("mixes timestamps with and without a UTC offset")
+        if kind.startswith("ISO") and own == "text":
+            raise WatermarkValueError("not ISO-8601 text")
+        if not (kind == "text" and own.startswith("ISO")):  # ISO-looking text among plain text: text
+            raise WatermarkValueError(f"{_NOUN[own]} among {_PLURAL[kind]}")
+    if own.startswith("ISO") and kind.startswith("ISO"):
+        try:
+            return _parse_text(value)
+        except ValueError:
+            raise WatermarkValueError("not a valid ISO-8601 date or time") from None
+    return value
+
+
+def keys_of(values: Any, kind: str | None = None) -> list:
+    """Comparable keys for one chunk's watermark values, None for NULL.
+
+    ``kind`` is the run's (see ``run_kind``; None: the first non-NULL value's). The first value
+    that does not fit raises WatermarkValueError with its ``position`` in ``values``.
+    """
+    kind = run_kind(values, kind)
+    keys = []
+    for position, value in enumerate(values):
+        try:
+            keys.append(None if value is None else _key(value, kind))
+        except WatermarkValueError as exc:
+            raise WatermarkValueError(exc.reason, position) from None
+    return keys
 
 
 def kind_of(value: Any) -> str:
@@ -119,6 +223,14 @@ def _format_like(template: str, value: dt.datetime) -> str:
 
 def minus(value: Any, lookback: Any) -> Any:
     """``value - lookback`` in the value's own type and layout."""
+    value_kind(value)  # empty text, NaN...: WatermarkValueError rather than a Python error below
+    try:
+        return _minus(value, lookback)
+    except OverflowError:
+        raise WatermarkValueError("out of range once job.lookback is subtracted") from None
+
+
+def _minus(value: Any, lookback: Any) -> Any:
     kind = kind_of(value)
     if kind == "string":
         if lookback not in (0, "0", "0s") and parse_duration(lookback).total_seconds() != 0:
@@ -137,16 +249,11 @@ def minus(value: Any, lookback: Any) -> Any:
         return value - delta
     if kind == "date":
         return value - dt.timedelta(days=-(-delta.total_seconds() // 86400))
-    return _format_like(value, _parse_text(value) - delta)
-
-
-def comparable(sample: Any) -> Callable[[Any], Any]:
-    """A key function that orders values of ``sample``'s kind (ISO text is parsed), for whole chunks at once."""
-    return _parse_text if kind_of(sample) == "text" else _identity
-
-
-def _identity(value: Any) -> Any:
-    return value
+    try:
+        parsed = _parse_text(value)
+    except ValueError:  # ISO-looking text that is no date (2024-02-30)
+        raise WatermarkValueError("not a valid ISO-8601 date or time") from None
+    return _format_like(value, parsed - delta)
 
 
 def newer(a: Any, b: Any) -> Any:
@@ -155,13 +262,19 @@ def newer(a: Any, b: Any) -> Any:
         return b
     if b is None:
         return a
-    if kind_of(a) == "text":
-        return a if _parse_text(a) >= _parse_text(b) else b
-    return a if a >= b else b
+    key_a, key_b = _pair(a, b)
+    return a if key_a >= key_b else b
 
 
 def at_least(value: Any, floor: Any) -> bool:
-    """``value >= floor`` in the watermark's own type."""
-    if kind_of(value) == "text":
-        return _parse_text(value) >= _parse_text(floor)
-    return value >= floor
+    """``value >= floor`` in the watermark's own type (the floor's kind decides)."""
+    key_floor, key_value = _pair(floor, value)
+    return key_value >= key_floor
+
+
+def _pair(first: Any, second: Any) -> list:
+    """Keys of two values of one kind (the first's); the error names no position."""
+    try:
+        return keys_of([first, second])
+    except WatermarkValueError as exc:
+        raise WatermarkValueError(exc.reason) from None

@@ -1,6 +1,7 @@
 """The job file: loading, validation and the messages a user sees (indexer.config)."""
 
 import datetime as dt
+import json
 import sys
 import textwrap
 import uuid
@@ -103,7 +104,7 @@ def test_missing_required_field_is_named(tmp_path):
     assert "job.key: required field is missing" in config_error(write(tmp_path, text), env={})
 
 
-@pytest.mark.parametrize("alias", ["Sensors", "sensors*", "_sensors", "-sensors", "my sensors", "x" * 241])
+@pytest.mark.parametrize("alias", ["Sensors", "sensors*", "_sensors", "-sensors", "my sensors", "x" * 241, "É", "adv-É"])
 def test_invalid_alias_is_refused_naming_job_alias(tmp_path, alias):
     text = SQLITE_JOB.replace('alias = "sensors"', f'alias = "{alias}"')
     assert "job.alias" in config_error(write(tmp_path, text), env={})
@@ -141,7 +142,9 @@ def test_toml_dates_in_params_stay_dates(tmp_path):
 
 
 def test_params_override_merges_into_the_file_params(tmp_path):
-    job = load_job(write(tmp_path, SQLITE_JOB), params={"limit": 5, "site": "eu"}, env={})
+    # issue 8: a --param must name a parameter of the job, so "site" is now bound by the query.
+    text = SQLITE_JOB.replace("WHERE taken >= :since", "WHERE taken >= :since AND site = :site")
+    job = load_job(write(tmp_path, text), params={"limit": 5, "site": "eu"}, env={})
     assert job.job.params == {"since": dt.date(2000, 1, 1), "limit": 5, "site": "eu"}
 
 
@@ -190,7 +193,9 @@ def test_url_with_embedded_credentials_in_the_file_is_refused_without_echoing_th
 
 def test_url_with_embedded_credentials_in_indexer_url_is_refused_without_echoing_them(tmp_path):
     message = config_error(write(tmp_path, SQLITE_JOB), env={"INDEXER_URL": "https://elastic:hunter2@es.example:9200"})
-    assert "target.url" in message and "hunter2" not in message
+    # issue 8: named as the environment variable it came from, not as the job file's target.url
+    assert message.startswith("INDEXER_URL: must look like http(s)://host:port")
+    assert "target.url" not in message and "hunter2" not in message
 
 
 def test_url_with_embedded_credentials_whose_password_holds_a_slash_is_refused(tmp_path):
@@ -238,3 +243,177 @@ def test_transform_module_with_a_syntax_error_is_a_config_error(tmp_path, module
 def test_transform_spec_must_be_module_colon_function(tmp_path):
     text = SQLITE_JOB.replace('[job]\n', '[job]\ntransform = "transforms.add_site"\n')
     assert "job.transform" in config_error(write(tmp_path, text), env={})
+
+
+# ---------------------------------------------------------------- issue 8: the operator errs
+
+
+JOB_WITH_WATERMARK = """
+[source]
+dbtype = "sqlite"
+filename = "readings.db"
+
+[job]
+alias = "sensors"
+key = ["id"]
+query = "SELECT id, site, changed FROM readings WHERE site = :site"
+watermark = "changed"
+
+[job.params]
+site = "eu"
+"""
+
+
+def test_non_ascii_lowercase_alias_is_accepted(tmp_path):
+    text = SQLITE_JOB.replace('alias = "sensors"', 'alias = "adv-é"')
+    assert load_job(write(tmp_path, text), env={}).job.alias == "adv-é"
+
+
+def test_uppercase_non_ascii_alias_is_refused_like_a_to_z(tmp_path):
+    text = SQLITE_JOB.replace('alias = "sensors"', 'alias = "adv-É"')
+    assert config_error(write(tmp_path, text), env={}) == (
+        "sensors.toml: job.alias: alias 'adv-É' contains 'É' (lowercase, no \\ / * ? \" < > | , # : or spaces)"
+    )
+
+
+def test_min_ratio_defaults_to_one_half_and_takes_zero_to_one(tmp_path):
+    assert load_job(write(tmp_path, SQLITE_JOB), env={}).job.min_ratio == 0.5
+    for ratio in (0, 1, 0.9):
+        text = SQLITE_JOB.replace("[job]\n", f"[job]\nmin_ratio = {ratio}\n")
+        assert load_job(write(tmp_path, text), env={}).job.min_ratio == ratio
+
+
+@pytest.mark.parametrize("ratio", ["1.5", "-0.1", '"half"'])
+def test_min_ratio_outside_zero_to_one_is_refused_naming_the_field(tmp_path, ratio):
+    text = SQLITE_JOB.replace("[job]\n", f"[job]\nmin_ratio = {ratio}\n")
+    assert "sensors.toml: job.min_ratio:" in config_error(write(tmp_path, text), env={})
+
+
+@pytest.mark.parametrize("ending", [";", ";;", " ; ", ";\n", "; ;\n\t"])
+def test_trailing_semicolons_are_stripped_from_query_and_sync_query(tmp_path, ending):
+    query = "SELECT id, site, changed FROM readings WHERE site = :site"
+    sync_query = "SELECT * FROM readings WHERE changed >= :since ORDER BY changed"
+    text = JOB_WITH_WATERMARK.replace(f'"{query}"', json.dumps(query + ending)).replace(
+        'watermark = "changed"\n', f'watermark = "changed"\nsync_query = {json.dumps(sync_query + ending)}\n')
+    job = load_job(write(tmp_path, text), env={}).job
+    assert (job.query, job.sync_query) == (query, sync_query)
+
+
+def test_a_semicolon_inside_the_query_is_kept(tmp_path):
+    text = SQLITE_JOB.replace("WHERE taken >= :since", "WHERE taken >= :since AND note <> ';'")
+    assert load_job(write(tmp_path, text), env={}).job.query.endswith("note <> ';'")
+
+
+def test_a_query_of_only_semicolons_is_empty(tmp_path):
+    text = SQLITE_JOB.replace('query = "SELECT id, reading FROM readings WHERE taken >= :since"', 'query = " ; ;"')
+    assert config_error(write(tmp_path, text), env={}) == "sensors.toml: job.query: is empty"
+
+
+def test_username_without_password_env_is_refused_naming_the_field(tmp_path):
+    text = SQLITE_JOB + '\n[target]\nusername = "indexer"\n'
+    assert config_error(write(tmp_path, text), env={}) == (
+        "sensors.toml: target.username: needs password_env (the name of the variable holding the password)"
+    )
+
+
+def test_password_env_without_username_is_refused_naming_the_field(tmp_path):
+    text = SQLITE_JOB + '\n[target]\npassword_env = "ES_PASSWORD"\n'
+    assert config_error(write(tmp_path, text), env={}) == (
+        "sensors.toml: target.password_env: needs username (basic auth takes both)"
+    )
+
+
+def test_username_with_password_env_is_basic_auth(tmp_path):
+    text = SQLITE_JOB + '\n[target]\nusername = "indexer"\npassword_env = "ES_PASSWORD"\n'
+    target = load_job(write(tmp_path, text), env={}).target
+    assert (target.username, target.password_env) == ("indexer", "ES_PASSWORD")
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://es.example", "https://es.example:9200/?x=1"])
+def test_a_bad_indexer_url_is_named_as_the_environment_variable(tmp_path, url):
+    message = config_error(write(tmp_path, SQLITE_JOB), env={"INDEXER_URL": url})
+    assert message == ("INDEXER_URL: must look like http(s)://host:port[/path], without credentials or a query "
+                       "(use username/password_env or api_key_env)")
+
+
+def test_a_job_file_starting_with_a_utf8_bom_loads(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + textwrap.dedent(SQLITE_JOB).encode())
+    assert load_job(path, env={}).job.alias == "sensors"
+
+
+# --param names
+
+
+def test_a_misspelt_param_is_refused_naming_what_the_job_has(tmp_path):
+    path = write(tmp_path, SQLITE_JOB)
+    assert config_error(path, params={"sinse": dt.date(2001, 1, 1)}, env={}) == (
+        "--param sinse: not a parameter of this job (job.params has: since, limit; the query binds: since)"
+    )
+
+
+def test_a_param_the_query_binds_but_the_file_does_not_list_is_accepted(tmp_path):
+    text = SQLITE_JOB.replace("WHERE taken >= :since", "WHERE taken >= :since AND site = :site")
+    assert load_job(write(tmp_path, text), params={"site": "eu"}, env={}).job.params["site"] == "eu"
+
+
+def test_a_param_the_sync_query_binds_is_accepted(tmp_path):
+    text = JOB_WITH_WATERMARK.replace(
+        'watermark = "changed"\n',
+        'watermark = "changed"\nsync_query = "SELECT * FROM readings WHERE changed >= :since AND region = :region '
+        'ORDER BY changed"\n')
+    assert load_job(write(tmp_path, text), params={"region": "north"}, env={}).job.params["region"] == "north"
+
+
+def test_a_name_inside_a_string_literal_or_comment_is_not_a_bind(tmp_path):
+    text = SQLITE_JOB.replace("WHERE taken >= :since", "WHERE taken >= :since AND at > '12:30:xx' -- :note")
+    message = config_error(write(tmp_path, text), params={"xx": 1}, env={})
+    assert message.startswith("--param xx: not a parameter of this job") and "the query binds: since)" in message
+
+
+def test_postgres_binds_are_read_in_pyformat(tmp_path):
+    text = PG_SOURCE.format(extra='password_env = "P"').replace(
+        'query = "SELECT 1 AS id"', "query = \"SELECT id FROM t WHERE site = %(site)s AND code LIKE 'A%%'\"")
+    assert load_job(write(tmp_path, text), params={"site": "eu"}, env={}).job.params == {"site": "eu"}
+    assert config_error(write(tmp_path, text), params={"sit": "eu"}, env={}) == (
+        "--param sit: not a parameter of this job (job.params has: none; the query binds: site)"
+    )
+
+
+def test_oracle_bind_names_ignore_case(tmp_path):
+    text = PG_SOURCE.format(extra='password_env = "P"').replace('dbtype = "pg"', 'dbtype = "oracle"').replace(
+        'query = "SELECT 1 AS id"', 'query = "SELECT id FROM t WHERE d >= :StartDate"')
+    assert load_job(write(tmp_path, text), params={"startdate": "2001-01-01"}, env={}).job.params
+
+
+def test_mssql_positional_params_must_be_listed_in_job_params(tmp_path):
+    text = PG_SOURCE.format(extra='password_env = "P"\nodbc_driver = "ODBC Driver 18 for SQL Server"').replace(
+        'dbtype = "pg"', 'dbtype = "mssql"').replace('query = "SELECT 1 AS id"', 'query = "SELECT id FROM t WHERE d >= ?"')
+    assert config_error(write(tmp_path, text), params={"start": 1}, env={}) == (
+        "--param start: not a parameter of this job (job.params has: none; "
+        "the query binds: ? (positional: name it in [job.params]))"
+    )
+    listed = text + "\n[job.params]\nstart = 0\n"
+    assert load_job(write(tmp_path, listed), params={"start": 1}, env={}).job.params == {"start": 1}
+
+
+def test_since_is_reserved_for_sync_as_a_param(tmp_path):
+    path = write(tmp_path, JOB_WITH_WATERMARK)
+    assert config_error(path, params={"since": dt.date(2001, 1, 1)}, env={}) == (
+        "--param since: the name since is reserved for sync (it binds the watermark); rename the parameter"
+    )
+
+
+def test_since_is_reserved_for_sync_in_job_params(tmp_path):
+    path = write(tmp_path, JOB_WITH_WATERMARK + "since = 2000-01-01\n")
+    assert config_error(path, env={}) == (
+        "sensors.toml: job.params.since: the name since is reserved for sync (it binds the watermark); "
+        "rename the parameter"
+    )
+
+
+def test_a_query_binding_a_name_without_a_value_is_refused(tmp_path):
+    text = SQLITE_JOB.replace("WHERE taken >= :since", "WHERE taken >= :since AND site = :site")
+    assert config_error(write(tmp_path, text), env={}) == (
+        "sensors.toml: job.query binds site but job.params has no site (add it to [job.params] or pass --param site=...)"
+    )

@@ -87,11 +87,13 @@ def test_sqlite_needs_no_password():
 # ---------------------------------------------------------------- SQLite
 
 
-def test_missing_sqlite_file_is_a_source_error_and_no_file_is_created(tmp_path):
+def test_missing_sqlite_file_is_a_config_error_and_no_file_is_created(tmp_path):
+    # issue 8: a job-file problem (exit 2), no longer a SourceError (exit 1)
     missing = tmp_path / "typo.db"
-    with pytest.raises(SourceError, match="SQLite database file not found"):
+    with pytest.raises(ConfigError) as info:
         with connect(SourceConfig(dbtype="SQLITE", filename=missing)):
             pass
+    assert str(info.value) == f"source.filename: SQLite database file not found: {missing}"
     assert not missing.exists()
     assert list(tmp_path.iterdir()) == []
 

@@ -91,3 +91,91 @@ def test_booleans_and_blobs_cannot_be_watermarks():
         wm.kind_of(True)
     with pytest.raises(SourceError):
         wm.kind_of(b"\x00")
+
+
+# ---------------------------------------------------------------- issue 8: NULL and odd watermarks
+
+
+def bad_value(call) -> wm.WatermarkValueError:
+    with pytest.raises(wm.WatermarkValueError) as info:
+        call()
+    assert isinstance(info.value, SourceError) and "\n" not in str(info.value)
+    return info.value
+
+
+def test_keys_of_iso_text_are_times_and_null_has_no_key():
+    keys = wm.keys_of([None, "2024-01-01 10:00:00", "2024-01-01T09:00", None, "2024-01-02"])
+    assert keys == [None, dt.datetime(2024, 1, 1, 10), dt.datetime(2024, 1, 1, 9), None, dt.datetime(2024, 1, 2)]
+
+
+def test_keys_of_numbers_compare_whatever_their_python_type():
+    keys = wm.keys_of([3, Decimal("2.5"), 4.0, None])
+    assert keys == [3, Decimal("2.5"), 4.0, None] and max(k for k in keys if k is not None) == 4.0
+
+
+def test_the_run_kind_is_the_first_non_null_value_or_none():
+    assert wm.run_kind([None, "2024-01-01T10:00:00Z"]) == "ISO text with offset"
+    assert wm.run_kind([None, None]) is None
+    assert wm.run_kind(["2024-01-01"], "text") == "text"
+
+
+@pytest.mark.parametrize("values, kind, position, reason", [
+    # a SQLite text column mixing naive and offset timestamps: was "can't compare offset-naive and offset-aware"
+    (["2024-01-01 10:00:00", None, "2024-01-01T10:00:00+02:00"], None, 2, "mixes timestamps with and without a UTC offset"),
+    (["2024-01-01T10:00:00Z", "2024-01-01 10:00:00"], None, 1, "mixes timestamps with and without a UTC offset"),
+    (["2024-01-01 10:00:00"], "ISO text with offset", 0, "mixes timestamps with and without a UTC offset"),
+    # an empty string: was "Invalid isoformat string: ''"
+    (["2024-01-01 10:00:00", ""], None, 1, "empty text"),
+    (["", "2024-01-01 10:00:00"], None, 0, "empty text"),
+    (["2024-01-01", "  "], None, 1, "empty text"),
+    (["2024-01-01", "yesterday"], None, 1, "not ISO-8601 text"),
+    (["2024-01-01", "2024-02-30"], None, 1, "not a valid ISO-8601 date or time"),
+    ([dt.datetime(2024, 1, 1), 5], None, 1, "a number among timestamps"),
+    ([dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 1, tzinfo=UTC)], None, 1,
+     "mixes timestamps with and without a UTC offset"),
+    ([dt.date(2024, 1, 1), dt.datetime(2024, 1, 1)], None, 1, "a timestamp among dates"),
+    ([5, "2024-01-01"], None, 1, "ISO-8601 text among numbers"),
+    ([1, float("nan")], None, 1, "NaN"),
+    ([Decimal("NaN")], None, 0, "NaN"),
+    ([None, True], None, 1, "a boolean (a boolean column cannot be a watermark)"),
+    ([b"\x00"], None, 0, "bytes, not a timestamp, date, number or text"),
+])
+def test_a_value_of_another_kind_is_named_by_position_and_reason(values, kind, position, reason):
+    error = bad_value(lambda: wm.keys_of(values, kind))
+    assert (error.position, error.reason) == (position, reason)
+    assert str(error) == f"job.watermark value {position + 1} of the chunk: {reason}"
+
+
+def test_iso_looking_text_among_plain_text_compares_as_text():
+    assert wm.keys_of(["v-0042", "2024-01-01"]) == ["v-0042", "2024-01-01"]
+
+
+@pytest.mark.parametrize("a, b, reason", [
+    ("2024-01-01 10:00:00", "2024-01-01T10:00:00+02:00", "mixes timestamps with and without a UTC offset"),
+    ("2024-01-01 10:00:00", "", "empty text"),
+    ("", "2024-01-01 10:00:00", "empty text"),
+    (dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 1, tzinfo=UTC), "mixes timestamps with and without a UTC offset"),
+])
+def test_newer_and_at_least_refuse_values_that_do_not_compare(a, b, reason):
+    assert bad_value(lambda: wm.newer(a, b)).reason == reason
+    assert bad_value(lambda: wm.at_least(a, b)).reason == reason
+
+
+def test_newer_and_at_least_still_compare_in_the_values_type():
+    assert wm.newer(None, "") == "" and wm.newer(5, None) == 5  # NULL is oldest; nothing else to compare
+    assert wm.newer(3, Decimal("3.5")) == Decimal("3.5")
+    assert wm.at_least("2024-01-01T10:00:00+02:00", "2024-01-01T08:00:00Z")
+
+
+@pytest.mark.parametrize("value, lookback, reason", [
+    ("", "5m", "empty text"),
+    ("2024-02-30 10:00:00", "5m", "not a valid ISO-8601 date or time"),
+    ("0001-01-01 00:00:00", "5m", "out of range once job.lookback is subtracted"),
+    (dt.datetime.min, "5m", "out of range once job.lookback is subtracted"),
+    (dt.date.min, "1d", "out of range once job.lookback is subtracted"),
+    (Decimal("NaN"), 1, "NaN"),
+])
+def test_minus_refuses_values_it_cannot_look_back_from(value, lookback, reason):
+    error = bad_value(lambda: wm.minus(value, lookback))
+    assert (error.position, error.reason) == (None, reason)
+    assert str(error) == f"job.watermark value: {reason}"

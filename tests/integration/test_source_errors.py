@@ -1,0 +1,103 @@
+"""PostgreSQL: a query with a literal % runs as written, and failures quote the user's query (indexer.source)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from indexer import source
+from indexer.config import SourceConfig
+from indexer.errors import SourceError
+from tests.support.harness import pg_connect, pg_source
+
+T0 = dt.datetime(2024, 1, 1, 10, 0, 0)
+
+
+@pytest.fixture
+def codes_table():
+    """Ten rows: SEN000001 and SEN000010..SEN000018, changed one minute apart; dropped afterwards."""
+    table = f"codes_{uuid.uuid4().hex[:8]}"
+    conn = pg_connect()
+    with conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table} (code text PRIMARY KEY, site text, changed timestamp)")
+        codes = ["SEN000001"] + [f"SEN0000{i}" for i in range(10, 19)]
+        cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s)",
+                        [(c, "eu" if n % 2 else "us", T0 + dt.timedelta(minutes=n)) for n, c in enumerate(codes)])
+    conn.close()
+    yield table
+    conn = pg_connect()
+    with conn, conn.cursor() as cur:
+        cur.execute("SET lock_timeout = '10s'")  # never wait forever on a connection left open
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.close()
+
+
+@pytest.fixture
+def pg(codes_table):
+    """indexer's own PostgreSQL connection (server-side cursors), closed before the table is dropped."""
+    with source.connect(SourceConfig(**pg_source())) as conn:
+        yield conn
+
+
+def rows_of(conn, query, params):
+    return [r for _, chunk in source.iter_row_chunks(conn, query, params, 4) for r in chunk]
+
+
+@pytest.mark.parametrize("params", [None, {}, {"unused": 1}])
+def test_a_literal_percent_without_bind_parameters_runs_as_written(codes_table, pg, params):
+    # Before issue 8: "TypeError: dict is not a sequence" (a traceback) in reindex and status.
+    query = f"SELECT code, changed FROM {codes_table} WHERE code LIKE 'SEN00001%'"
+    assert source.count_rows(pg, query, params) == 9
+    assert source.max_value(pg, query, params, "changed") == T0 + dt.timedelta(minutes=9)
+    assert sorted(source.count_by(pg, query.replace("code, changed", "code, site"), params, "site")) == [
+        ("eu", 5), ("us", 4)]
+    assert source.columns_of(pg, query, params) == ("code", "changed")
+    assert [r[0] for r in rows_of(pg, query, params)] == [f"SEN0000{i}" for i in range(10, 19)]
+
+
+def test_the_sync_wrapper_keeps_the_literal_percent_of_a_query_without_parameters(codes_table, pg):
+    d = source.dialect("PG")
+    sql = d.sync_query(f"SELECT code, changed FROM {codes_table} WHERE code LIKE 'SEN00001%'", "changed")
+    params = d.params({"since": T0 + dt.timedelta(minutes=7)}, sql)
+    assert [r[0] for r in rows_of(pg, sql, params)] == ["SEN000016", "SEN000017", "SEN000018"]
+
+
+def test_the_sync_wrapper_of_a_query_with_parameters_keeps_its_doubled_percent(codes_table, pg):
+    d = source.dialect("PG")
+    sql = d.sync_query(f"SELECT code, changed FROM {codes_table} WHERE code LIKE 'SEN00001%%' AND site = %(site)s",
+                       "changed")
+    params = d.params({"site": "eu", "since": T0 + dt.timedelta(minutes=4)}, sql)
+    assert [r[0] for r in rows_of(pg, sql, params)] == ["SEN000014", "SEN000016", "SEN000018"]
+
+
+def test_a_single_percent_in_a_query_with_parameters_is_one_line_naming_the_fix(codes_table, pg):
+    query = f"SELECT code FROM {codes_table} WHERE code LIKE 'SEN%' AND site = %(site)s"
+    for call in (lambda: source.count_rows(pg, query, {"site": "eu"}),
+                 lambda: rows_of(pg, query, {"site": "eu"})):
+        with pytest.raises(SourceError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith("job.query failed: the parameters cannot be placed")
+        assert message.endswith("write a literal % as %%") and "\n" not in message
+
+
+def test_columns_of_reads_the_named_cursors_description_without_rows(codes_table, pg):
+    assert source.columns_of(pg, f'SELECT code AS "Code", changed FROM {codes_table}', None) == ("code", "changed")
+
+
+@pytest.mark.parametrize("call", [
+    lambda conn, q: source.columns_of(conn, q, None),
+    lambda conn, q: source.count_rows(conn, q, None),
+    lambda conn, q: source.max_value(conn, q, None, "code"),
+    lambda conn, q: source.count_by(conn, q, None, "code"),
+    lambda conn, q: list(source.iter_row_chunks(conn, q, None, 10)),
+])
+def test_a_failing_query_quotes_no_generated_sql(pg, call):
+    missing = f"nosuch_{uuid.uuid4().hex[:8]}"
+    with pytest.raises(SourceError) as info:
+        call(pg, f"SELECT code FROM {missing}")
+    assert str(info.value) == f'job.query failed: relation "{missing}" does not exist'
+    # the connection is still usable afterwards (the failed transaction was rolled back)
+    assert source.count_rows(pg, "SELECT 1 AS one", None) == 1

@@ -1,0 +1,141 @@
+"""The SQL the tool wraps around the user's query, and the errors the user sees (indexer.source, SQLite)."""
+
+import sqlite3
+
+import pytest
+
+from indexer.config import SourceConfig
+from indexer.errors import SourceError
+from indexer.source import columns_of, connect, count_by, count_rows, dialect, iter_row_chunks, max_value
+
+# Evaluating this column on any row raises "integer overflow" in SQLite: a query that selects it
+# succeeds only when no row is read.
+BOOM = "abs(-9223372036854775807 - 1 + 0 * id) AS Boom"
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "readings.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE readings (id INTEGER PRIMARY KEY, Site TEXT, code TEXT, changed TEXT)")
+        conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?)", [
+            (i, "eu" if i % 2 else "us", f"SEN{i:06d}", f"2024-01-{i:02d} 10:00:00") for i in range(1, 8)])
+    conn.close()
+    return SourceConfig(dbtype="SQLITE", filename=path)
+
+
+def one_line_error(call) -> str:
+    with pytest.raises(SourceError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# ---------------------------------------------------------------- Dialect
+
+
+@pytest.mark.parametrize("dbtype, placeholder", [("SQLITE", ":since"), ("ORACLE", ":since"), ("PG", "%(since)s"),
+                                                 ("MSSQL", "?")])
+def test_each_dialect_writes_its_drivers_placeholder(dbtype, placeholder):
+    assert dialect(dbtype).bind("since") == placeholder
+    assert dialect(dbtype).sync_query("SELECT code, changed FROM t", "changed") == (
+        f"SELECT * FROM (SELECT code, changed FROM t) q WHERE q.changed >= {placeholder} ORDER BY q.changed")
+
+
+def test_postgres_sync_query_doubles_a_literal_percent_of_a_query_without_parameters():
+    query = "SELECT code, changed FROM t WHERE code LIKE 'SEN000001%'"
+    assert dialect("PG").sync_query(query, "changed") == (
+        "SELECT * FROM (SELECT code, changed FROM t WHERE code LIKE 'SEN000001%%') q "
+        "WHERE q.changed >= %(since)s ORDER BY q.changed")
+
+
+def test_postgres_sync_query_keeps_the_percent_of_a_query_with_parameters_as_written():
+    # With parameters of its own the user already wrote psycopg2's %% for a literal %.
+    query = "SELECT code, changed FROM t WHERE code LIKE 'SEN%%' AND site = %(site)s"
+    assert dialect("PG").sync_query(query, "changed").startswith(f"SELECT * FROM ({query}) q")
+    assert "%%%%" not in dialect("PG").sync_query(query, "changed", has_user_params=True)
+    assert "LIKE 'SEN%%%%'" in dialect("PG").sync_query(query, "changed", has_user_params=False)
+
+
+@pytest.mark.parametrize("dbtype", ["SQLITE", "ORACLE"])
+def test_a_literal_percent_is_never_doubled_outside_postgres(dbtype):
+    assert "LIKE 'SEN%')" in dialect(dbtype).sync_query("SELECT * FROM t WHERE code LIKE 'SEN%'", "changed")
+
+
+def test_params_keep_only_the_names_the_query_binds_and_are_none_when_nothing_is_bound():
+    values = {"site": "eu", "limit": 5, "since": 3}
+    assert dialect("SQLITE").params(values, "SELECT * FROM t WHERE site = :site AND id >= :since") == {
+        "site": "eu", "since": 3}
+    assert dialect("SQLITE").params(values, "SELECT * FROM t") is None
+    assert dialect("SQLITE").params({}) is None
+    assert dialect("PG").params(values, "SELECT * FROM t WHERE site = %(site)s") == {"site": "eu"}
+    assert dialect("ORACLE").params(values, "SELECT * FROM t WHERE site = :SITE") == {"site": "eu"}
+
+
+def test_mssql_params_are_positional_in_file_order_with_since_last():
+    assert dialect("MSSQL").params({"site": "eu", "limit": 5, "since": 3}) == ("eu", 5, 3)
+    assert dialect("MSSQL").params({}) is None
+
+
+def test_the_sync_query_runs_on_sqlite_with_the_dialects_params(db):
+    d = dialect("SQLITE")
+    sql = d.sync_query("SELECT id, changed FROM readings WHERE Site = :site", "changed")
+    params = d.params({"site": "eu", "since": "2024-01-03 00:00:00"}, sql)
+    with connect(db) as conn:
+        rows = [r for _, chunk in iter_row_chunks(conn, sql, params, 100) for r in chunk]
+    assert rows == [(3, "2024-01-03 10:00:00"), (5, "2024-01-05 10:00:00"), (7, "2024-01-07 10:00:00")]
+
+
+# ---------------------------------------------------------------- columns_of
+
+
+def test_columns_of_names_the_query_columns_lower_cased_without_reading_a_row(db):
+    with connect(db) as conn:
+        assert columns_of(conn, f"SELECT id, Site, {BOOM} FROM readings", None) == ("id", "site", "boom")
+        # the same query reading its rows fails: columns_of did not read any
+        with pytest.raises(SourceError, match="integer overflow"):
+            list(iter_row_chunks(conn, f"SELECT id, Site, {BOOM} FROM readings", None, 10))
+
+
+def test_columns_of_binds_the_query_parameters(db):
+    with connect(db) as conn:
+        assert columns_of(conn, "SELECT id, code FROM readings WHERE Site = :site", {"site": "eu"}) == ("id", "code")
+
+
+def test_columns_of_a_failing_query_is_the_users_query_failing(db):
+    with connect(db) as conn:
+        message = one_line_error(lambda: columns_of(conn, "SELECT id FROM sensorz", None))
+    assert message == "job.query failed: no such table: sensorz"
+
+
+# ---------------------------------------------------------------- errors quote the user's query
+
+
+@pytest.mark.parametrize("call", [
+    lambda conn, q: count_rows(conn, q, None),
+    lambda conn, q: max_value(conn, q, None, "id"),
+    lambda conn, q: count_by(conn, q, None, "id"),
+    lambda conn, q: list(iter_row_chunks(conn, q, None, 10)),
+])
+def test_a_failing_query_is_reported_as_job_query_failing_without_generated_sql(db, call):
+    with connect(db) as conn:
+        message = one_line_error(lambda: call(conn, "SELECT id FROM sensorz"))
+    assert message == "job.query failed: no such table: sensorz"
+
+
+def test_the_failing_query_is_named_as_the_caller_says(db):
+    with connect(db) as conn:
+        message = one_line_error(lambda: list(iter_row_chunks(conn, "SELECT id FROM sensorz", {}, 10,
+                                                              what="job.sync_query")))
+    assert message == "job.sync_query failed: no such table: sensorz"
+
+
+@pytest.mark.parametrize("params", [None, {}, ()])
+def test_counts_and_maxima_run_without_parameters(db, params):
+    with connect(db) as conn:
+        assert count_rows(conn, "SELECT id FROM readings WHERE code LIKE 'SEN00000%'", params) == 7
+        assert max_value(conn, "SELECT id, changed FROM readings", params, "changed") == "2024-01-07 10:00:00"
+        assert sorted(count_by(conn, "SELECT Site FROM readings", params, "site")) == [("eu", 4), ("us", 3)]
+        assert columns_of(conn, "SELECT code FROM readings", params) == ("code",)
+
