@@ -34,7 +34,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from indexer.config import TargetConfig
 from indexer.errors import ConfigError, EngineError
@@ -63,6 +63,16 @@ _ES_JSON = "application/vnd.elasticsearch+json; compatible-with=8"
 _ES_NDJSON = "application/vnd.elasticsearch+x-ndjson; compatible-with=8"
 
 
+def segment(name: str) -> str:
+    """One URL path segment (an index, alias, template or document id), percent-encoded as UTF-8.
+
+    Every path built from a name goes through here, so a non-ASCII alias such as
+    ``adv-é`` reaches the cluster as ``adv-%C3%A9`` and never mis-encoded. ``*`` and
+    ``,`` stay as they are: they are how a path names several indices.
+    """
+    return quote(name, safe="*,")
+
+
 class ApiStatusError(EngineError):
     """The cluster answered with an error status."""
 
@@ -71,6 +81,17 @@ class ApiStatusError(EngineError):
         self.error_type = error_type
         self.reason = reason
         super().__init__(f"{what}: HTTP {status} {error_type}: {reason}".rstrip(": "))
+
+
+class ProductCheckError(EngineError):
+    """The elasticsearch client refused an answer without ``X-Elastic-Product: Elasticsearch``.
+
+    ``body`` is that answer (for ``GET /``, the cluster's name and version).
+    """
+
+    def __init__(self, body: Any, what: str) -> None:
+        self.body = body
+        super().__init__(f"{what}: the server did not identify itself as Elasticsearch")
 
 
 def _error_fields(body: Any) -> tuple[str, str]:
@@ -148,6 +169,8 @@ class Engine:
                 method, path, params=params, body=body, headers=_NDJSON if ndjson else _JSON,
             )
         except Exception as exc:  # noqa: BLE001 - mapped to our tree right here, by type
+            if type(exc).__name__ == "UnsupportedProductError":  # the elasticsearch client's product check
+                raise ProductCheckError(getattr(exc, "body", None), what) from None
             status, body_ = _status_of(exc)
             if status == 404 and missing_ok:
                 return None
@@ -159,13 +182,11 @@ class Engine:
     # -------------------------------------------------------------- operations
 
     async def info(self) -> ClusterInfo:
-        body = await self.request("GET", "/", what="cluster info", retry=False)
-        version = body.get("version", {})
-        return ClusterInfo(version.get("distribution", "elasticsearch"), version.get("number", "?"))
+        return _cluster_info(await self.request("GET", "/", what="cluster info", retry=False))
 
     async def get_template(self, kind: str, name: str) -> dict | None:
         """The stored body of a component (``kind="component"``) or index template, or None."""
-        path = f"/_component_template/{name}" if kind == "component" else f"/_index_template/{name}"
+        path = _template_path(kind, name)
         body = await self.request("GET", path, missing_ok=True, what=f"get {kind} template {name}")
         if not body:
             return None
@@ -176,38 +197,60 @@ class Engine:
         return None
 
     async def put_template(self, kind: str, name: str, template: dict) -> None:
-        path = f"/_component_template/{name}" if kind == "component" else f"/_index_template/{name}"
-        await self.request("PUT", path, body=template, what=f"install {kind} template {name}")
+        await self.request("PUT", _template_path(kind, name), body=template, what=f"install {kind} template {name}")
 
     async def simulate_index(self, index: str) -> dict:
         """The settings the index templates would give a new index of this name."""
-        body = await self.request("POST", f"/_index_template/_simulate_index/{index}", what=f"simulate index {index}")
+        body = await self.request("POST", f"/_index_template/_simulate_index/{segment(index)}",
+                                  what=f"simulate index {index}")
         return (body or {}).get("template", {}).get("settings", {})
 
     async def create_index(self, index: str, settings: dict) -> None:
-        await self.request("PUT", f"/{index}", body={"settings": settings}, what=f"create index {index}")
+        await self.request("PUT", f"/{segment(index)}", body={"settings": settings}, what=f"create index {index}")
 
     async def put_settings(self, index: str, settings: dict) -> None:
-        await self.request("PUT", f"/{index}/_settings", body=settings, what=f"update settings of {index}")
+        await self.request("PUT", f"/{segment(index)}/_settings", body=settings, what=f"update settings of {index}")
 
     async def refresh(self, index: str) -> None:
-        await self.request("POST", f"/{index}/_refresh", what=f"refresh {index}")
+        await self.request("POST", f"/{segment(index)}/_refresh", what=f"refresh {index}")
 
     async def count(self, index: str) -> int:
-        body = await self.request("GET", f"/{index}/_count", what=f"count {index}")
+        body = await self.request("GET", f"/{segment(index)}/_count", what=f"count {index}")
         return int(body["count"])
 
     async def exists(self, name: str) -> bool:
-        body = await self.request("GET", f"/{name}", missing_ok=True, what=f"look up {name}")
+        body = await self.request("GET", f"/{segment(name)}", missing_ok=True, what=f"look up {name}")
         return body is not None
 
     async def alias_targets(self, alias: str) -> list[str]:
-        body = await self.request("GET", f"/_alias/{alias}", missing_ok=True, what=f"look up alias {alias}")
+        body = await self.request("GET", f"/_alias/{segment(alias)}", missing_ok=True, what=f"look up alias {alias}")
         return sorted(body) if body else []
+
+    async def write_index(self, alias: str) -> str:
+        """The one index that writes through ``alias`` go to; EngineError when there is none.
+
+        That is the alias's only index, or among several the one marked ``is_write_index``;
+        otherwise every bulk item would fail with "no write index" (see ``sink``).
+        """
+        body = await self.request("GET", f"/_alias/{segment(alias)}", missing_ok=True, what=f"look up alias {alias}")
+        if not body:
+            raise EngineError(f"alias {alias!r} does not exist: run `indexer reindex` first")
+        flags = {index: (entry.get("aliases") or {}).get(alias, {}).get("is_write_index")
+                 for index, entry in body.items()}
+        marked = [index for index, flag in flags.items() if flag is True]
+        if len(marked) == 1:
+            return marked[0]
+        if len(flags) == 1 and False not in flags.values():
+            return next(iter(flags))
+        indices = ", ".join(sorted(flags))
+        problem = (f"points at {len(flags)} indices ({indices}) and none is its write index" if len(flags) > 1
+                   else f"points at 1 index ({indices}) marked is_write_index: false")
+        raise EngineError(f"alias {alias!r} {problem}: sync cannot write through it; "
+                          "run `indexer reindex` or fix the alias")
 
     async def indices_matching(self, pattern: str) -> list[str]:
         body = await self.request(
-            "GET", f"/{pattern}/_settings/index.creation_date",
+            "GET", f"/{segment(pattern)}/_settings/index.creation_date",
             params={"expand_wildcards": "open,closed"}, what=f"list indices {pattern}",
         )
         return sorted(body or {})
@@ -216,7 +259,7 @@ class Engine:
         await self.request("POST", "/_aliases", body={"actions": actions}, what="update aliases")
 
     async def delete_index(self, index: str) -> None:
-        await self.request("DELETE", f"/{index}", missing_ok=True, what=f"delete index {index}")
+        await self.request("DELETE", f"/{segment(index)}", missing_ok=True, what=f"delete index {index}")
 
     async def bulk(self, target: str, body: bytes) -> dict:
         """Send one pre-encoded ``_bulk`` body to an index or alias; the filtered response.
@@ -226,10 +269,14 @@ class Engine:
         """
         failed: list[str] = []
         response = await self.request(
-            "POST", f"/{target}/_bulk", body=body, ndjson=True,
+            "POST", f"/{segment(target)}/_bulk", body=body, ndjson=True,
             params={"filter_path": _BULK_FILTER}, what=f"bulk into {target}", failed_attempts=failed,
         )
         return {**(response or {}), "resent": bool(failed)}
+
+
+def _template_path(kind: str, name: str) -> str:
+    return f"/_component_template/{segment(name)}" if kind == "component" else f"/_index_template/{segment(name)}"
 
 
 def _status_of(exc: Exception) -> tuple[int | None, Any]:
@@ -367,6 +414,27 @@ def _ssl_context(opts: dict[str, Any]) -> ssl.SSLContext:
     return context
 
 
+def _cluster_info(body: Any) -> ClusterInfo:
+    """Which product answered ``GET /``: OpenSearch says so in ``version.distribution``."""
+    version = body.get("version") if isinstance(body, dict) else None
+    if not isinstance(version, dict):
+        return ClusterInfo("unknown", "?")
+    return ClusterInfo(str(version.get("distribution", "elasticsearch")), str(version.get("number", "?")))
+
+
+def _mismatch(target: TargetConfig, info: ClusterInfo) -> ConfigError:
+    """The one line for ``target.engine`` naming the other product than the one that answered."""
+    product = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch"}.get(info.flavor)
+    if product is None:
+        return ConfigError(f"target.engine is {target.engine!r} but the server at {target.url} does not "
+                           "answer GET / like Elasticsearch or OpenSearch")
+    if info.flavor == target.engine:  # Elasticsearch older than 7.14 sends no product header
+        return ConfigError(f"the cluster at {target.url} is {product} {info.version}, which the elasticsearch "
+                           "client does not support (it needs 7.14 or later)")
+    return ConfigError(f'target.engine is "{target.engine}" but the cluster at {target.url} is {product} '
+                       f'{info.version}; set engine = "{info.flavor}" or "auto"')
+
+
 async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -> Engine:
     """Connect and say hello (``GET /``, not retried); ``engine = "auto"`` picks the client from the answer."""
     opts = client_options(target, env)
@@ -382,9 +450,15 @@ async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -
     engine = Engine(_make_client(flavor, target, opts), flavor, target.url, policy)
     try:
         info = await engine.info()
+    except ProductCheckError as exc:
+        await engine.close()
+        raise _mismatch(target, _cluster_info(exc.body)) from None
     except BaseException:
         await engine.close()
         raise
+    if target.engine == "opensearch" and info.flavor != "opensearch":
+        await engine.close()
+        raise _mismatch(target, info)
     if target.engine == "auto" and info.flavor != flavor:
         await engine.close()
         flavor = "opensearch" if info.flavor == "opensearch" else "elasticsearch"

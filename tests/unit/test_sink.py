@@ -63,9 +63,9 @@ def all_created(body: bytes) -> dict:
     return response(*[ok() for line in body.splitlines() if line.startswith(b'{"index"')])
 
 
-def send(engine, ids, lines, *, fresh_index=False, policy=FAST) -> Tally:
-    tally = Tally()
-    sender = Sender(engine, "sensors-20260101000000", tally, policy=policy, fresh_index=fresh_index)
+def send(engine, ids, lines, *, fresh_index=False, policy=FAST, tally=None, **options) -> Tally:
+    tally = Tally() if tally is None else tally
+    sender = Sender(engine, "sensors-20260101000000", tally, policy=policy, fresh_index=fresh_index, **options)
     asyncio.run(sender.send(ids, lines))
     return tally
 
@@ -88,12 +88,27 @@ def test_deleting_a_document_that_is_already_gone_is_not_a_failure():
     engine = ScriptedEngine(response({"delete": {"status": 404, "result": "not_found"}}))
     tally = send(engine, ["gone"], [delete_action("gone")])
     assert tally.failed == [] and tally.retried == 0 and tally.bulk_requests == 1
+    assert tally.not_found == 1 and tally.deleted == 0
 
 
-def test_indexing_answered_404_is_a_failure():
-    engine = ScriptedEngine(response(error(404, "index_not_found_exception", "no such index")))
-    tally = send(engine, *actions("a"))
-    assert tally.failed == [Failure("a", 404, "index_not_found_exception", "no such index", engine_line(engine, 0))]
+def test_deleting_a_document_that_is_already_gone_is_counted_as_not_found():
+    ids, lines = actions("a")
+    engine = ScriptedEngine(response(ok(), {"delete": {"status": 404, "result": "not_found"}},
+                                     ok("deleted", 200, op="delete")))
+    tally = send(engine, ids + ["gone", "here"], lines + [delete_action("gone"), delete_action("here")])
+    assert (tally.created, tally.deleted, tally.not_found, tally.failed) == (1, 1, 1, [])
+    assert tally.sent == tally.indexed + tally.deleted + tally.not_found + len(tally.failed)
+
+
+def test_indexing_into_an_index_that_does_not_exist_fails_the_run_instead_of_dead_lettering():
+    # Issue 8 changed this: it used to be one dead letter per document.
+    engine = ScriptedEngine(response(error(404, "index_not_found_exception", "no such index [sensors]")))
+    tally = Tally()
+    sender = Sender(engine, "sensors", tally, policy=FAST)
+    with pytest.raises(EngineError, match=r"^bulk into sensors refused 1 of 1 actions: "
+                                          r"HTTP 404 index_not_found_exception: no such index \[sensors\]$"):
+        asyncio.run(sender.send(*actions("a")))
+    assert tally.failed == []
 
 
 def test_items_answered_429_are_resent_alone_in_order_and_then_counted():
@@ -107,11 +122,12 @@ def test_items_answered_429_are_resent_alone_in_order_and_then_counted():
     assert (tally.created, tally.retried, tally.bulk_requests, tally.failed) == (4, 2, 2, [])
 
 
-def test_items_still_rejected_when_the_retry_time_is_over_become_failures():
+def test_items_still_rejected_when_the_retry_time_is_over_fail_the_run_instead_of_dead_lettering():
     engine = ScriptedEngine(response(ok(), error(429)), response(error(429)))
-    tally = send(engine, *actions("a", "b"), policy=RetryPolicy(max_retry_time=0.05, initial=0.001, cap=0.005))
-    assert tally.created == 1
-    assert [(f.id, f.type) for f in tally.failed] == [("b", "retry_time_exceeded")]
+    tally = Tally()
+    with pytest.raises(EngineError, match=r"1 item\(s\) still answered 429/5xx .* the cluster is overloaded"):
+        send(engine, *actions("a", "b"), policy=RetryPolicy(max_retry_time=0.05, initial=0.001, cap=0.005), tally=tally)
+    assert tally.created == 1 and tally.failed == []
     assert tally.bulk_requests > 2
 
 
@@ -176,3 +192,128 @@ def test_a_request_refused_for_good_is_raised_at_once():
     with pytest.raises(ApiStatusError, match="401 security_exception"):
         send(engine, *actions("a"))
     assert len(engine.bodies) == 1
+
+
+# ---------------------------------------------------------------- failures that are not about the document
+
+NO_WRITE_INDEX = ("no write index is defined for alias [sensors]. The write index may be explicitly disabled using "
+                  "is_write_index=false or the alias points to multiple indices without one being designated as a "
+                  "write index")
+
+
+@pytest.mark.parametrize("status, type_, reason", [
+    (404, "index_not_found_exception", "no such index [sensors-20260101000000]"),
+    (400, "illegal_argument_exception", NO_WRITE_INDEX),
+    (403, "cluster_block_exception", "index [sensors] blocked by: [FORBIDDEN/8/index write (api)];"),
+    (429, "cluster_block_exception", "index [sensors] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded "
+                                     "flood-stage watermark, index has read-only-allow-delete block];"),
+    (400, "index_closed_exception", "closed"),
+    (403, "security_exception", "action [indices:data/write/bulk[s]] is unauthorized for user [indexer]"),
+    (401, "", ""),
+])
+def test_an_item_refused_for_a_reason_every_document_would_share_fails_the_run_once(status, type_, reason):
+    ids, lines = actions("a", "b", "c")
+    engine = ScriptedEngine(response(ok(), error(status, type_, reason), error(status, type_, reason)))
+    tally = Tally()
+    sender = Sender(engine, "sensors", tally, policy=FAST)
+    with pytest.raises(EngineError) as raised:
+        asyncio.run(sender.send(ids, lines))
+    message = str(raised.value)
+    assert message.startswith(f"bulk into sensors refused 2 of 3 actions: HTTP {status} {type_}".rstrip())
+    assert reason[:100] in message and "\n" not in message
+    assert tally.failed == [] and tally.retried == 0 and len(engine.bodies) == 1
+
+
+def test_a_delete_refused_because_the_index_is_missing_is_not_an_absent_document():
+    engine = ScriptedEngine(response(error(404, "index_not_found_exception", "no such index [x]", op="delete")))
+    with pytest.raises(EngineError, match="index_not_found_exception"):
+        send(engine, ["gone"], [delete_action("gone")])
+
+
+def test_an_illegal_argument_about_the_document_is_still_a_dead_letter():
+    engine = ScriptedEngine(response(error(400, "illegal_argument_exception", "Limit of total fields [1000] exceeded")))
+    tally = send(engine, *actions("a"))
+    assert [(f.id, f.type, f.reason) for f in tally.failed] == [
+        ("a", "illegal_argument_exception", "Limit of total fields [1000] exceeded")]
+
+
+def test_a_rejected_execution_429_is_still_retried():
+    engine = ScriptedEngine(response(error(429, "es_rejected_execution_exception", "rejected execution")),
+                            response(ok()))
+    tally = send(engine, *actions("a"))
+    assert (tally.created, tally.retried, tally.failed) == (1, 1, [])
+
+
+# ---------------------------------------------------------------- reasons without row values
+
+# Reasons as OpenSearch 2.19 answers them (items.*.error.reason), for the values SECRET...
+IMMENSE = ("Document contains at least one immense term in field=\"k\" (whose UTF8 encoding is longer than the max "
+           "length 32766), all of which were skipped.  Please correct the analyzer to not produce such terms.  The "
+           "prefix of the first immense term is: '[83, 69, 67, 82, 69, 84, 83, 69, 67, 82, 69, 84, 83, 69, 67, 82, 69, "
+           "84, 83, 69, 67, 82, 69, 84, 83, 69, 67, 82, 69, 84]...', original message: bytes can be at most 32766 in "
+           "length; got 42000")
+PREVIEW = ("failed to parse field [d] of type [date] in document with id '2'. Preview of field's value: "
+           "'SECRET-date'")
+ECHOES = [
+    (IMMENSE, "Document contains at least one immense term in field=\"k\" (whose UTF8 encoding is longer than the "
+              "max length 32766), all of which were skipped.  Please correct the analyzer to not produce such terms.  "
+              "original message: bytes can be at most 32766 in length; got 42000"),
+    (PREVIEW, "failed to parse field [d] of type [date] in document with id '2'"),
+    ("failed to parse date field [SECRET [x]] with format [strict_date_optional_time||epoch_millis]",
+     "failed to parse date field [...] with format [strict_date_optional_time||epoch_millis]"),
+    ('For input string: "SECRETnum"', 'For input string: "..."'),
+    ("Failed to parse value [SECRETbool] as only [true] or [false] are allowed.",
+     "Failed to parse value [...] as only [true] or [false] are allowed."),
+    ("'SECRETip' is not an IP string literal.", "the value is not an IP string literal."),
+    ("unsupported symbol [S] in geohash [SECRETgeo]", "unsupported symbol [S] in geohash [...]"),
+    ("Numeric value (99999999) out of range of Java short", "Numeric value (...) out of range of Java short"),
+]
+
+
+@pytest.mark.parametrize("reason, scrubbed", ECHOES)
+def test_a_dead_letter_reason_is_scrubbed_of_the_values_the_engine_quotes(reason, scrubbed):
+    engine = ScriptedEngine(response(error(400, "mapper_parsing_exception", reason)))
+    tally = send(engine, *actions("a"))
+    assert tally.failed[0].reason == scrubbed
+    assert "SECRET" not in scrubbed and "83, 69, 67" not in scrubbed and "99999999" not in scrubbed
+
+
+def test_with_scrubbing_off_the_reason_is_kept_whole():
+    engine = ScriptedEngine(response(error(400, "illegal_argument_exception", IMMENSE),
+                                     error(400, "mapper_parsing_exception", PREVIEW)))
+    tally = send(engine, *actions("a", "b"), scrub_reasons=False)
+    assert [f.reason for f in tally.failed] == [IMMENSE, PREVIEW]
+
+
+# ---------------------------------------------------------------- external versions (--allow-duplicates)
+
+CONFLICT = "[same]: version conflict, current version [4000] is higher or equal to the one provided [3990]"
+
+
+def test_versioned_a_conflict_is_an_older_row_of_a_repeated_key_counted_as_a_duplicate():
+    ids, lines = actions("a", "same", "same")
+    engine = ScriptedEngine(response(ok(), ok(), error(409, "version_conflict_engine_exception", CONFLICT)))
+    tally = send(engine, ids, lines, fresh_index=True, versioned=True)
+    assert (tally.created, tally.updated, tally.duplicate_ids, tally.failed) == (2, 1, ["same"], [])
+
+
+def test_versioned_the_duplicate_count_does_not_depend_on_which_row_arrived_first():
+    newer_first = response(ok(), error(409, "version_conflict_engine_exception", CONFLICT))
+    older_first = response(ok(), ok("updated", 200))
+    for answer in (newer_first, older_first):
+        tally = send(ScriptedEngine(answer), *actions("same", "same"), fresh_index=True, versioned=True)
+        assert (tally.created, tally.updated, tally.duplicate_ids, tally.failed) == (1, 1, ["same"], [])
+
+
+def test_unversioned_a_conflict_is_a_failure():
+    engine = ScriptedEngine(response(error(409, "version_conflict_engine_exception", CONFLICT)))
+    tally = send(engine, *actions("same"), fresh_index=True)
+    assert [(f.id, f.status) for f in tally.failed] == [("same", 409)] and tally.updated == 0
+
+
+def test_versioned_a_conflict_in_a_resent_body_is_still_a_duplicate():
+    # The first attempt applied both rows (v2 won) but its answer was lost: the resend of v1 is
+    # refused, v2's is accepted as "updated" (equal version); one created, one duplicate, as unsent.
+    answer = {**response(error(409, "version_conflict_engine_exception", CONFLICT), ok("updated", 200)), "resent": True}
+    tally = send(ScriptedEngine(answer), *actions("same", "same"), fresh_index=True, versioned=True)
+    assert (tally.created, tally.updated, tally.failed) == (1, 1, [])
