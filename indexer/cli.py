@@ -21,24 +21,27 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from indexer import pipeline
+from indexer import __version__, pipeline
 from indexer.config import TargetConfig, load_job, parse_param
-from indexer.errors import IndexerError
+from indexer.errors import ConfigError, IndexerError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Copy rows from a relational database into Elasticsearch or OpenSearch.")
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: piped output is never cut at 80 columns in the middle of a name
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JobArg = Annotated[Path, typer.Argument(help="The job file (TOML).", show_default=False)]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
-ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", help="Override a [job.params] value: name=value.")]
+ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", help="Override a \\[job.params] value: name=value.")]
 StateOpt = Annotated[Optional[Path], typer.Option("--state-file", help="Keep the job state in this local JSON file instead of the cluster's indexer-state index.")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")]
 DeadFileOpt = Annotated[Optional[Path], typer.Option("--dead-letter-file", help="Where documents that fail for good are appended (NDJSON). Default: <job>.dead-letters.ndjson beside the job file.")]
 DeadDocOpt = Annotated[bool, typer.Option("--dead-letter-include-doc", help="Also write each failed document (row values) to the dead-letter file.")]
 EXIT_DEAD_LETTERS = 3  # finished, but some documents went to the dead-letter file
+EXIT_COULD_NOT_CHECK = 2  # bootstrap --check: the cluster or the files could not be compared
+MIN_EVERY = 1.0  # seconds: the shortest pause `sync --every` accepts
 
 
 def _setup_logging(debug: bool) -> None:
@@ -52,38 +55,76 @@ def _setup_logging(debug: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]]) -> None:
-    """Run one command; map IndexerError to one line and its exit code."""
+def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate: bool = False) -> None:
+    """Run one command; map IndexerError to one line and its exit code.
+
+    Ctrl-C (SIGINT) cancels the command, which cleans up and records the run as
+    interrupted, then exits 130. With ``terminate``, SIGTERM does the same and exits 143
+    (``sync`` handles both signals itself: it finishes the chunk in flight and exits 0).
+    """
     _setup_logging(debug)
+    terminated = False
+
+    async def main() -> int:
+        if terminate:
+            task = asyncio.current_task()
+
+            def on_term() -> None:
+                nonlocal terminated
+                terminated = True
+                task.cancel()
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_term)
+        return await make()
+
     try:
-        code = asyncio.run(make())
+        code = asyncio.run(main())
     except IndexerError as exc:
         if debug:
             traceback.print_exc()
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        raise typer.Exit(130) from None
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        err.print("terminated" if terminated else "interrupted", markup=False)
+        raise typer.Exit(143 if terminated else 130) from None
     raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"indexer {__version__}", markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Copy rows from a relational database into Elasticsearch or OpenSearch."""
 
 
 @app.command()
 def bootstrap(
     mappings: Annotated[Path, typer.Option(help="The templates folder.")] = Path("mappings"),
     url: Annotated[Optional[str], typer.Option(envvar="INDEXER_URL", help="Cluster URL.")] = None,
-    job: Annotated[Optional[Path], typer.Option(help="Take the cluster settings from this job file's [target].")] = None,
+    job: Annotated[Optional[Path], typer.Option(help="Take the cluster settings from this job file's \\[target].")] = None,
     engine: Annotated[str, typer.Option(help="auto | elasticsearch | opensearch")] = "auto",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would change (a diff); write nothing.")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if the cluster differs from the files.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 0 when the cluster matches the files, 1 when it differs, 2 when it could not be checked.")] = False,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Install the index and component templates from MAPPINGS (component templates first)."""
 
     async def main() -> int:
-        target = load_job(job).target if job else _target(url, engine)
-        changes = await pipeline.bootstrap(target, mappings, write=not (dry_run or check))
+        try:
+            target = load_job(job).target if job else _target(url, engine)
+            changes = await pipeline.bootstrap(target, mappings, write=not (dry_run or check))
+        except IndexerError as exc:
+            if check:
+                exc.exit_code = EXIT_COULD_NOT_CHECK  # 1 means drift; anything that stopped the check is 2
+            raise
         drift = [c for c in changes if c.action != "unchanged"]
         if as_json:
             out.print_json(data={"templates": [c.__dict__ for c in changes], "drift": bool(drift),
@@ -102,8 +143,6 @@ def bootstrap(
 def _target(url: str | None, engine: str) -> TargetConfig:
     from pydantic import ValidationError
 
-    from indexer.errors import ConfigError
-
     try:
         return TargetConfig(**({"url": url} if url else {}), engine=engine)
     except ValidationError as exc:
@@ -114,7 +153,8 @@ def _target(url: str | None, engine: str) -> TargetConfig:
 @app.command()
 def reindex(
     job_file: JobArg,
-    allow_duplicates: Annotated[bool, typer.Option("--allow-duplicates", help="Keep the last row of a repeated key instead of failing.")] = False,
+    allow_duplicates: Annotated[bool, typer.Option("--allow-duplicates", help="Keep the row latest in source order for a repeated key instead of failing.")] = False,
+    force_swap: Annotated[bool, typer.Option("--force-swap", help="Move the alias even when the new index holds fewer than job.min_ratio of the documents the alias serves now (or none).")] = False,
     param: ParamOpt = None,
     state_file: StateOpt = None,
     dead_letter_file: DeadFileOpt = None,
@@ -129,18 +169,18 @@ def reindex(
         job = _load(job_file, param)
         with _progress_bar(_show_progress(progress, as_json)) as report:
             summary = await pipeline.reindex(
-                job, allow_duplicates=allow_duplicates, progress=report, state_file=state_file,
-                dead_letter_file=dead_letter_file, include_doc=dead_letter_include_doc)
+                job, allow_duplicates=allow_duplicates, force_swap=force_swap, progress=report,
+                state_file=state_file, dead_letter_file=dead_letter_file, include_doc=dead_letter_include_doc)
         _print_summary(summary, as_json)
         return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
 
-    _run(debug, main)
+    _run(debug, main, terminate=True)
 
 
 @app.command()
 def sync(
     job_file: JobArg,
-    every: Annotated[Optional[str], typer.Option(help="Run again after this pause (30s, 5m, 1h) until SIGINT/SIGTERM.")] = None,
+    every: Annotated[Optional[str], typer.Option(help="Run again after this pause (30s, 5m, 1h; at least 1s) until SIGINT/SIGTERM; a failed pass is reported and retried.")] = None,
     param: ParamOpt = None,
     state_file: StateOpt = None,
     dead_letter_file: DeadFileOpt = None,
@@ -159,12 +199,24 @@ def sync(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         while True:
-            with _progress_bar(_show_progress(progress and pause is None, as_json)) as report:
-                summary = await pipeline.sync(job, progress=report, state_file=state_file, stop=stop,
-                                              dead_letter_file=dead_letter_file, include_doc=dead_letter_include_doc)
-            _print_summary(summary, as_json)
-            if pause is None or stop.is_set():
-                return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
+            try:
+                with _progress_bar(_show_progress(progress and pause is None, as_json)) as report:
+                    summary = await pipeline.sync(job, progress=report, state_file=state_file, stop=stop,
+                                                  dead_letter_file=dead_letter_file, include_doc=dead_letter_include_doc)
+            except ConfigError:
+                raise  # the job file or an option: no later pass can succeed
+            except IndexerError as exc:
+                if pause is None:
+                    raise
+                # A watch loop runs for weeks: a failed pass (cluster or database down, the lock
+                # held by a reindex, a timeout) is reported, recorded by the pipeline, and retried.
+                err.print(f"error: {exc} (sync --every: trying again in {every})", markup=False, highlight=False)
+            else:
+                _print_summary(summary, as_json)
+                if pause is None or stop.is_set():
+                    return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
+            if stop.is_set():
+                return 0
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
             if stop.is_set():
@@ -209,13 +261,15 @@ def _load(job_file: Path, param: list[str] | None):
 
 
 def _duration(text: str) -> float:
-    from indexer.errors import ConfigError
     from indexer.watermark import parse_duration
 
     try:
-        return parse_duration(text).total_seconds()
+        seconds = parse_duration(text).total_seconds()
     except ValueError as exc:
         raise ConfigError(f"--every: {exc}") from None
+    if seconds < MIN_EVERY:
+        raise ConfigError(f"--every {text}: the pause must be at least {MIN_EVERY:g}s")
+    return seconds
 
 
 def _show_progress(wanted: bool, as_json: bool) -> bool:
@@ -234,7 +288,7 @@ class _progress_bar:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.bar = Progress(
-            TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("docs"),
+            TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
         )
         self.task = None
@@ -249,8 +303,8 @@ class _progress_bar:
     def report(self, event: str, value: Any) -> None:
         if event == "total":
             self.bar.update(self.task, total=value)
-        elif event == "sent":
-            self.bar.update(self.task, completed=value.sent + len(value.rejected))
+        elif event == "rows":  # rows finished (sent, skipped or rejected): ends at the total
+            self.bar.update(self.task, completed=value)
 
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
@@ -262,25 +316,26 @@ def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
         sys.stdout.write(json.dumps(summary.as_dict(), default=str) + "\n")
         return
     s = summary
+    # Every count, so that they visibly add up (README "Exit codes and counts"):
+    # rows read = skipped + rejected + sent; sent = indexed + duplicates + deleted + not found + failed.
     out.print(
-        f"{s.command} {s.job}: {s.outcome}: {s.indexed} indexed, {s.deleted} deleted into {s.index} "
-        f"({s.rows_read} rows read, {s.skipped} skipped, {s.sent} sent, {s.retried} retried, "
-        f"{s.dead_lettered} dead-lettered) in {s.seconds:.1f}s ({s.docs_per_second:.0f} docs/s)"
+        f"{s.command} {s.job}: {s.outcome}: {s.rows_read} rows read = {s.skipped} skipped + {s.rejected} rejected "
+        f"+ {s.sent} sent; {s.sent} sent = {s.indexed} indexed + {s.duplicates} duplicates + {s.deleted} deleted "
+        f"+ {s.not_found} not found + {s.failed} failed; into {s.index}; {s.retried} retried, "
+        f"{s.dead_lettered} dead-lettered; {s.seconds:.1f}s ({s.docs_per_second:.0f} docs/s)"
         + (f"; watermark {s.watermark}" if s.watermark is not None else ""),
-        markup=False, highlight=False, soft_wrap=True,
+        markup=False, highlight=False,
     )
+    for warning in s.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
     if s.dead_letter_file:
-        out.print(f"dead letters: {s.dead_lettered} in {s.dead_letter_file}", markup=False, highlight=False, soft_wrap=True)
+        out.print(f"dead letters: {s.dead_lettered} in {s.dead_letter_file}", markup=False, highlight=False)
     if s.command != "reindex":
         return
     out.print(f"alias {s.alias} -> {s.index}" + (f" (was {', '.join(s.previous)})" if s.previous else " (new alias)"),
               markup=False, highlight=False)
     if s.deleted_indices:
         out.print(f"deleted old indices: {', '.join(s.deleted_indices)}", markup=False, highlight=False)
-
-
-def main() -> None:  # pragma: no cover - console script entry
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

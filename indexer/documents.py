@@ -226,9 +226,17 @@ def dumps(doc: dict) -> bytes:
         raise RowError(f"cannot convert the row to JSON: {exc.__cause__ or exc}") from None
 
 
-def index_action(id_: str, body: bytes) -> bytes:
-    """One bulk ``index`` action: the action line and the source line, newline-terminated."""
-    return b'{"index":{"_id":' + orjson.dumps(id_) + b"}}\n" + body + b"\n"
+def index_action(id_: str, body: bytes, version: int | None = None) -> bytes:
+    """One bulk ``index`` action: the action line and the source line, newline-terminated.
+
+    With a ``version`` the action carries ``version_type: external_gte``: the cluster keeps
+    the document with the highest version whatever order requests arrive in (a resend of
+    the same action is accepted again, an older row of the same key is refused with 409).
+    """
+    if version is None:
+        return b'{"index":{"_id":' + orjson.dumps(id_) + b"}}\n" + body + b"\n"
+    return (b'{"index":{"_id":' + orjson.dumps(id_) + b',"version":' + str(version).encode()
+            + b',"version_type":"external_gte"}}\n' + body + b"\n")
 
 
 def delete_action(id_: str) -> bytes:
@@ -252,14 +260,18 @@ class Encoded:
 
 
 def encode_chunk(
-    docs: Iterable[dict], key: Sequence[str], first_row: int = 0
+    docs: Iterable[dict], key: Sequence[str], first_row: int = 0, version_base: int | None = None,
 ) -> Encoded:
-    """Encode documents as bulk ``index`` actions; bad rows are collected, not raised."""
+    """Encode documents as bulk ``index`` actions; bad rows are collected, not raised.
+
+    ``version_base`` (when given) versions the actions ``version_base + position``, in
+    source order (see :func:`index_action`).
+    """
     out = Encoded()
     for n, doc in enumerate(docs, start=first_row):
         try:
             id_ = doc_id(doc, key)
-            line = index_action(id_, dumps(doc))
+            line = index_action(id_, dumps(doc), None if version_base is None else version_base + n - first_row)
         except RowError as exc:
             out.rejected.append((n, str(exc)))
             out.rejected_docs.append(doc)

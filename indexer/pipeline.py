@@ -31,12 +31,12 @@ from typing import Any, Callable, Iterator
 from indexer import documents, source
 from indexer import watermark as wm
 from indexer.bridge import ThreadFeed
-from indexer.config import DEFAULT_QUEUE_CHUNKS, ERROR_RATE_MIN_ROWS, Job, TargetConfig, load_transform, utc_now
+from indexer.config import DEFAULT_QUEUE_CHUNKS, ERROR_RATE_MIN_ROWS, Job, JobSettings, TargetConfig, load_transform, utc_now
 from indexer.deadletter import DeadLetters
 from indexer.engine import Engine, open_engine
 from indexer.errors import ConfigError, EngineError, IndexerError, SourceError, VerificationError
-from indexer.sink import RetryPolicy, Sender, Tally
-from indexer.state import ClusterState, FileState, StateStore
+from indexer.sink import RetryPolicy, Sender, Tally, scrub
+from indexer.state import ClusterState, FileState, Lease, StateStore
 from indexer.templates import TemplateFile, diff, load_templates, normalise
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class Summary:
     deleted: int = 0
     skipped: int = 0
     duplicates: int = 0
+    not_found: int = 0  # deletes of documents that were already absent
     retried: int = 0
     failed: int = 0
     rejected: int = 0
@@ -112,6 +113,10 @@ class Summary:
     bulk_requests: int = 0
     requests_retried: int = 0  # whole requests sent again (Engine.request); ``retried`` counts items
     documents_in_index: int | None = None
+    documents_in_alias_before: int | None = None  # reindex: what the alias served before the swap
+    force_swap: bool = False                      # reindex: the swap guard was overridden
+    null_watermarks: int = 0                      # reindex: rows indexed whose watermark is NULL or unusable
+    warnings: list[str] = field(default_factory=list)
     deleted_indices: list[str] = field(default_factory=list)
     watermark_before: Any = None
     watermark: Any = None
@@ -128,6 +133,7 @@ def _fill(summary: Summary, tally: Tally) -> None:
     summary.sent = tally.sent
     summary.indexed = tally.created if summary.command == "reindex" else tally.indexed
     summary.deleted = tally.deleted
+    summary.not_found = tally.not_found
     summary.duplicates = tally.updated if summary.command == "reindex" else 0
     summary.retried = tally.retried
     summary.failed = len(tally.failed)
@@ -153,18 +159,22 @@ class Chunk:
     skipped: int = 0                     # rows already indexed unchanged (inside the lookback window)
     watermark: Any = None                # the largest watermark among this chunk's rows
     marks: list[tuple[Any, str]] = field(default_factory=list)  # (watermark, fingerprint) of rows to remember
+    null_watermarks: int = 0             # reindex: rows indexed whose watermark is NULL or unusable
+    odd_watermark: str | None = None     # reindex: the first unusable (not NULL) watermark, described
 
 
 @dataclass
 class ReadPlan:
     query: str
-    params: dict
+    params: Any
     mode: str                             # "reindex" | "sync"
     count: bool = False                   # count rows first (progress total)
     keep_from: Any = None                 # remember fingerprints of rows with watermark >= this
     skip: frozenset[str] = frozenset()    # fingerprints already indexed
+    versioned: bool = False               # reindex --allow-duplicates: actions versioned in source order
+    kind: str | None = None               # the run's watermark kind (watermark.value_kind): the stored one's, or the first row's
     source_max: Any = None                # reindex: the source's max watermark before reading (set by the reader)
-    last_value: Any = None                # sync: the last watermark seen, to check the order
+    last_key: Any = None                  # sync: the last watermark key seen, to check the order
 
 
 def _fingerprint(line: bytes) -> str:
@@ -182,27 +192,41 @@ def _apply_transform(transform: Callable, docs: list[dict]) -> list[dict]:
     return out
 
 
+def user_params(job: Job) -> Any:
+    """The job's own parameters, in its driver's shape (only those its query binds)."""
+    return source.dialect(job.source.dbtype).params(job.job.params, job.job.query)
+
+
+def check_columns(settings: JobSettings, columns: tuple[str, ...], has_transform: bool) -> None:
+    """The job's columns must be in the query's result: checked before any other query runs."""
+    for name, what in ((settings.watermark, "job.watermark"), (settings.deleted, "job.deleted")):
+        if name and name not in columns:
+            raise ConfigError(f"{what}: column {name!r} is not among the query's columns ({', '.join(columns)})")
+    documents.check_key_columns(columns, settings.key, has_transform)
+
+
 def read_chunks(job: Job, plan: ReadPlan, on_total: Callable[[int], None] | None = None) -> Iterator[Chunk]:
     """Worker-thread side: rows -> documents -> NDJSON actions, one Chunk per fetch."""
     settings = job.job
     transform = load_transform(settings.transform, job.base_dir) if settings.transform else None
     wcol, dcol = settings.watermark, settings.deleted
+    what = "job.sync_query" if plan.mode == "sync" and settings.sync_query else "job.query"
     with source.connect(job.source, settings.chunk_size) as conn:
+        check_columns(settings, source.columns_of(conn, settings.query, user_params(job)), transform is not None)
         if plan.count and on_total is not None:
-            on_total(source.count_rows(conn, plan.query, plan.params))
+            on_total(source.count_rows(conn, plan.query, plan.params, what))
         if plan.mode == "reindex" and wcol:
-            plan.source_max = source.max_value(conn, settings.query, settings.params, wcol)
+            plan.source_max = source.max_value(conn, settings.query, user_params(job), wcol)
             if plan.source_max is not None:
-                plan.keep_from = wm.minus(plan.source_max, settings.lookback)
+                with contextlib.suppress(wm.WatermarkValueError):  # an odd maximum: the rows decide the kind
+                    plan.kind = wm.value_kind(plan.source_max)
+                    plan.keep_from = wm.minus(plan.source_max, settings.lookback)
         mapper = None
         row_number = 0
-        for seq, (description, rows) in enumerate(source.iter_row_chunks(conn, plan.query, plan.params, settings.chunk_size)):
+        chunks = source.iter_row_chunks(conn, plan.query, plan.params, settings.chunk_size, what)
+        for seq, (description, rows) in enumerate(chunks):
             if mapper is None:
                 columns = documents.column_names(description)
-                documents.check_key_columns(columns, settings.key, transform is not None)
-                for name, what in ((wcol, "job.watermark"), (dcol, "job.deleted")):
-                    if name and name not in columns:
-                        raise ConfigError(f"{what} column {name!r} is not in the query result")
                 mapper = documents.make_row_mapper(columns)
                 w_at = columns.index(wcol) if wcol else None
                 d_at = columns.index(dcol) if dcol else None
@@ -211,76 +235,126 @@ def read_chunks(job: Job, plan: ReadPlan, on_total: Callable[[int], None] | None
 
 
 def _encode(plan, settings, transform, rows, mapper, w_at, d_at, seq, first_row) -> Chunk:
-    live_rows, gone_rows = rows, []
+    live_at: list[int] | range = range(len(rows))
+    gone_at: list[int] = []
     if d_at is not None:
-        live_rows = [r for r in rows if not documents.is_true(r[d_at])]
-        if len(live_rows) != len(rows):
-            gone_rows = [r for r in rows if documents.is_true(r[d_at])]
-    docs = [mapper(r) for r in live_rows]
+        flags = [documents.is_true(r[d_at]) for r in rows]
+        if any(flags):
+            live_at = [i for i, gone in enumerate(flags) if not gone]
+            gone_at = [i for i, gone in enumerate(flags) if gone]
+    docs = [mapper(rows[i]) for i in live_at]
     if d_at is not None:
         for doc in docs:
             doc.pop(settings.deleted, None)  # the flag decides; it is not part of the document
     if transform is not None:
         docs = _apply_transform(transform, docs)
-    encoded = documents.encode_chunk(docs, settings.key, first_row=first_row)
+    version_base = (seq + 1) << 32 if plan.versioned else None
+    encoded = documents.encode_chunk(docs, settings.key, first_row=first_row, version_base=version_base)
     chunk = Chunk(seq, encoded.ids, encoded.lines, len(rows), encoded.rejected, encoded.rejected_docs)
     if plan.mode == "reindex":
-        chunk.skipped += len(gone_rows)  # a reindex leaves soft-deleted rows out
-        gone_rows = []
-    elif gone_rows:
-        gone = [mapper(r) for r in gone_rows]
+        chunk.skipped += len(gone_at)  # a reindex leaves soft-deleted rows out
+        gone_at = []
+    elif gone_at:
+        gone = [mapper(rows[i]) for i in gone_at]
         if transform is not None:
             gone = _apply_transform(transform, gone)  # only to derive the ids the transform gives
-        for doc in gone:
+        for n, doc in enumerate(gone):
             try:
                 id_ = documents.doc_id(doc, settings.key)
             except IndexerError as exc:
-                chunk.rejected.append((first_row, str(exc)))
+                row = first_row + gone_at[n] if len(gone) == len(gone_at) else first_row
+                chunk.rejected.append((row, str(exc)))
                 chunk.rejected_docs.append(doc)
                 continue
             chunk.ids.append(id_)
             chunk.lines.append(documents.delete_action(id_))
     if w_at is not None:
-        in_order = [r[w_at] for r in rows]
-        paired = in_order if len(live_rows) == len(rows) else [r[w_at] for r in live_rows + gone_rows]
-        _watermarks(plan, chunk, in_order, paired)
+        values = [r[w_at] for r in rows]
+        keys = _watermark_keys(plan, chunk, values, settings, rows, mapper, first_row)
+        _watermarks(plan, chunk, values, keys, [*live_at, *gone_at])
     return chunk
 
 
-def _watermarks(plan: ReadPlan, chunk: Chunk, in_order: list, values: list) -> None:
+def _watermark_keys(plan: ReadPlan, chunk: Chunk, values: list, settings: JobSettings, rows: list,
+                    mapper: Callable, first_row: int) -> list:
+    """Comparable keys of one chunk's watermarks (None for NULL).
+
+    A reindex indexes rows whose watermark is NULL or cannot be compared, counting them
+    (sync cannot see changes to them); a sync stops at such a value, naming the row and its key.
+    """
+    def where(i: int) -> str:
+        try:
+            key = documents.doc_id(mapper(rows[i]), settings.key)
+        except IndexerError:
+            key = "?"
+        return f"row {first_row + i + 1} (key {key!r})"
+
+    if plan.kind is None:
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            try:
+                plan.kind = wm.value_kind(value)
+                break
+            except wm.WatermarkValueError as exc:
+                if plan.mode == "sync":
+                    raise SourceError(f"{where(i)}: job.watermark column {settings.watermark!r}: {exc.reason}") from None
+        if plan.kind is None:  # every value NULL or unusable so far
+            for i, value in enumerate(values):
+                if value is not None:
+                    chunk.odd_watermark = chunk.odd_watermark or f"{where(i)}: unusable value"
+            chunk.null_watermarks += len(values)
+            return [None] * len(values)
+    try:
+        keys = wm.keys_of(values, plan.kind)
+    except wm.WatermarkValueError as exc:
+        if plan.mode == "sync":
+            raise SourceError(f"{where(exc.position)}: job.watermark column {settings.watermark!r}: {exc.reason}") from None
+        keys = []
+        for i, value in enumerate(values):
+            try:
+                keys.append(wm.keys_of([value], plan.kind)[0])
+            except wm.WatermarkValueError as one:
+                keys.append(None)
+                chunk.odd_watermark = chunk.odd_watermark or f"{where(i)}: {one.reason}"
+    if plan.mode == "sync" and None in keys:
+        raise SourceError(f"{where(keys.index(None))}: job.watermark column {settings.watermark!r} is NULL "
+                          "(job.sync_query must leave out rows whose watermark is NULL)")
+    chunk.null_watermarks += keys.count(None)
+    return keys
+
+
+def _watermarks(plan: ReadPlan, chunk: Chunk, values: list, keys: list, order: list[int]) -> None:
     """Record the chunk's max watermark; drop actions already indexed unchanged; remember fresh fingerprints.
 
-    ``in_order`` are the rows' watermarks as read; ``values`` the same paired with the chunk's actions.
-    Each value is turned into a comparable key once (ISO text is parsed once per row, not per comparison).
+    ``values``/``keys`` are the rows' watermarks as read and their comparable keys; ``order``
+    gives, for each action of the chunk, the row it came from (when no transform changed the count).
     """
-    if not in_order:
+    present = [i for i, k in enumerate(keys) if k is not None]
+    if not present:
         return
-    if None in in_order:
-        raise SourceError("a row has NULL in the watermark column")
-    key = wm.comparable(in_order[0])
-    keys = [key(v) for v in in_order]
     if plan.mode == "sync":
-        last = plan.last_value
-        if (last is not None and keys[0] < key(last)) or any(b < a for a, b in zip(keys, keys[1:])):
+        last = plan.last_key
+        if (last is not None and keys[0] < last) or any(b < a for a, b in zip(keys, keys[1:])):
             raise ConfigError("the sync query must return rows ORDER BY the watermark column (job.sync_query)")
-        plan.last_value = in_order[-1]
-    top = max(range(len(keys)), key=keys.__getitem__)
-    chunk.watermark = wm.newer(chunk.watermark, in_order[top])
-    if len(chunk.ids) != len(values) or chunk.rejected:
+        plan.last_key = keys[-1]
+    top = max(present, key=keys.__getitem__)
+    chunk.watermark = values[top]
+    if len(chunk.ids) != len(order) or chunk.rejected:
         return  # a transform changed the row count, or rows were rejected: no pairing, resend all
-    paired_keys = keys if values is in_order else [key(v) for v in values]
-    floor = key(plan.keep_from) if plan.keep_from is not None else None
+    floor = wm.keys_of([plan.keep_from], plan.kind)[0] if plan.keep_from is not None else None
     keep_ids, keep_lines = [], []
     skip = plan.skip
-    for id_, line, value, k in zip(chunk.ids, chunk.lines, values, paired_keys):
+    for id_, line, at in zip(chunk.ids, chunk.lines, order):
         fp = _fingerprint(line)
         if fp in skip:
             chunk.skipped += 1
             continue
         keep_ids.append(id_)
         keep_lines.append(line)
-        if floor is None or k >= floor:
-            chunk.marks.append((value, fp))
+        k = keys[at]
+        if k is not None and (floor is None or k >= floor):
+            chunk.marks.append((values[at], fp))
     chunk.ids, chunk.lines = keep_ids, keep_lines
 
 
@@ -323,8 +397,8 @@ async def load(
     feed: ThreadFeed[Chunk] = ThreadFeed(lambda: read_chunks(job, plan, on_total if progress else None),
                                          maxsize=DEFAULT_QUEUE_CHUNKS)
     sender = Sender(engine, target, tally, policy=RetryPolicy(max_retry_time=job.target.max_retry_time),
-                    fresh_index=fresh_index, max_bytes=job.job.chunk_bytes,
-                    on_progress=(lambda t: progress("sent", t)) if progress else None)
+                    fresh_index=fresh_index, max_bytes=job.job.chunk_bytes, versioned=plan.versioned,
+                    scrub_reasons=not (dead is not None and dead.include_doc))
     acks = Acks()
     ack_lock = asyncio.Lock()
 
@@ -342,6 +416,8 @@ async def load(
                 for f in failures:
                     dead.failed(f.id, f.status, f.type, f.reason, f.line)
                 _check_error_budget(job, tally)
+            if progress is not None:
+                progress("rows", tally.rows_read)
             async with ack_lock:
                 released = acks.done(chunk)
                 if released and on_acked is not None:
@@ -357,17 +433,24 @@ async def load(
         await feed.close()
 
 
-def _check_error_budget(job: Job, tally: Tally) -> None:
+def _check_error_budget(job: Job, tally: Tally, *, final: bool = False) -> None:
+    """Stop when the dead letters exceed ``max_errors`` or ``max_error_rate`` of the rows read.
+
+    While the run streams, the rate is judged from ``ERROR_RATE_MIN_ROWS`` rows on (a bad
+    first row must not stop a long run); at the end (``final``) it is judged on the
+    totals, whatever the run's size: 49 dead letters in 49 rows never swap an alias.
+    """
     dead = len(tally.failed) + len(tally.rejected)
     if not dead:
         return
     settings = job.job
     rate = dead / max(tally.rows_read, 1)
-    over_rate = tally.rows_read >= ERROR_RATE_MIN_ROWS and rate > settings.max_error_rate
+    over_rate = (final or tally.rows_read >= ERROR_RATE_MIN_ROWS) and rate > settings.max_error_rate
     if dead > settings.max_errors or over_rate:
         first = (f"row {tally.rejected[0][0] + 1}: {tally.rejected[0][1]}" if tally.rejected
-                 else f"id {tally.failed[0].id!r}: {tally.failed[0].type}: {tally.failed[0].reason}")
-        limit = f"max_errors = {settings.max_errors}" if dead > settings.max_errors else f"max_error_rate = {settings.max_error_rate:g}"
+                 else f"id {tally.failed[0].id!r}: {tally.failed[0].type}: {scrub(tally.failed[0].reason)}")
+        limit = (f"max_errors = {settings.max_errors}" if dead > settings.max_errors
+                 else f"max_error_rate = {settings.max_error_rate:g}")
         raise VerificationError(f"{dead} document(s) failed for good in {tally.rows_read} rows, over job.{limit} "
                                 f"(first: {first}); stopped before any alias swap or watermark advance past them")
 
@@ -394,24 +477,6 @@ def state_store(engine: Engine, state_file: Path | None) -> StateStore:
     return FileState(state_file) if state_file else ClusterState(engine)
 
 
-@contextlib.asynccontextmanager
-async def _session(job: Job, engine: Engine | None, state_file: Path | None):
-    """An engine (opened here unless given) and the job's state store, with the job's lock held."""
-    own = engine is None
-    engine = engine or await open_engine(job.target)
-    try:
-        store = state_store(engine, state_file)
-        await store.acquire(job.job.alias)
-        try:
-            yield engine, store
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(store.release(job.job.alias))
-    finally:
-        if own:
-            await engine.close()
-
-
 def _run_record(summary: Summary, started_at: dt.datetime) -> dict:
     return {
         "command": summary.command, "started": started_at.isoformat(), "ended": utc_now().isoformat(),
@@ -435,33 +500,48 @@ class _Run:
     store: StateStore
     dead: DeadLetters
     started_at: dt.datetime
+    lease: Lease
+
+
+async def _record(store: StateStore | None, summary: Summary, started_at: dt.datetime) -> None:
+    """Record a run that did not finish in the state's ``last_run`` (best effort: the
+    cluster may be what failed). Only ``last_run`` is written, so this is safe without the lock."""
+    if store is None:
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.shield(store.record_run(summary.alias, _run_record(summary, started_at))), 10)
 
 
 @contextlib.asynccontextmanager
 async def _command(command: str, job: Job, engine: Engine | None, state_file: Path | None,
                    dead_letter_file: Path | None, include_doc: bool):
-    """The frame both commands share: summary, dead-letter file, engine and lock, and the
-    run record saved to the state on success (by the command) or failure (here)."""
+    """The frame both commands share: summary, dead-letter file, engine, the lease on the
+    alias, and the run record: saved by the command on success, here on failure,
+    refusal (another run holds the lock) or interruption (Ctrl-C, SIGTERM)."""
     started, started_at = time.monotonic(), utc_now()
     summary = Summary(command, job.name, job.job.alias)
+    own = engine is None
+    store: StateStore | None = None
     dead = dead_letters(job, dead_letter_file, include_doc, started_at)
     try:
-        async with _session(job, engine, state_file) as (engine, store):
-            summary.engine = engine.flavor
-            try:
-                yield _Run(summary, engine, store, dead, started_at)
-            except IndexerError as exc:
-                summary.error = str(exc)
-                with contextlib.suppress(Exception):  # the cluster may be the thing that failed
-                    latest = await store.load(job.job.alias) or {}
-                    await store.save(job.job.alias, {**latest, "last_run": _run_record(summary, started_at)})
-                raise
-            finally:
-                summary.requests_retried = engine.retries
+        engine = engine or await open_engine(job.target)
+        summary.engine = engine.flavor
+        store = state_store(engine, state_file)
+        async with store.lease(job.job.alias) as lease:
+            yield _Run(summary, engine, store, dead, started_at, lease)
     except IndexerError as exc:
         summary.error = str(exc)
+        await _record(store, summary, started_at)
+        raise
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        summary.outcome, summary.error = "interrupted", "interrupted by a signal (Ctrl-C or SIGTERM)"
+        await _record(store, summary, started_at)
         raise
     finally:
+        if engine is not None:
+            summary.requests_retried = engine.retries
+            if own:
+                await engine.close()
         dead.close()
         if dead.count:
             summary.dead_letter_file = str(dead.path)
@@ -471,17 +551,17 @@ async def _command(command: str, job: Job, engine: Engine | None, state_file: Pa
 
 
 async def reindex(
-    job: Job, *, allow_duplicates: bool = False, progress: Progress | None = None,
+    job: Job, *, allow_duplicates: bool = False, force_swap: bool = False, progress: Progress | None = None,
     engine: Engine | None = None, state_file: Path | None = None,
     dead_letter_file: Path | None = None, include_doc: bool = False,
 ) -> Summary:
     """Full rebuild into a fresh index, verified, then an atomic alias swap."""
     async with _command("reindex", job, engine, state_file, dead_letter_file, include_doc) as run:
-        await _reindex(job, run, allow_duplicates, progress)
+        await _reindex(job, run, allow_duplicates, force_swap, progress)
     return run.summary
 
 
-async def _reindex(job: Job, run: _Run, allow_duplicates: bool, progress: Progress | None) -> None:
+async def _reindex(job: Job, run: _Run, allow_duplicates: bool, force_swap: bool, progress: Progress | None) -> None:
     alias = job.job.alias
     engine, summary, store, dead = run.engine, run.summary, run.store, run.dead
     state = await store.load(alias) or {}
@@ -491,6 +571,9 @@ async def _reindex(job: Job, run: _Run, allow_duplicates: bool, progress: Progre
     summary.previous = live
     ours = owned_indices(alias, await engine.indices_matching(f"{alias}-*"))
     newest_live = max((i for i in ours if i in live), default=None)
+    # We hold the lease: a run that made one of these either ended or lost its lease
+    # (expired without renewal) and stops before it touches the alias.
+    run.lease.check()
     for orphan in [i for i in ours if i not in live and (newest_live is None or i > newest_live)]:
         log.warning("deleting %s, left by an earlier run that did not finish", orphan)
         await engine.delete_index(orphan)
@@ -503,16 +586,20 @@ async def _reindex(job: Job, run: _Run, allow_duplicates: bool, progress: Progre
     wanted = (await engine.simulate_index(index)).get("index", {})
     await engine.create_index(index, LOAD_SETTINGS)
     tally = Tally()
-    plan = ReadPlan(job.job.query, job.job.params, "reindex", count=progress is not None)
+    plan = ReadPlan(job.job.query, user_params(job), "reindex", count=progress is not None, versioned=allow_duplicates)
     marks: list = []
 
     async def remember(chunks: list[Chunk]) -> None:
         for chunk in chunks:
             marks.extend(chunk.marks)
+            summary.null_watermarks += chunk.null_watermarks
+            if chunk.odd_watermark and not any("cannot be compared" in w for w in summary.warnings):
+                summary.warnings.append(f"watermark values that cannot be compared (first: {chunk.odd_watermark})")
 
     try:
         await load(job, engine, index, tally, plan, fresh_index=True, progress=progress, on_acked=remember, dead=dead)
         _fill(summary, tally)
+        _check_error_budget(job, tally, final=True)
         await engine.put_settings(index, {"index": {
             "refresh_interval": wanted.get("refresh_interval"),
             "number_of_replicas": wanted.get("number_of_replicas"),
@@ -520,6 +607,11 @@ async def _reindex(job: Job, run: _Run, allow_duplicates: bool, progress: Progre
         await engine.refresh(index)
         summary.documents_in_index = await engine.count(index)
         _verify(summary, tally, allow_duplicates)
+        if live:
+            await engine.refresh(alias)
+            summary.documents_in_alias_before = await engine.count(alias)
+        _swap_guard(job, summary, force_swap)
+        run.lease.check()
         actions = [{"add": {"index": index, "alias": alias}}]
         actions += [{"remove": {"index": old, "alias": alias}} for old in live]
         await engine.update_aliases(actions)
@@ -528,6 +620,9 @@ async def _reindex(job: Job, run: _Run, allow_duplicates: bool, progress: Progre
             await asyncio.shield(engine.delete_index(index))
         raise
 
+    if summary.null_watermarks:
+        summary.warnings.insert(0, f"{summary.null_watermarks} row(s) have a NULL or unusable {job.job.watermark!r}: "
+                                   "indexed, but sync cannot see changes to them (README, Incremental sync)")
     summary.outcome = "dead_letters" if summary.dead_lettered else "ok"
     summary.watermark_before = wm.from_state(state.get("watermark"))
     summary.watermark = plan.source_max
@@ -535,12 +630,32 @@ async def _reindex(job: Job, run: _Run, allow_duplicates: bool, progress: Progre
     if job.job.watermark:
         new_state["watermark"] = wm.to_state(plan.source_max) if plan.source_max is not None else None
         new_state["marks"] = _stored_marks(marks, plan.keep_from)
+    run.lease.check()
     await store.save(alias, new_state)
 
     older = sorted({i for i in ours if i < index}, reverse=True)
     for old in older[job.job.keep:]:
         await engine.delete_index(old)
         summary.deleted_indices.append(old)
+
+
+def _swap_guard(job: Job, summary: Summary, force: bool) -> None:
+    """Refuse to move an alias onto an index that lost most of what the alias serves."""
+    before, after = summary.documents_in_alias_before, summary.documents_in_index or 0
+    if not before:
+        return  # a new alias (or an empty one) may start empty
+    ratio = job.job.min_ratio
+    if after > 0 and after >= ratio * before:
+        return
+    if force:
+        summary.force_swap = True
+        summary.warnings.append(f"--force-swap: the alias moved from {before} to {after} documents")
+        return
+    why = "none" if after == 0 else f"fewer than job.min_ratio = {ratio:g} of them"
+    raise VerificationError(
+        f"swap refused: the new index holds {after} documents and alias {job.job.alias!r} serves {before} ({why}); "
+        "the alias was not moved and the new index was deleted (check the query and its parameters, "
+        "or pass --force-swap)")
 
 
 def _stored_marks(marks: list[tuple[Any, str]], floor: Any) -> list[list]:
@@ -572,10 +687,7 @@ def sync_query(job: Job) -> str:
     settings = job.job
     if settings.sync_query:
         return settings.sync_query
-    bind = source.BIND_STYLE[job.source.dbtype].format(name="since")
-    col = settings.watermark
-    # bandit B608 accepted: column checked, value bound
-    return f"SELECT * FROM ({settings.query}) q WHERE q.{col} >= {bind} ORDER BY q.{col}"  # nosec B608
+    return source.dialect(job.source.dbtype).sync_query(settings.query, settings.watermark)
 
 
 async def sync(
@@ -597,7 +709,7 @@ async def _sync(job: Job, run: _Run, progress: Progress | None, stop: asyncio.Ev
     live = await engine.alias_targets(alias)
     if not live:
         raise EngineError(f"alias {alias!r} does not exist: run `indexer reindex` first")
-    summary.index = live[-1] if len(live) == 1 else ", ".join(live)
+    summary.index = await engine.write_index(alias)  # exactly one write target, or refuse before reading
     state = await store.load(alias) or {}
     stored = wm.from_state(state.get("watermark"))
     summary.watermark_before = summary.watermark = stored
@@ -607,8 +719,9 @@ async def _sync(job: Job, run: _Run, progress: Progress | None, stop: asyncio.Ev
     marks = [(wm.from_state({"type": state["watermark"]["type"], "value": v}), fp)
              for v, fp in state.get("marks", [])]
     since = wm.minus(stored, job.job.lookback)
-    params: Any = (since,) if job.source.dbtype == "MSSQL" else {**job.job.params, "since": since}
-    plan = ReadPlan(sync_query(job), params, "sync", skip=frozenset(fp for _, fp in marks))
+    sql = sync_query(job)
+    params = source.dialect(job.source.dbtype).params({**job.job.params, "since": since}, sql)
+    plan = ReadPlan(sql, params, "sync", skip=frozenset(fp for _, fp in marks), kind=wm.value_kind(stored))
     tally = Tally()
     progress_state = {"watermark": stored, "marks": marks}
 
@@ -621,6 +734,7 @@ async def _sync(job: Job, run: _Run, progress: Progress | None, stop: asyncio.Ev
             return  # nothing new: no write
         floor = wm.minus(mark, job.job.lookback)
         progress_state["marks"] = [m for m in progress_state["marks"] if wm.at_least(m[0], floor)]
+        run.lease.check()
         await store.save(alias, {
             **state, "watermark": wm.to_state(mark), "marks": _stored_marks(progress_state["marks"], floor),
             "index": summary.index, "last_run": {"command": "sync", "started": started_at.isoformat(),
@@ -634,7 +748,12 @@ async def _sync(job: Job, run: _Run, progress: Progress | None, stop: asyncio.Ev
     finally:
         _fill(summary, tally)
     summary.outcome = "stopped" if stop and stop.is_set() else "dead_letters" if summary.dead_lettered else "ok"
+    if summary.sent:
+        await engine.refresh(alias)  # `status` and searches see this run's writes from now on
     final = await store.load(alias) or state
+    if not summary.sent and not summary.dead_lettered and (final.get("last_run") or {}).get("outcome") in ("ok", "stopped"):
+        return  # nothing new and the last run went well: no state write at all
+    run.lease.check()
     await store.save(alias, {**final, "index": summary.index, "last_run": _run_record(summary, started_at)})
 
 
@@ -665,6 +784,6 @@ async def status(job: Job, *, engine: Engine | None = None, state_file: Path | N
 def _source_count(job: Job) -> int:
     with source.connect(job.source, job.job.chunk_size) as conn:
         if not job.job.deleted:
-            return source.count_rows(conn, job.job.query, job.job.params)
-        groups = source.count_by(conn, job.job.query, job.job.params, job.job.deleted)
+            return source.count_rows(conn, job.job.query, user_params(job))
+        groups = source.count_by(conn, job.job.query, user_params(job), job.job.deleted)
         return sum(n for flag, n in groups if not documents.is_true(flag))

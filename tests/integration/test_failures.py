@@ -100,7 +100,7 @@ def test_missing_job_file_and_bad_toml(tmp_path):
 
 def test_missing_sqlite_file_is_not_created(tmp_path):
     result = run_indexer("reindex", str(_job(tmp_path)))
-    _assert_one_line_error(result, 1, "SQLite database file not found")
+    _assert_one_line_error(result, 2, "source.filename: SQLite database file not found")
     assert not (tmp_path / "sensors.db").exists()
 
 

@@ -1,0 +1,400 @@
+"""Safe when unattended and when the operator errs (issue 8): the swap guard, the error budget on
+totals, deterministic duplicates, a watch loop that survives, runs recorded however they end,
+watermarks that are NULL or odd, the user's own SQL, non-ASCII names, counts that add up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import time
+
+from tests.support.harness import (
+    alias_targets, count, documents, http, indices, run_indexer, sqlite_rows, sqlite_source, start_indexer,
+    write_job,
+)
+from tests.support.httpproxy import ProxyServer
+
+COLUMNS = "code, description, site, value, date_updated, is_deleted"
+QUERY = f"SELECT {COLUMNS} FROM sensors"
+SLOW = "import time\n\ndef slow(docs):\n    time.sleep(0.2)\n    return docs\n"
+
+
+def _job(tmp_path, db, target, alias, name="job.toml", params=None, **extra):
+    job = {"alias": alias, "key": ["code"], "query": QUERY, "watermark": "date_updated", "deleted": "is_deleted",
+           "chunk_size": 500, **extra}
+    return write_job(tmp_path / name, sqlite_source(db), target, job, params=params)
+
+
+def _ok(*args, env=None) -> dict:
+    result = run_indexer(*args, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _sql(db, statement, *params):
+    conn = sqlite3.connect(db)
+    conn.execute(statement, params)
+    conn.commit()
+    conn.close()
+
+
+def _state(alias) -> dict:
+    status, body = http("GET", f"/indexer-state/_doc/{alias}")
+    assert status == 200, body
+    return body
+
+
+def _adds_up(s: dict) -> None:
+    assert s["rows_read"] == s["skipped"] + s["rejected"] + s["sent"], s
+    assert s["sent"] == s["indexed"] + s["duplicates"] + s["deleted"] + s["not_found"] + s["failed"], s
+    assert s["dead_lettered"] == s["rejected"] + s["failed"], s
+
+
+# ------------------------------------------------------------------ 1. the swap guard and the error budget
+
+
+def test_a_query_that_returns_nothing_never_swaps_an_alias_that_serves_documents(tmp_path, target, alias, sqlite_sensors):
+    job = _job(tmp_path, sqlite_sensors, target, alias, query=f"{QUERY} WHERE date_updated >= :startdate",
+               params={"startdate": "2000-01-01"}, keep=0)
+    first = _ok("reindex", str(job))["index"]
+    assert count(alias) == 3000
+
+    refused = run_indexer("reindex", str(job), "--param", "startdate='2099-01-01'")
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    assert "swap refused" in refused.stderr and "holds 0 documents" in refused.stderr and "serves 3000" in refused.stderr
+    assert alias_targets(alias) == [first] and count(alias) == 3000
+    assert indices(f"{alias}-*") == [first]          # keep = 0 deleted nothing: the refused index went, not the good one
+    assert _state(alias)["_source"]["state"]["last_run"]["outcome"] == "failed"
+
+    forced = _ok("reindex", str(job), "--param", "startdate='2099-01-01'", "--force-swap")
+    assert forced["force_swap"] is True and forced["documents_in_alias_before"] == 3000
+    assert count(alias) == 0
+
+
+def test_an_index_with_fewer_than_min_ratio_of_the_documents_is_refused(tmp_path, target, alias, sqlite_sensors):
+    job = _job(tmp_path, sqlite_sensors, target, alias, query=f"{QUERY} WHERE date_updated >= :startdate",
+               params={"startdate": "2000-01-01"})
+    first = _ok("reindex", str(job))["index"]
+    small = run_indexer("reindex", str(job), "--param", "startdate='2024-01-01'")
+    assert small.returncode == 1 and "swap refused" in small.stderr and "min_ratio = 0.5" in small.stderr, small.stderr
+    assert alias_targets(alias) == [first]
+    lower = _job(tmp_path, sqlite_sensors, target, alias, name="lower.toml", min_ratio=0.05,
+                 query=f"{QUERY} WHERE date_updated >= :startdate", params={"startdate": "2024-01-01"})
+    assert 0 < _ok("reindex", str(lower))["documents_in_index"] < 1500
+
+
+def test_a_small_run_whose_rows_all_fail_never_swaps(tmp_path, target, alias):
+    db = tmp_path / "few.db"
+    _sql(db, "CREATE TABLE sensors (code TEXT PRIMARY KEY, description TEXT, site TEXT, value REAL, "
+             "date_updated TEXT, is_deleted INTEGER)")
+    for i in range(49):
+        _sql(db, "INSERT INTO sensors VALUES (?, 'd', 's', ?, '2025-01-01 00:00:00', 0)", f"S{i:03d}", i)
+    good = _job(tmp_path, db, target, alias, keep=0)
+    first = _ok("reindex", str(good))["index"]
+    (tmp_path / "poison.py").write_text("def nan(docs):\n    return [{**d, 'value': float('nan')} for d in docs]\n")
+    bad = _job(tmp_path, db, target, alias, name="bad.toml", keep=0, transform="poison:nan")
+
+    result = run_indexer("reindex", str(bad), "--json")
+    assert result.returncode == 1, result.stderr
+    assert "49 document(s) failed for good in 49 rows" in result.stderr and "max_error_rate" in result.stderr
+    assert alias_targets(alias) == [first] and count(alias) == 49
+    assert indices(f"{alias}-*") == [first]
+
+
+# ------------------------------------------------------------------ 6. deterministic duplicates
+
+
+class _SlowBodies(ProxyServer):
+    """The real node behind a proxy that holds back bulk bodies holding a marker (one slow chunk)."""
+
+    marker = b'"n":3990,'
+
+    async def _dispatch(self, request):
+        if self.marker in await request.read():
+            await asyncio.sleep(2.0)
+        return await super()._dispatch(request)
+
+
+def test_allow_duplicates_keeps_the_row_latest_in_source_order_whatever_the_timing(tmp_path, engine_url, alias):
+    db = tmp_path / "dupes.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, k TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?, ?)", ((n, "same" if n % 10 == 0 else f"k{n}") for n in range(1, 4001)))
+    conn.commit()
+    conn.close()
+    with _SlowBodies(upstream=engine_url) as proxy:
+        job = write_job(tmp_path / "job.toml", sqlite_source(db), {"url": proxy.url}, {
+            "alias": alias, "key": ["k"], "query": "SELECT k, n FROM t ORDER BY n", "chunk_size": 10, "concurrency": 8})
+        for _ in range(2):
+            summary = _ok("reindex", str(job), "--allow-duplicates")
+            assert documents(alias)["same"]["n"] == 4000
+            assert summary["indexed"] == 3601 and summary["duplicates"] == 399 and summary["failed"] == 0
+            _adds_up(summary)
+
+
+# ------------------------------------------------------------------ 3. a watch loop that survives
+
+
+def test_a_watch_loop_survives_a_held_lock_records_it_and_goes_on(tmp_path, engine_url, alias, sqlite_sensors):
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    _ok("reindex", str(job))
+    lock = {"alias": alias, "lock": {"host": "another-host", "pid": 1, "token": "theirs", "expires": time.time() + 600}}
+    assert http("PUT", f"/indexer-state/_doc/lock:{alias}?refresh=true", lock)[0] in (200, 201)
+
+    proc = start_indexer("sync", str(job), "--every", "1s")
+    try:
+        deadline = time.monotonic() + 60
+        while "another run of alias" not in ((_state(alias)["_source"]["state"]["last_run"] or {}).get("error") or ""):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the refused pass was never recorded"
+            time.sleep(0.2)
+        assert _state(alias)["_source"]["state"]["last_run"]["outcome"] == "failed"
+        time.sleep(2.5)
+        assert proc.poll() is None                    # still looping after several refused passes
+        http("DELETE", f"/indexer-state/_doc/lock:{alias}?refresh=true")
+        _sql(sqlite_sensors, "UPDATE sensors SET value = -1, date_updated = '2025-03-03 03:03:03' WHERE code = 'SEN0000007'")
+        deadline = time.monotonic() + 60
+        while documents(alias)["SEN0000007"]["value"] != -1:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the loop never synced after the lock was released"
+            time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert err.count("error: another run of alias") >= 2 and "Traceback" not in err
+
+
+def test_every_under_one_second_is_refused(tmp_path, engine_url, alias, sqlite_sensors):
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    result = run_indexer("sync", str(job), "--every", "0s")
+    assert result.returncode == 2 and "at least 1s" in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------------ 5. every run recorded, one line always
+
+
+def test_ctrl_c_during_a_reindex_exits_130_cleans_up_and_is_recorded(tmp_path, engine_url, alias, sqlite_sensors):
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    first = _ok("reindex", str(job))["index"]
+    (tmp_path / "slowdown.py").write_text(SLOW)
+    slow = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, name="slow.toml", chunk_size=100,
+                transform="slowdown:slow")
+    for sig, code, word in ((signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")):
+        proc = start_indexer("reindex", str(slow))
+        deadline = time.monotonic() + 60
+        while not [i for i in indices(f"{alias}-*") if i != first]:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == code and err.strip().endswith(word) and "Traceback" not in err, err
+        assert indices(f"{alias}-*") == [first] and alias_targets(alias) == [first]
+        assert _state(alias)["_source"]["state"]["last_run"]["outcome"] == "interrupted"
+
+
+def test_state_and_dead_letter_files_in_missing_folders_are_one_line(tmp_path, engine_url, alias, sqlite_sensors):
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    for option in ("--state-file", "--dead-letter-file"):
+        result = run_indexer("reindex", str(job), option, str(tmp_path / "no" / "such" / "dir" / "file.json"))
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.returncode == 0 or result.stderr.startswith("error: "), result.stderr
+    status = run_indexer("status", str(job), "--state-file", str(tmp_path / "nowhere" / "state.json"))
+    assert "Traceback" not in status.stderr and status.returncode in (0, 2), status.stderr
+
+
+# ------------------------------------------------------------------ 7. NULL and odd watermarks
+
+
+def _sensors_without_constraints(path):
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE sensors (code TEXT PRIMARY KEY, description TEXT, site TEXT, value REAL, "
+                 "date_updated TEXT, is_deleted INTEGER NOT NULL DEFAULT 0)")
+    conn.executemany("INSERT INTO sensors VALUES (?, 'd', 'KEYWORTH', ?, ?, 0)",
+                     ((f"S{i:04d}", i, f"2025-01-01 00:{i // 60:02d}:{i % 60:02d}") for i in range(300)))
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_a_reindex_indexes_rows_whose_watermark_is_null_or_empty_and_says_so(tmp_path, engine_url, alias):
+    db = _sensors_without_constraints(tmp_path / "nulls.db")
+    _sql(db, "UPDATE sensors SET date_updated = NULL WHERE code = 'S0007'")
+    _sql(db, "UPDATE sensors SET date_updated = '' WHERE code = 'S0008'")
+    job = _job(tmp_path, db, {"url": engine_url}, alias, chunk_size=50)
+    result = run_indexer("reindex", str(job))
+    assert result.returncode == 0, result.stderr
+    assert "warning: 2 row(s) have a NULL or unusable 'date_updated'" in result.stderr
+    assert count(alias) == 300
+    summary = _ok("reindex", str(job))
+    assert summary["null_watermarks"] == 2 and summary["watermark"] == "2025-01-01 00:04:59"
+
+
+def test_a_sync_names_the_row_and_key_of_a_watermark_it_cannot_compare(tmp_path, engine_url, alias):
+    db = _sensors_without_constraints(tmp_path / "odd.db")
+    job = _job(tmp_path, db, {"url": engine_url}, alias, chunk_size=50)
+    _ok("reindex", str(job))
+    _sql(db, "UPDATE sensors SET date_updated = '2025-06-01 00:00:00+02:00' WHERE code = 'S0003'")
+    _sql(db, "UPDATE sensors SET date_updated = '2025-06-01 00:00:01' WHERE code = 'S0004'")
+    before = _state(alias)["_source"]["state"]["watermark"]
+    result = run_indexer("sync", str(job))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "'S0003'" in result.stderr or "'S0004'" in result.stderr
+    assert "row " in result.stderr and "date_updated" in result.stderr and "Traceback" not in result.stderr
+    assert _state(alias)["_source"]["state"]["watermark"] == before
+
+
+# ------------------------------------------------------------------ 8. the user's SQL, the user's errors
+
+
+def test_a_trailing_semicolon_works_in_reindex_sync_and_status(tmp_path, engine_url, alias, sqlite_sensors):
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, query=QUERY + " ;\n")
+    _ok("reindex", str(job))
+    _sql(sqlite_sensors, "UPDATE sensors SET value = -2, date_updated = '2025-04-04 04:04:04' WHERE code = 'SEN0000009'")
+    assert _ok("sync", str(job))["indexed"] == 1
+    assert _ok("status", str(job))["difference"] == 0
+
+
+def test_a_misspelt_watermark_column_is_a_job_file_error_before_any_query(tmp_path, engine_url, alias, sqlite_sensors):
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, watermark="nosuch")
+    result = run_indexer("reindex", str(job))
+    assert result.returncode == 2, result.stderr
+    assert "job.watermark" in result.stderr and "'nosuch'" in result.stderr and "q.nosuch" not in result.stderr
+    assert indices(f"{alias}-*") == []                # refused before the index was even filled
+
+
+# ------------------------------------------------------------------ 9. names
+
+
+def test_a_non_ascii_alias_works_end_to_end(tmp_path, engine_url, sqlite_sensors):
+    alias = f"adv-é-{int(time.time() * 1000) % 10**9}"
+    try:
+        job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+        summary = _ok("reindex", str(job))
+        assert summary["index"].startswith(alias + "-")
+        status, body = http("GET", "/_alias/" + alias.replace("é", "%C3%A9"))
+        assert status == 200 and list(body) == [summary["index"]]
+        _sql(sqlite_sensors, "UPDATE sensors SET value = -3, date_updated = '2025-04-04 04:04:04' WHERE code = 'SEN0000011'")
+        assert _ok("sync", str(job))["indexed"] == 1
+        state = _state(alias.replace("é", "%C3%A9"))
+        assert state["_id"] == alias and state["_source"]["state"]["watermark"]["value"] == "2025-04-04 04:04:04"
+        assert _ok("status", str(job))["documents_in_alias"] == 3000
+    finally:
+        for name in indices(alias.replace("é", "%C3%A9") + "-*"):
+            http("DELETE", "/" + name.replace("é", "%C3%A9"))
+
+
+# ------------------------------------------------------------------ 10/11. counts that add up, small things
+
+
+def test_a_delete_of_an_absent_document_is_counted_and_the_counts_add_up(tmp_path, engine_url, alias, sqlite_sensors):
+    _sql(sqlite_sensors, "UPDATE sensors SET is_deleted = 1, date_updated = '2025-08-08 08:08:08' WHERE code = 'SEN0000005'")
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    reindex = _ok("reindex", str(job))
+    _adds_up(reindex)
+    assert reindex["skipped"] == 1
+    sync = _ok("sync", str(job))       # re-reads the lookback window: the soft-deleted row's document is absent
+    assert sync["not_found"] == 1 and sync["failed"] == 0
+    _adds_up(sync)
+    line = run_indexer("sync", str(job), "--no-progress")
+    assert line.returncode == 0 and "not found" in line.stdout and "duplicates" in line.stdout
+
+
+def test_a_sync_with_nothing_new_writes_no_state_at_all(tmp_path, engine_url, alias, sqlite_sensors):
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    _ok("reindex", str(job))
+    _sql(sqlite_sensors, "UPDATE sensors SET value = 1, date_updated = '2025-02-02 02:02:02' WHERE code = 'SEN0000003'")
+    _ok("sync", str(job))
+    before = _state(alias)["_seq_no"]
+    assert _ok("sync", str(job))["sent"] == 0
+    assert _state(alias)["_seq_no"] == before
+
+
+def test_status_right_after_a_deleting_sync_counts_what_the_sync_wrote(tmp_path, engine_url, alias, sqlite_sensors):
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    _ok("reindex", str(job))
+    for n in range(3):
+        code = f"SEN000002{n}"
+        _sql(sqlite_sensors, f"UPDATE sensors SET is_deleted = 1, date_updated = '2025-09-0{n + 1} 00:00:00' WHERE code = ?", code)
+        assert _ok("sync", str(job))["deleted"] == 1
+        info = _ok("status", str(job))       # no refresh of our own here: the sync made its writes visible
+        assert info["documents_in_alias"] == 2999 - n and info["difference"] == 0
+
+
+def test_the_progress_bar_ends_at_its_total_when_rows_are_skipped(tmp_path, engine_url, alias, sqlite_sensors):
+    _sql(sqlite_sensors, "UPDATE sensors SET is_deleted = 1 WHERE code IN ('SEN0000001', 'SEN0000002')")
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    result = run_indexer("reindex", str(job), env={"INDEXER_PROGRESS": "1", "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "3000/3000" in result.stderr and "2998/3000" not in result.stderr.splitlines()[-1]
+
+
+def test_help_version_and_a_piped_summary_read_as_written(tmp_path, engine_url, alias, sqlite_sensors):
+    help_ = run_indexer("bootstrap", "--help", env={"COLUMNS": "200"})
+    assert "[target]" in help_.stdout, help_.stdout
+    assert "[job.params]" in run_indexer("reindex", "--help", env={"COLUMNS": "200"}).stdout
+    version = run_indexer("--version")
+    assert version.returncode == 0 and version.stdout.startswith("indexer ")
+    long_alias = alias + "-" + "x" * 60
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, long_alias)
+    try:
+        result = run_indexer("reindex", str(job), "--no-progress", env={"COLUMNS": "80"})
+        assert result.returncode == 0, result.stderr
+        assert any(line.startswith(f"alias {long_alias} -> {long_alias}-") for line in result.stdout.splitlines()), result.stdout
+    finally:
+        for name in indices(f"{long_alias}-*"):
+            http("DELETE", f"/{name}")
+
+
+# ------------------------------------------------------------------ 4. never past what was not written
+
+
+def test_a_sync_through_an_alias_over_two_indices_refuses_and_keeps_the_watermark(tmp_path, engine_url, alias, sqlite_sensors):
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    _ok("reindex", str(job))
+    other = f"{alias}-extra"
+    http("PUT", f"/{other}")
+    assert http("POST", "/_aliases", {"actions": [{"add": {"index": other, "alias": alias}}]})[0] == 200
+    before = _state(alias)["_source"]["state"]["watermark"]
+    _sql(sqlite_sensors, "UPDATE sensors SET value = -4, date_updated = '2025-10-10 10:10:10' WHERE code = 'SEN0000012'")
+    result = run_indexer("sync", str(job))
+    assert result.returncode == 1 and "write index" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert _state(alias)["_source"]["state"]["watermark"] == before
+    assert not (tmp_path / "job.dead-letters.ndjson").exists()
+
+
+# ------------------------------------------------------------------ 11. operator mistakes: one line, the right exit code
+
+
+def test_operator_mistakes_get_one_line_and_the_right_exit_code(tmp_path, engine_url, alias, sqlite_sensors):
+    def one_line(result, code, *words):
+        assert result.returncode == code, (result.returncode, result.stderr)
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        for word in words:
+            assert word in result.stderr, result.stderr
+
+    wrong_engine = _job(tmp_path, sqlite_sensors, {"url": engine_url, "engine": "elasticsearch"}, alias, name="e.toml")
+    one_line(run_indexer("reindex", str(wrong_engine)), 2, "OpenSearch", "target.engine")
+
+    half_auth = _job(tmp_path, sqlite_sensors, {"url": engine_url, "username": "indexer"}, alias, name="u.toml")
+    one_line(run_indexer("reindex", str(half_auth)), 2, "password_env")
+
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    one_line(run_indexer("reindex", str(job), env={"INDEXER_URL": "localhost:9200"}), 2, "INDEXER_URL")
+    one_line(run_indexer("reindex", str(job), "--param", "stratdate=2020-01-01"), 2, "stratdate")
+
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + job.read_bytes())
+    assert run_indexer("status", str(bom)).returncode == 0
+
+    missing = _job(tmp_path, tmp_path / "no-such.db", {"url": engine_url}, alias, name="m.toml")
+    one_line(run_indexer("reindex", str(missing)), 2, "no-such.db")
+
+    check = run_indexer("bootstrap", "--check", "--url", "http://127.0.0.1:9")
+    one_line(check, 2, "cannot reach")
+    assert run_indexer("bootstrap", "--check", "--mappings", str(tmp_path / "nothing-here")).returncode == 2
