@@ -3,19 +3,17 @@
 A job file is TOML with three tables (``[source]``, ``[target]``, ``[job]``); see
 README "The job file". Unknown fields are errors, relative paths are relative to
 the job file, and secrets are never values: only the *names* of environment
-variables that hold them (``password_env``, ``api_key_env``...).
+variables that hold them (``password_env``, ``api_key_env``...). (About 380 lines: the
+model and every check of it stay together, so the job file is validated in one place.)
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import importlib
 import os
 import re
-import sys
 import tomllib
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -343,12 +341,12 @@ def load_job(path: str | Path, params: dict[str, Any] | None = None, env: dict[s
     try:
         # utf-8-sig: a BOM some editors write at the start is not part of the TOML
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise ConfigError(f"job file not found: {path}") from None
+    except FileNotFoundError as exc:
+        raise ConfigError(f"job file not found: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read job file {path}: {exc.__class__.__name__}") from None
+        raise ConfigError(f"cannot read job file {path}: {exc.__class__.__name__}") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path.name}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path.name}: not valid TOML: {exc}") from exc
 
     base_dir = path.resolve().parent
     source = raw.get("source")
@@ -360,7 +358,7 @@ def load_job(path: str | Path, params: dict[str, Any] | None = None, env: dict[s
             try:
                 target["url"] = check_url(env[URL_ENV])
             except ValueError as exc:
-                raise ConfigError(f"{URL_ENV}: {exc}") from None
+                raise ConfigError(f"{URL_ENV}: {exc}") from exc  # check_url never echoes the value
         if target.get("ca_certs"):
             target["ca_certs"] = str(base_dir / target["ca_certs"])
     job = raw.get("job")
@@ -370,30 +368,9 @@ def load_job(path: str | Path, params: dict[str, Any] | None = None, env: dict[s
     try:
         loaded = Job(**raw, base_dir=base_dir, name=path.stem)
     except ValidationError as exc:
+        # from None: pydantic's text quotes each input_value, e.g. a target.url with credentials
         raise ConfigError(_format_validation_error(path, exc)) from None
     except TypeError as exc:  # e.g. a top-level key given twice
-        raise ConfigError(f"{path.name}: {exc}") from None
+        raise ConfigError(f"{path.name}: {exc}") from exc
     _check_params(loaded, file_params, params, path.name)
     return loaded
-
-
-def load_transform(spec: str, base_dir: Path) -> Callable[[list[dict]], list[dict]]:
-    """Import ``module:function``; the job file's folder is searched first."""
-    module_name, _, func_name = spec.partition(":")
-    if str(base_dir) not in sys.path:
-        sys.path.insert(0, str(base_dir))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"job.transform: cannot import module {module_name!r}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - user code failing at import: SyntaxError, NameError...
-        raise ConfigError(f"job.transform: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise ConfigError(f"job.transform: {module_name!r} has no function {func_name!r}")
-    return func
-
-
-def utc_now() -> dt.datetime:
-    """The only clock the pipeline reads (index names, run times); never used inside documents."""
-    return dt.datetime.now(dt.timezone.utc)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
 import pytest
 
 from indexer import source
@@ -101,3 +104,42 @@ def test_a_failing_query_quotes_no_generated_sql(pg, call):
     assert str(info.value) == f'job.query failed: relation "{missing}" does not exist'
     # the connection is still usable afterwards (the failed transaction was rolled back)
     assert source.count_rows(pg, "SELECT 1 AS one", None) == 1
+
+
+def test_the_connection_is_psycopg2s_own_with_server_side_cursors(pg):
+    # etlhelper recognises a plain psycopg2 connection: nothing is registered into it.
+    assert type(pg.raw) is psycopg2.extensions.connection
+    cursor = pg.raw.cursor()
+    assert cursor.name.startswith("indexer_")
+    cursor.close()
+    named = pg.raw.cursor("mine")
+    assert named.name == "mine"
+    named.close()
+
+
+def test_a_failing_query_keeps_the_drivers_error_as_its_cause_for_debug(pg):
+    missing = f"nosuch_{uuid.uuid4().hex[:8]}"
+    for call in (lambda: source.count_rows(pg, f"SELECT code FROM {missing}", None),
+                 lambda: rows_of(pg, f"SELECT code FROM {missing}", None)):
+        with pytest.raises(SourceError) as info:
+            call()
+        assert isinstance(info.value.__cause__, psycopg2.errors.UndefinedTable)
+
+
+def test_a_data_error_masks_the_row_value_and_drops_the_cause_that_quotes_it(codes_table, pg):
+    query = f"SELECT code::int AS n FROM {codes_table}"
+    for call in (lambda: source.max_value(pg, query, None, "n"),
+                 lambda: rows_of(pg, query, None)):
+        with pytest.raises(SourceError) as info:
+            call()
+        assert "SEN0000" not in str(info.value) and "invalid input syntax" in str(info.value)
+        assert info.value.__cause__ is None and info.value.__suppress_context__  # --debug shows no row value
+
+
+def test_a_refused_login_drops_the_cause_that_may_quote_the_password(codes_table, monkeypatch):
+    monkeypatch.setenv("INDEXER_TEST_WRONG_PASSWORD", "not-the-password")
+    config = SourceConfig(**{**pg_source(), "password_env": "INDEXER_TEST_WRONG_PASSWORD"})
+    with pytest.raises(SourceError, match="cannot connect to PostgreSQL") as info:
+        with source.connect(config):
+            pass
+    assert info.value.__cause__ is None and info.value.__suppress_context__

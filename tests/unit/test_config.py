@@ -2,14 +2,12 @@
 
 import datetime as dt
 import json
-import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
 
-from indexer.config import DEFAULT_CHUNK_SIZE, DEFAULT_URL, load_job, load_transform, parse_param
+from indexer.config import DEFAULT_CHUNK_SIZE, DEFAULT_URL, load_job, parse_param
 from indexer.errors import ConfigError
 
 SQLITE_JOB = """
@@ -204,40 +202,6 @@ def test_url_with_embedded_credentials_whose_password_holds_a_slash_is_refused(t
 
 
 # ---------------------------------------------------------------- transforms
-
-
-@pytest.fixture
-def module_name(monkeypatch):
-    """A module name no other test uses; sys.path and sys.modules restored afterwards."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    name = f"transform_{uuid.uuid4().hex}"
-    yield name
-    sys.modules.pop(name, None)
-
-
-def test_transform_is_imported_from_the_job_folder(tmp_path, module_name):
-    (tmp_path / f"{module_name}.py").write_text(
-        "def add_site(docs):\n    return [{**d, 'site': 'eu'} for d in docs]\n"
-    )
-    transform = load_transform(f"{module_name}:add_site", tmp_path)
-    assert transform([{"id": 1}]) == [{"id": 1, "site": "eu"}]
-
-
-def test_missing_transform_module_is_a_config_error(tmp_path, module_name):
-    with pytest.raises(ConfigError, match=f"job.transform: cannot import module '{module_name}'"):
-        load_transform(f"{module_name}:add_site", tmp_path)
-
-
-def test_missing_transform_function_is_a_config_error(tmp_path, module_name):
-    (tmp_path / f"{module_name}.py").write_text("def other(docs):\n    return docs\n")
-    with pytest.raises(ConfigError, match="has no function 'add_site'"):
-        load_transform(f"{module_name}:add_site", tmp_path)
-
-
-def test_transform_module_with_a_syntax_error_is_a_config_error(tmp_path, module_name):
-    (tmp_path / f"{module_name}.py").write_text("def add_site(docs):\n    return docs +\n")
-    with pytest.raises(ConfigError, match="job.transform"):
-        load_transform(f"{module_name}:add_site", tmp_path)
 
 
 def test_transform_spec_must_be_module_colon_function(tmp_path):

@@ -87,6 +87,21 @@ def test_the_sync_query_runs_on_sqlite_with_the_dialects_params(db):
     assert rows == [(3, "2024-01-03 10:00:00"), (5, "2024-01-05 10:00:00"), (7, "2024-01-07 10:00:00")]
 
 
+def test_driver_errors_are_recognised_by_the_drivers_exception_classes():
+    import oracledb
+    import psycopg2
+
+    assert dialect("SQLITE").errors == (sqlite3.Error, sqlite3.Warning)
+    assert dialect("PG").errors == (psycopg2.Error, psycopg2.Warning)
+    assert dialect("ORACLE").errors == (oracledb.Error, oracledb.Warning)
+
+
+def test_the_connection_carries_the_dialect_it_was_opened_with(db):
+    with connect(db) as conn:
+        assert conn.dialect is dialect("SQLITE")
+        assert isinstance(conn.raw, sqlite3.Connection)
+
+
 # ---------------------------------------------------------------- columns_of
 
 
@@ -107,6 +122,15 @@ def test_columns_of_a_failing_query_is_the_users_query_failing(db):
     with connect(db) as conn:
         message = one_line_error(lambda: columns_of(conn, "SELECT id FROM sensorz", None))
     assert message == "job.query failed: no such table: sensorz"
+
+
+def test_a_failing_query_keeps_the_drivers_error_as_its_cause_for_debug(db):
+    with connect(db) as conn:
+        for call in (lambda: columns_of(conn, "SELECT id FROM sensorz", None),
+                     lambda: list(iter_row_chunks(conn, "SELECT id FROM sensorz", None, 10))):
+            with pytest.raises(SourceError) as info:
+                call()
+            assert isinstance(info.value.__cause__, sqlite3.OperationalError)
 
 
 # ---------------------------------------------------------------- errors quote the user's query

@@ -1,13 +1,14 @@
 """The database side without a server: Oracle driver defaults, secrets, SQLite streaming (indexer.source)."""
 
 import sqlite3
+import typing
 
 import oracledb
 import pytest
 
 from indexer.config import SourceConfig
 from indexer.errors import ConfigError, SourceError
-from indexer.source import BIND_STYLE, configure_oracle, connect, iter_row_chunks, password_for
+from indexer.source import connect, dialect, iter_row_chunks, password_for
 
 PG = dict(dbtype="PG", host="db.example", port=5432, dbname="plant", user="reader", password_env="PLANT_DB_PASSWORD")
 
@@ -35,30 +36,31 @@ def readings_db(tmp_path):
 # ---------------------------------------------------------------- Oracle driver defaults
 
 
-def test_configure_oracle_fetches_lobs_as_values_numbers_as_decimals_and_one_chunk_per_round_trip(oracle_defaults):
-    configure_oracle(5000)
+def test_the_oracle_dialect_fetches_lobs_as_values_numbers_as_decimals_and_one_chunk_per_round_trip(oracle_defaults):
+    dialect("ORACLE").configure(5000)
     assert oracle_defaults.fetch_lobs is False
     assert oracle_defaults.fetch_decimals is True
     assert oracle_defaults.arraysize == 5000
     assert oracle_defaults.prefetchrows == 5000
 
 
-def test_configure_oracle_follows_the_chunk_size(oracle_defaults):
-    configure_oracle(250)
+def test_the_oracle_dialect_follows_the_chunk_size(oracle_defaults):
+    dialect("ORACLE").configure(250)
     assert (oracle_defaults.arraysize, oracle_defaults.prefetchrows) == (250, 250)
 
 
 # ---------------------------------------------------------------- bind styles
 
 
-def test_bind_styles_by_driver():
-    assert {db: style.format(name="since") for db, style in BIND_STYLE.items()} == {
+def test_bind_styles_by_driver_for_every_database_a_job_file_may_name():
+    dbtypes = typing.get_args(SourceConfig.model_fields["dbtype"].annotation)
+    assert {db: dialect(db).bind("since") for db in dbtypes} == {
         "ORACLE": ":since", "SQLITE": ":since", "PG": "%(since)s", "MSSQL": "?",
     }
 
 
 def test_sqlite_bind_style_binds_a_parameter(readings_db):
-    query = f"SELECT id FROM readings WHERE id >= {BIND_STYLE['SQLITE'].format(name='since')} ORDER BY id"
+    query = f"SELECT id FROM readings WHERE id >= {dialect('SQLITE').bind('since')} ORDER BY id"
     with connect(SourceConfig(dbtype="SQLITE", filename=readings_db)) as conn:
         rows = [row for _, chunk in iter_row_chunks(conn, query, {"since": 6}, 100) for row in chunk]
     assert rows == [(6,), (7,)]
@@ -101,7 +103,7 @@ def test_missing_sqlite_file_is_a_config_error_and_no_file_is_created(tmp_path):
 def test_sqlite_is_opened_read_only(readings_db):
     with connect(SourceConfig(dbtype="SQLITE", filename=readings_db)) as conn:
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            conn.execute("DELETE FROM readings")
+            conn.raw.execute("DELETE FROM readings")
 
 
 def test_rows_stream_as_tuples_in_chunks_of_chunk_size_with_the_description(readings_db):
