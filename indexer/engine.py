@@ -1,41 +1,47 @@
-"""The cluster side: the only module that imports the Elasticsearch and OpenSearch clients.
+"""The cluster side: one ``Engine`` per run, every request through it, one retry policy.
 
 ::
 
-    TargetConfig --open_engine()--> Engine --request()--> AsyncElasticsearch | AsyncOpenSearch --> cluster
+    TargetConfig --open_engine()--> Engine --request()--> client (see ``clients``) --> cluster
+                                           --bulk()-----> BulkAnswer (the items, and whether it was resent)
 
 Both clients are used through their ``perform_request`` so that one code path
 serves both: each client still owns connection pooling, TLS, auth and the
-transport-level retries. Bodies for ``_bulk`` arrive pre-encoded (NDJSON bytes,
-see ``documents``) and pass through the clients untouched; responses are read
-with ``filter_path`` so that only item status/result/error is parsed.
+transport. Bodies for ``_bulk`` arrive pre-encoded (NDJSON bytes, see
+``documents``) and pass through the clients untouched; responses are read with
+``filter_path`` so that only item status/result/error is parsed. The clients'
+exceptions become this package's (``ApiStatusError`` for an error status,
+``EngineError`` for no answer) in ``Engine._send`` and nowhere else.
 
-Who retries what (one policy, ``RetryPolicy``, bounded by ``target.max_retry_time``):
+Who retries what (one policy, ``RetryPolicy`` bounded by ``target.max_retry_time``,
+kept as ``Engine.policy``; each operation's retries are one ``Retry``):
 
 * the clients' transports retry nothing (``max_retries=0``), so attempts never multiply;
 * :meth:`Engine.request` retries a whole request answered 429/502/503/504 or not
   answered at all (refused, reset, timed out), with exponential backoff and jitter;
-* ``sink.Sender`` retries single bulk items answered 429/502/503/504 the same way,
-  and splits a request answered 413.
+* ``sink`` retries single bulk items answered 429/502/503/504 with a ``Retry`` of
+  the same policy (``engine.policy.start(...)``), and splits a request answered 413.
 
 Everything else is an error at once. The first request of a run (``GET /``) is
 not retried: an unreachable cluster at start is a configuration problem.
+
+(About 430 lines: one short method per cluster operation, all on the one request
+path above; the client construction is already apart, in ``clients``.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import functools
 import logging
-import os
 import random
 import re
-import ssl
 import time
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote, urlsplit
+from typing import Any, Awaitable, Callable
+from urllib.parse import quote
 
+from indexer.clients import client_options, make_client
 from indexer.config import TargetConfig
 from indexer.errors import ConfigError, EngineError
 
@@ -54,6 +60,44 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         # bandit B311 accepted: jitter, not a secret
         return min(self.cap, self.initial * 2**attempt) * random.uniform(0.5, 1.0)  # nosec B311
+
+    def start(self, what: str) -> Retry:
+        """The retries of one operation (``what``: how errors name it), its deadline counted from now."""
+        return Retry(self, what)
+
+
+class Retry:
+    """One operation's retries: the deadline (now + max_retry_time) and the attempt count."""
+
+    def __init__(self, policy: RetryPolicy, what: str) -> None:
+        self.policy = policy
+        self.what = what
+        self.deadline = time.monotonic() + policy.max_retry_time
+        self.attempts = 0  # retries done so far
+
+    async def wait(self, why: str) -> None:
+        """Sleep the next backoff delay; EngineError when that sleep would pass the deadline.
+
+        Called from an ``except`` block, the error raised keeps the one caught as its context.
+        """
+        delay = self.policy.delay(self.attempts)
+        if time.monotonic() + delay > self.deadline:
+            raise EngineError(f"{self.what}: {why} (gave up after retrying for {self.policy.max_retry_time:g}s)")
+        self.attempts += 1
+        log.warning("%s failed (%s); retry %d in %.1fs", self.what, why, self.attempts, delay)
+        await asyncio.sleep(delay)
+
+
+@dataclass(frozen=True)
+class BulkAnswer:
+    """One ``_bulk`` request's answer: an item (status, result, error) per action, in order."""
+
+    items: list[dict]
+    # The body had to be sent more than once: an earlier attempt may have been applied
+    # without its answer arriving (so an "updated" item may be its own echo).
+    resent: bool
+
+
 _BULK_FILTER = "errors,took,items.*.status,items.*.result,items.*.error.type,items.*.error.reason"
 _JSON = {"accept": "application/json", "content-type": "application/json"}
 _NDJSON = {"accept": "application/json", "content-type": "application/x-ndjson"}
@@ -129,31 +173,25 @@ class Engine:
     async def request(
         self, method: str, path: str, *, params: dict | None = None, body: Any = None,
         ndjson: bool = False, missing_ok: bool = False, what: str | None = None, retry: bool = True,
-        failed_attempts: list[str] | None = None,
     ) -> Any:
-        """Send one request, retrying per the policy; the parsed body, or None for a 404 when ``missing_ok``.
-
-        ``failed_attempts`` (when given) collects why each earlier attempt failed.
-        """
+        """Send one request, retried per the policy unless ``retry`` is False; the parsed body,
+        or None for a 404 when ``missing_ok``."""
         what = what or f"{method} {path}"
-        deadline = time.monotonic() + self.policy.max_retry_time
-        attempt = 0
+        send = functools.partial(self._send, method, path, params, body, ndjson, missing_ok, what)
+        return await self._retried(send, self.policy.start(what) if retry else None)
+
+    async def _retried(self, send: Callable[[], Awaitable[Any]], retry: Retry | None) -> Any:
+        """``send()`` again while it fails in a way worth retrying and ``retry`` allows."""
         while True:
             try:
-                return await self._send(method, path, params, body, ndjson, missing_ok, what)
+                return await send()
             except EngineError as exc:
                 status = getattr(exc, "status", None)
-                if not retry or (status is not None and status not in RETRY_STATUSES):
+                if retry is None or (status is not None and status not in RETRY_STATUSES):
                     raise
-                delay = self.policy.delay(attempt)
-                if time.monotonic() + delay > deadline:
-                    raise EngineError(f"{exc} (gave up after retrying for {self.policy.max_retry_time:g}s)") from None
-                log.warning("%s failed (%s); retry %d in %.1fs", what, exc, attempt + 1, delay)
+                # The error's text starts with what was being done, which ``retry`` says itself.
+                await retry.wait(str(exc).removeprefix(f"{retry.what}: "))
                 self.retries += 1
-                if failed_attempts is not None:
-                    failed_attempts.append(str(exc))
-                attempt += 1
-                await asyncio.sleep(delay)
 
     async def _send(self, method: str, path: str, params: dict | None, body: Any, ndjson: bool,
                     missing_ok: bool, what: str) -> Any:
@@ -170,14 +208,14 @@ class Engine:
             )
         except Exception as exc:  # noqa: BLE001 - mapped to our tree right here, by type
             if type(exc).__name__ == "UnsupportedProductError":  # the elasticsearch client's product check
-                raise ProductCheckError(getattr(exc, "body", None), what) from None
+                raise ProductCheckError(getattr(exc, "body", None), what) from exc
             status, body_ = _status_of(exc)
             if status == 404 and missing_ok:
                 return None
             if status is None:
-                raise EngineError(f"{what}: cannot reach the cluster at {self.url}: {_reason_of(exc)}") from None
+                raise EngineError(f"{what}: cannot reach the cluster at {self.url}: {_reason_of(exc)}") from exc
             etype, reason = _error_fields(body_)
-            raise ApiStatusError(status, etype, reason, what) from None
+            raise ApiStatusError(status, etype, reason, what) from exc
 
     # -------------------------------------------------------------- operations
 
@@ -205,8 +243,10 @@ class Engine:
                                   what=f"simulate index {index}")
         return (body or {}).get("template", {}).get("settings", {})
 
-    async def create_index(self, index: str, settings: dict) -> None:
-        await self.request("PUT", f"/{segment(index)}", body={"settings": settings}, what=f"create index {index}")
+    async def create_index(self, index: str, settings: dict, *, mappings: dict | None = None,
+                           what: str | None = None) -> None:
+        body = {"settings": settings, **({"mappings": mappings} if mappings is not None else {})}
+        await self.request("PUT", f"/{segment(index)}", body=body, what=what or f"create index {index}")
 
     async def put_settings(self, index: str, settings: dict) -> None:
         await self.request("PUT", f"/{segment(index)}/_settings", body=settings, what=f"update settings of {index}")
@@ -261,18 +301,53 @@ class Engine:
     async def delete_index(self, index: str) -> None:
         await self.request("DELETE", f"/{segment(index)}", missing_ok=True, what=f"delete index {index}")
 
-    async def bulk(self, target: str, body: bytes) -> dict:
-        """Send one pre-encoded ``_bulk`` body to an index or alias; the filtered response.
+    async def bulk(self, target: str, body: bytes) -> BulkAnswer:
+        """Send one pre-encoded ``_bulk`` body to an index or alias (retried as a whole, see above)."""
+        what = f"bulk into {target}"
+        retry = self.policy.start(what)
+        response = await self._retried(functools.partial(
+            self._send, "POST", f"/{segment(target)}/_bulk", {"filter_path": _BULK_FILTER}, body, True, False, what,
+        ), retry)
+        return BulkAnswer(items=(response or {}).get("items") or [], resent=retry.attempts > 0)
 
-        ``"resent": True`` in the answer when the body had to be sent more than
-        once: an earlier attempt may have been applied without its answer arriving.
-        """
-        failed: list[str] = []
-        response = await self.request(
-            "POST", f"/{segment(target)}/_bulk", body=body, ndjson=True,
-            params={"filter_path": _BULK_FILTER}, what=f"bulk into {target}", failed_attempts=failed,
-        )
-        return {**(response or {}), "resent": bool(failed)}
+    # -------------------------------------------------------------- documents (the state store's)
+
+    async def get_doc(self, index: str, doc_id: str, *, what: str | None = None, retry: bool = True) -> dict | None:
+        """The document (``_source``, ``_seq_no``, ``_primary_term``); None when it or its index is missing."""
+        body = await self.request("GET", _doc_path(index, "_doc", doc_id), missing_ok=True,
+                                  what=what or f"read document {doc_id} of {index}", retry=retry)
+        return body if body and body.get("found") else None
+
+    async def put_doc(
+        self, index: str, doc_id: str, body: dict, *, if_seq_no: int | None = None,
+        if_primary_term: int | None = None, create: bool = False, refresh: bool = True,
+        what: str | None = None, retry: bool = True,
+    ) -> None:
+        """Write a document: only if absent (``create``), or only over the version read
+        (``if_seq_no``/``if_primary_term``); either refused is ApiStatusError 409."""
+        await self.request("PUT", _doc_path(index, "_create" if create else "_doc", doc_id),
+                           params=_doc_params(if_seq_no, if_primary_term, refresh), body=body,
+                           what=what or f"write document {doc_id} of {index}", retry=retry)
+
+    async def delete_doc(self, index: str, doc_id: str, *, if_seq_no: int, if_primary_term: int,
+                         refresh: bool = True, what: str | None = None) -> None:
+        """Delete a document only if it is still the version read (else ApiStatusError 409)."""
+        await self.request("DELETE", _doc_path(index, "_doc", doc_id),
+                           params=_doc_params(if_seq_no, if_primary_term, refresh),
+                           what=what or f"delete document {doc_id} of {index}")
+
+
+def _doc_path(index: str, api: str, doc_id: str) -> str:
+    return f"/{segment(index)}/{api}/{segment(doc_id)}"
+
+
+def _doc_params(if_seq_no: int | None, if_primary_term: int | None, refresh: bool) -> dict | None:
+    params: dict[str, Any] = {}
+    if if_seq_no is not None:
+        params |= {"if_seq_no": if_seq_no, "if_primary_term": if_primary_term}
+    if refresh:
+        params["refresh"] = "true"
+    return params or None
 
 
 def _template_path(kind: str, name: str) -> str:
@@ -304,114 +379,6 @@ def _reason_of(exc: Exception) -> str:
         if re.search(pattern, text):
             return reason
     return type(exc).__name__
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _secret(name: str | None, what: str, env: dict[str, str]) -> str | None:
-    if name is None:
-        return None
-    value = env.get(name)
-    if not value:
-        raise ConfigError(f"environment variable {name} ({what}) is not set")
-    return value
-
-
-def client_options(target: TargetConfig, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Auth and TLS settings shared by both clients, validated; secrets read from the environment."""
-    env = os.environ if env is None else env
-    parts = urlsplit(target.url)
-    password = _secret(target.password_env, "target.password_env", env)
-    api_key = _secret(target.api_key_env, "target.api_key_env", env)
-    bearer = _secret(target.bearer_env, "target.bearer_env", env)
-    if password is not None and target.username is None:
-        raise ConfigError("target.password_env needs target.username")
-    chosen = [name for name, value in (("username/password_env", password), ("api_key_env", api_key),
-                                       ("bearer_env", bearer)) if value is not None]
-    if len(chosen) > 1:
-        raise ConfigError(f"choose one way to authenticate, not {' and '.join(chosen)}")
-    has_credentials = any(v is not None for v in (password, api_key, bearer))
-    if has_credentials and parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
-        raise ConfigError("refusing to send credentials over plain http:// to a non-loopback host (use https://)")
-    return {
-        "basic": (target.username, password) if password is not None else None,
-        "api_key": api_key,
-        "bearer": bearer,
-        "ca_certs": str(target.ca_certs) if target.ca_certs else None,
-        "verify_certs": target.verify_certs,
-    }
-
-
-def _make_client(flavor: str, target: TargetConfig, opts: dict[str, Any]) -> Any:
-    common_retry = dict(max_retries=0, retry_on_timeout=False)  # Engine.request retries, once, here
-    if flavor == "elasticsearch":
-        from elasticsearch import AsyncElasticsearch, OrjsonSerializer
-
-        kwargs: dict[str, Any] = dict(request_timeout=target.request_timeout, retry_on_status=(),
-                                      serializer=OrjsonSerializer(), **common_retry)
-        if target.url.startswith("https://") or target.cloud_id:
-            # Our own context: elastic_transport skips the host name check for IP-address
-            # URLs, which would accept any trusted certificate for any name.
-            kwargs["ssl_context"] = _ssl_context(opts)
-        if opts["basic"]:
-            kwargs["basic_auth"] = opts["basic"]
-        if opts["api_key"]:
-            kwargs["api_key"] = opts["api_key"]
-        if opts["bearer"]:
-            kwargs["bearer_auth"] = opts["bearer"]
-        if target.cloud_id:
-            return AsyncElasticsearch(cloud_id=target.cloud_id, **kwargs)
-        return AsyncElasticsearch(target.url, **kwargs)
-
-    from opensearchpy import AsyncOpenSearch
-
-    headers = {}
-    if opts["api_key"]:
-        headers["authorization"] = f"ApiKey {opts['api_key']}"
-    if opts["bearer"]:
-        headers["authorization"] = f"Bearer {opts['bearer']}"
-    parts = urlsplit(target.url)
-    return AsyncOpenSearch(
-        hosts=[target.url], http_auth=opts["basic"], headers=headers or None, serializer=_orjson_serializer(),
-        use_ssl=parts.scheme == "https", verify_certs=opts["verify_certs"], ca_certs=opts["ca_certs"],
-        ssl_show_warn=False, timeout=target.request_timeout, retry_on_status=(),
-        **common_retry,
-    )
-
-
-def _orjson_serializer() -> Any:
-    """opensearch-py's JSON serializer, reading responses with orjson.
-
-    The benchmark's profile put a quarter of the indexer's CPU in the standard
-    library's json parsing bulk responses.
-    """
-    import orjson
-    from opensearchpy.exceptions import SerializationError
-    from opensearchpy.serializer import JSONSerializer
-
-    class OrjsonSerializer(JSONSerializer):
-        def loads(self, s: Any) -> Any:
-            try:
-                return orjson.loads(s)
-            except orjson.JSONDecodeError as exc:
-                raise SerializationError(s, exc) from None
-
-    return OrjsonSerializer()
-
-
-def _ssl_context(opts: dict[str, Any]) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=opts["ca_certs"])
-    if not opts["verify_certs"]:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _cluster_info(body: Any) -> ClusterInfo:
@@ -447,12 +414,12 @@ async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -
     flavor = target.engine
     if flavor == "auto":
         flavor = "elasticsearch" if target.cloud_id else "opensearch"
-    engine = Engine(_make_client(flavor, target, opts), flavor, target.url, policy)
+    engine = Engine(make_client(flavor, target, opts), flavor, target.url, policy)
     try:
         info = await engine.info()
     except ProductCheckError as exc:
         await engine.close()
-        raise _mismatch(target, _cluster_info(exc.body)) from None
+        raise _mismatch(target, _cluster_info(exc.body)) from exc
     except BaseException:
         await engine.close()
         raise
@@ -462,5 +429,5 @@ async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -
     if target.engine == "auto" and info.flavor != flavor:
         await engine.close()
         flavor = "opensearch" if info.flavor == "opensearch" else "elasticsearch"
-        engine = Engine(_make_client(flavor, target, opts), flavor, target.url, policy)
+        engine = Engine(make_client(flavor, target, opts), flavor, target.url, policy)
     return engine

@@ -1,16 +1,23 @@
-"""Per-job run state and the run lock (a lease), in the cluster or in a local file.
+"""Per-job run state (a typed ``JobState``) and the run lock (a lease), in the cluster or in a local file.
 
 ::
 
-    pipeline --load/save(state dict)--> ClusterState (index ``indexer-state``) | FileState (JSON, temp + rename)
-             --record_run(last_run)-->  only ``last_run`` replaced; safe without the lock
-             --async with lease()---->  one lock per alias: taken, renewed every lease/3 in the background,
-                                        released on exit; ``lease.check()`` before every irreversible step
+    pipeline --load(alias)--> JobState <--from_stored-- stored dict <-- ClusterState (index ``indexer-state``)
+             --save(alias, JobState)--to_stored-->                       | FileState (JSON, temp + rename)
+             --record_run(alias, RunRecord)--> only ``last_run`` replaced; safe without the lock
+             --async with lease()--> one lock per alias: taken, renewed every lease/3 in the background,
+                                     released on exit; ``lease.check()`` before every irreversible step
 
-The state document (one per alias) holds the watermark, the fingerprints of the
-rows inside the lookback window (so a rerun does not resend them), the index the
-alias pointed to, and the last run's start, end, outcome and counts. It is
-written only after the chunks it describes were acknowledged.
+The state (one per alias) holds the watermark, the marks (watermark and fingerprint
+of the rows inside the lookback window, so a rerun does not resend them), the index
+the alias pointed to, and the last run's start, end, outcome and counts. It is
+written only after the chunks it describes were acknowledged. ``JobState.from_stored``
+is the one reader of the stored form and ``JobState.to_stored`` its one writer::
+
+    {"watermark": {"type": "datetime", "value": "2025-01-01T00:00:00"},   # watermark.to_state
+     "marks": [["2025-01-01T00:00:00", "<fingerprint>"], ...],            # values in the watermark's type
+     "index": "sensors-20250101000000",
+     "last_run": {"command": "sync", "started": "...", "outcome": "ok", "sent": 12, ...}}
 
 The lock refuses a second run of the same alias. It is a lease: it carries an
 expiry (``INDEXER_LEASE_SECONDS``, default 600) that a background task pushes
@@ -22,12 +29,16 @@ without renewal, or at once when its owner process is gone on this very host. A
 run whose lease was taken over, or could not be renewed before it expired, finds
 it *lost*: :meth:`Lease.check` raises :class:`LeaseLostError`, and the pipeline
 calls it before it moves the alias, saves a watermark or deletes an index.
+
+(Over 350 lines: the state model, its two stores and the lease that guards them
+change together; the lease would be the piece to move out if this grows.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -37,17 +48,87 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from indexer.engine import ApiStatusError, Engine, segment
+from indexer import watermark as wm
+from indexer.engine import ApiStatusError, Engine
 from indexer.errors import ConfigError, EngineError, IndexerError
+from indexer.watermark import Mark
 
 log = logging.getLogger(__name__)
 STATE_INDEX = "indexer-state"
 LEASE_ENV = "INDEXER_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 600.0
 RENEW_RETRY_SECONDS = 5.0  # after a failed renewal, try again this soon (or at the usual interval, if shorter)
+
+
+# ------------------------------------------------------------------ the stored state
+
+
+@dataclass
+class RunRecord:
+    """What a run did, stored as ``last_run`` (``status`` shows it)."""
+
+    command: str
+    started: str
+    ended: str | None = None
+    outcome: str = "running"
+    rows_read: int = 0
+    sent: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    failed: int = 0
+    rejected: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> RunRecord:
+        """Tolerant of other versions' records: unknown keys are dropped, missing ones take defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{"command": "", "started": "", **{k: v for k, v in stored.items() if k in known}})
+
+
+@dataclass
+class JobState:
+    """One alias's state; see the module docstring for its stored form."""
+
+    watermark: Any = None  # typed, as ``watermark`` reads it: datetime, date, ISO text, a number...
+    marks: list[Mark] = field(default_factory=list)  # rows inside the lookback window, already indexed
+    index: str | None = None
+    last_run: RunRecord | None = None
+
+    @classmethod
+    def from_stored(cls, stored: dict | None) -> JobState:
+        """The state in its stored form (None: nothing stored); ConfigError when a value is not of its type."""
+        stored = stored or {}
+        watermark = wm.from_state(stored.get("watermark"))
+        marks: list[Mark] = []
+        if watermark is not None:  # without it, marks have no type (and no use: sync needs a watermark)
+            kind = stored["watermark"]["type"]
+            try:
+                marks = [Mark(wm.from_state({"type": kind, "value": value}), fp)
+                         for value, fp in stored.get("marks") or []]
+            except (TypeError, ValueError) as exc:
+                raise ConfigError("the stored marks are not valid; run `indexer reindex` to record new ones") from exc
+        last = stored.get("last_run")
+        return cls(watermark, marks, stored.get("index"), RunRecord.from_dict(last) if isinstance(last, dict) else None)
+
+    def to_stored(self) -> dict:
+        """The stored form: JSON types only, every value as ``watermark.to_state`` writes it."""
+        return {
+            "watermark": None if self.watermark is None else wm.to_state(self.watermark),
+            "marks": [[wm.to_state(mark.value)["value"], mark.fingerprint] for mark in self.marks],
+            "index": self.index,
+            "last_run": self.last_run.as_dict() if self.last_run else None,
+        }
+
+
+# ------------------------------------------------------------------ the lock
 
 
 class LockedError(IndexerError):
@@ -96,9 +177,9 @@ def _locked_message(alias: str, lock: dict) -> str:
 
 
 class StateStore(Protocol):
-    async def load(self, alias: str) -> dict | None: ...
-    async def save(self, alias: str, state: dict) -> None: ...
-    async def record_run(self, alias: str, record: dict) -> None: ...
+    async def load(self, alias: str) -> JobState: ...
+    async def save(self, alias: str, state: JobState) -> None: ...
+    async def record_run(self, alias: str, record: RunRecord) -> None: ...
     async def acquire(self, alias: str) -> None: ...
     async def release(self, alias: str) -> None: ...
     def lease(self, alias: str) -> Lease: ...
@@ -227,7 +308,7 @@ class FileState(_LockStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path.parent, os.O_RDONLY)
         except OSError as exc:
-            raise ConfigError(f"state file {self.path}: cannot use its folder: {exc.strerror or type(exc).__name__}") from None
+            raise ConfigError(f"state file {self.path}: cannot use its folder: {exc.strerror or type(exc).__name__}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -240,7 +321,7 @@ class FileState(_LockStore):
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"state file {self.path} is unreadable: {type(exc).__name__}") from None
+            raise ConfigError(f"state file {self.path} is unreadable: {type(exc).__name__}") from exc
 
     def _held(self) -> dict:
         try:
@@ -260,22 +341,23 @@ class FileState(_LockStore):
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-            raise ConfigError(f"state file {path} cannot be written: {exc.strerror or type(exc).__name__}") from None
+            raise ConfigError(f"state file {path} cannot be written: {exc.strerror or type(exc).__name__}") from exc
 
-    async def load(self, alias: str) -> dict | None:
-        return self._read().get(alias)
+    async def load(self, alias: str) -> JobState:
+        """The alias's state; an empty one when nothing is stored."""
+        return JobState.from_stored(self._read().get(alias))
 
-    async def save(self, alias: str, state: dict) -> None:
+    async def save(self, alias: str, state: JobState) -> None:
         with self._exclusive():
             data = self._read()
-            data[alias] = state
+            data[alias] = state.to_stored()
             self._write(self.path, data)
 
-    async def record_run(self, alias: str, record: dict) -> None:
+    async def record_run(self, alias: str, record: RunRecord) -> None:
         """Replace ``last_run`` only; the watermark and the rest stay as they are."""
         with self._exclusive():
             data = self._read()
-            data[alias] = {**(data.get(alias) or {}), "last_run": record}
+            data[alias] = {**(data.get(alias) or {}), "last_run": record.as_dict()}
             self._write(self.path, data)
 
     async def _acquire(self, alias: str, seconds: float) -> float:
@@ -305,7 +387,8 @@ class FileState(_LockStore):
 class ClusterState(_LockStore):
     """State in the cluster, index ``indexer-state``: document ``<alias>`` and lock document ``lock:<alias>``.
 
-    Document ids are percent-encoded into paths (``segment``), so ``adv-é`` is stored as ``adv-é``.
+    Every write of the lock, and ``record_run``, is compare-and-set on the version read
+    (``_version``); the engine percent-encodes ids into paths, so ``adv-é`` is stored as ``adv-é``.
     """
 
     def __init__(self, engine: Engine, index: str = STATE_INDEX) -> None:
@@ -313,43 +396,36 @@ class ClusterState(_LockStore):
         self.index = index
         self.owner = _owner()
 
-    def _path(self, api: str, doc_id: str) -> str:
-        return f"/{segment(self.index)}/{api}/{segment(doc_id)}"
-
     async def _ensure_index(self) -> None:
         if not await self.engine.exists(self.index):
             with contextlib.suppress(ApiStatusError):  # created meanwhile by another run
-                await self.engine.request("PUT", f"/{segment(self.index)}", body={
-                    "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": "0-1"}},
-                    "mappings": {"dynamic": False, "properties": {"alias": {"type": "keyword"}}},
-                }, what=f"create state index {self.index}")
+                await self.engine.create_index(
+                    self.index, {"index": {"number_of_shards": 1, "auto_expand_replicas": "0-1"}},
+                    mappings={"dynamic": False, "properties": {"alias": {"type": "keyword"}}},
+                    what=f"create state index {self.index}")
 
     async def _state_doc(self, alias: str) -> dict | None:
-        body = await self.engine.request("GET", self._path("_doc", alias), missing_ok=True, what="read job state")
-        return body if body and body.get("found") else None
+        return await self.engine.get_doc(self.index, alias, what="read job state")
 
-    async def load(self, alias: str) -> dict | None:
-        body = await self._state_doc(alias)
-        return body.get("_source", {}).get("state") if body else None
+    async def load(self, alias: str) -> JobState:
+        """The alias's state; an empty one when nothing is stored."""
+        doc = await self._state_doc(alias)
+        return JobState.from_stored(doc.get("_source", {}).get("state") if doc else None)
 
-    async def save(self, alias: str, state: dict) -> None:
-        await self.engine.request("PUT", self._path("_doc", alias), params={"refresh": "true"},
-                                  body={"alias": alias, "state": state}, what="save job state")
+    async def save(self, alias: str, state: JobState) -> None:
+        await self.engine.put_doc(self.index, alias, {"alias": alias, "state": state.to_stored()},
+                                  what="save job state")
 
-    async def record_run(self, alias: str, record: dict) -> None:
+    async def record_run(self, alias: str, record: RunRecord) -> None:
         """Replace ``last_run`` only, compare-and-set: a concurrent save by the lock's holder wins and we
         write again on top of it, so its watermark is never overwritten with an older one."""
         await self._ensure_index()
         for _ in range(5):
             current = await self._state_doc(alias)
-            state = {**((current or {}).get("_source", {}).get("state") or {}), "last_run": record}
-            if current:
-                api, params = "_doc", {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
-            else:
-                api, params = "_create", {}
+            state = {**((current or {}).get("_source", {}).get("state") or {}), "last_run": record.as_dict()}
             try:
-                await self.engine.request("PUT", self._path(api, alias), params={**params, "refresh": "true"},
-                                          body={"alias": alias, "state": state}, what="record the last run")
+                await self.engine.put_doc(self.index, alias, {"alias": alias, "state": state},
+                                          create=current is None, **_version(current), what="record the last run")
                 return
             except ApiStatusError as exc:
                 if exc.status != 409:
@@ -357,9 +433,7 @@ class ClusterState(_LockStore):
         raise EngineError(f"record the last run of alias {alias!r}: its state document kept changing")
 
     async def _lock_doc(self, alias: str, retry: bool = True) -> dict | None:
-        body = await self.engine.request("GET", self._path("_doc", f"lock:{alias}"), missing_ok=True,
-                                         what="read job lock", retry=retry)
-        return body if body and body.get("found") else None
+        return await self.engine.get_doc(self.index, f"lock:{alias}", what="read job lock", retry=retry)
 
     async def _acquire(self, alias: str, seconds: float) -> float:
         await self._ensure_index()
@@ -367,8 +441,7 @@ class ClusterState(_LockStore):
             expires = time.time() + seconds
             body = {"alias": alias, "lock": self._lock(expires)}
             try:
-                await self.engine.request("PUT", self._path("_create", f"lock:{alias}"), params={"refresh": "true"},
-                                          body=body, what="take job lock")
+                await self.engine.put_doc(self.index, f"lock:{alias}", body, create=True, what="take job lock")
                 return expires
             except ApiStatusError as exc:
                 if exc.status != 409:
@@ -380,12 +453,8 @@ class ClusterState(_LockStore):
             if not _stale(held, time.time()):
                 raise LockedError(_locked_message(alias, held))
             try:  # take over a stale lock, unless someone else just did
-                await self.engine.request(
-                    "PUT", self._path("_doc", f"lock:{alias}"),
-                    params={"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"],
-                            "refresh": "true"},
-                    body=body, what="take over a stale job lock",
-                )
+                await self.engine.put_doc(self.index, f"lock:{alias}", body, **_version(current),
+                                          what="take over a stale job lock")
                 return expires
             except ApiStatusError as exc:
                 if exc.status != 409:
@@ -399,11 +468,8 @@ class ClusterState(_LockStore):
         if held.get("token") != self.owner["token"]:
             return held
         try:
-            await self.engine.request(
-                "PUT", self._path("_doc", f"lock:{alias}"),
-                params={"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]},
-                body={"alias": alias, "lock": self._lock(expires)}, what="renew job lock", retry=False,
-            )
+            await self.engine.put_doc(self.index, f"lock:{alias}", {"alias": alias, "lock": self._lock(expires)},
+                                      **_version(current), refresh=False, what="renew job lock", retry=False)
         except ApiStatusError as exc:
             if exc.status != 409:
                 raise
@@ -416,9 +482,10 @@ class ClusterState(_LockStore):
         held = (current or {}).get("_source", {}).get("lock", {})
         if held.get("token") == self.owner["token"]:
             with contextlib.suppress(ApiStatusError):
-                await self.engine.request(
-                    "DELETE", self._path("_doc", f"lock:{alias}"),
-                    params={"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"],
-                            "refresh": "true"},
-                    what="release job lock",
-                )
+                await self.engine.delete_doc(self.index, f"lock:{alias}", **_version(current),
+                                             what="release job lock")
+
+
+def _version(doc: dict | None) -> dict:
+    """The compare-and-set condition for writing over ``doc`` as read (none for a missing one)."""
+    return {"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]} if doc else {}

@@ -13,10 +13,10 @@ from urllib.parse import quote
 import pytest
 
 from indexer.config import TargetConfig
-from indexer.documents import delete_action, dumps, index_action
-from indexer.engine import open_engine
+from indexer.documents import Action, delete_action, dumps, index_action
+from indexer.engine import RetryPolicy, open_engine
 from indexer.errors import ConfigError, EngineError
-from indexer.sink import RetryPolicy, Sender, Tally
+from indexer.sink import Sender, Sent
 from tests.support import harness
 
 FAST = RetryPolicy(max_retry_time=2.0, initial=0.01, cap=0.05)
@@ -28,9 +28,10 @@ def http(method: str, name_path: str, body=None):
 
 
 def run(engine_url: str, coro_fn):
-    """Open the engine for the node, run ``coro_fn(engine)``, close."""
+    """Open the engine for the node (retrying by FAST), run ``coro_fn(engine)``, close."""
     async def main():
         engine = await open_engine(TargetConfig(url=engine_url, engine=harness.CLIENT_ENGINE), env={})
+        engine.policy = FAST
         try:
             return await coro_fn(engine)
         finally:
@@ -51,9 +52,8 @@ def names(engine_url):
             http("DELETE", f"/{index}")
 
 
-def bulk(engine, target, ids, lines, **options):
-    tally = Tally()
-    return tally, Sender(engine, target, tally, policy=FAST, **options).send(ids, lines)
+def actions(ids, lines) -> list[Action]:
+    return [Action(id_, line, at) for at, (id_, line) in enumerate(zip(ids, lines))]
 
 
 # ---------------------------------------------------------------- non-ASCII names
@@ -69,14 +69,13 @@ def test_a_non_ascii_index_and_alias_are_created_written_counted_listed_and_dele
         simulated = await engine.simulate_index(index)
         await engine.create_index(index, {"index": {"number_of_replicas": 0}})
         ids = ["é1", "e2", "e3"]
-        tally, sending = bulk(engine, index, ids, [index_action(i, dumps({"name": "é"})) for i in ids])
-        await sending
+        sent = await Sender(engine, index).send(actions(ids, [index_action(i, dumps({"name": "é"})) for i in ids]))
         await engine.refresh(index)
         await engine.put_settings(index, {"index": {"refresh_interval": "1s"}})
         await engine.update_aliases([{"add": {"index": index, "alias": alias}}])
         seen = {
             "simulated": simulated.get("index", {}).get("refresh_interval"),
-            "created": tally.created, "count": await engine.count(index), "alias_count": await engine.count(alias),
+            "created": sent.indexed, "count": await engine.count(index), "alias_count": await engine.count(alias),
             "exists": await engine.exists(index), "alias_targets": await engine.alias_targets(alias),
             "write_index": await engine.write_index(alias), "matching": await engine.indices_matching(f"{alias}-*"),
         }
@@ -137,17 +136,16 @@ def test_an_alias_over_two_indices_has_no_write_index_until_one_is_marked(engine
 def test_bulk_through_an_alias_without_a_write_index_fails_the_run_and_dead_letters_nothing(engine_url, two_indices):
     alias, first, second = two_indices
     ids = [f"k{i}" for i in range(5)]
-    tally = Tally()
 
     async def scenario(engine):
-        await Sender(engine, alias, tally, policy=FAST).send(ids, [index_action(i, dumps({"n": 1})) for i in ids])
+        await Sender(engine, alias).send(actions(ids, [index_action(i, dumps({"n": 1})) for i in ids]))
 
     with pytest.raises(EngineError) as raised:
         run(engine_url, scenario)
     message = str(raised.value)
     assert message.startswith(f"bulk into {alias} refused 5 of 5 actions: HTTP 400 illegal_argument_exception: "
                               f"no write index is defined for alias [{alias}]")
-    assert tally.failed == [] and tally.created == 0
+    # The sender raised instead of answering a Sent: no failure to dead-letter, nothing counted as indexed.
     assert harness.count(first) == 0 and harness.count(second) == 0
 
 
@@ -155,14 +153,12 @@ def test_bulk_into_a_closed_index_fails_the_run(engine_url, names):
     index = f"{names}-20260101000000"
     http("PUT", f"/{index}", {"settings": {"number_of_replicas": 0}})
     http("POST", f"/{index}/_close")
-    tally = Tally()
 
     async def scenario(engine):
-        await Sender(engine, index, tally, policy=FAST).send(["a"], [index_action("a", dumps({"n": 1}))])
+        await Sender(engine, index).send(actions(["a"], [index_action("a", dumps({"n": 1}))]))
 
     with pytest.raises(EngineError, match=r"refused 1 of 1 actions: HTTP 400 index_closed_exception"):
-        run(engine_url, scenario)
-    assert tally.failed == []
+        run(engine_url, scenario)  # raised, not answered as a Sent with a failure to dead-letter
 
 
 # ---------------------------------------------------------------- dead-letter reasons, deletes, versions
@@ -182,15 +178,13 @@ SECRET_BYTES = str(list(b"secret-"))[1:-1]  # how the engine prints the term's p
 
 @pytest.mark.parametrize("scrub", [True, False])
 def test_an_immense_keyword_is_dead_lettered_without_its_value_unless_asked(engine_url, keyword_index, scrub):
-    tally = Tally()
-
     async def scenario(engine):
-        await Sender(engine, keyword_index, tally, policy=FAST, scrub_reasons=scrub).send(
-            ["big", "ok"], [index_action("big", dumps({"k": SECRET})), index_action("ok", dumps({"k": "small"}))])
+        return await Sender(engine, keyword_index, scrub_reasons=scrub).send(actions(
+            ["big", "ok"], [index_action("big", dumps({"k": SECRET})), index_action("ok", dumps({"k": "small"}))]))
 
-    run(engine_url, scenario)
-    assert tally.created == 1 and [(f.id, f.status) for f in tally.failed] == [("big", 400)]
-    reason = tally.failed[0].reason
+    sent = run(engine_url, scenario)
+    assert sent.indexed == 1 and [(f.id, f.status) for f in sent.failed] == [("big", 400)]
+    reason = sent.failed[0].reason
     assert "immense term" in reason and "32766" in reason
     if scrub:
         assert "secret" not in reason and SECRET_BYTES[:12] not in reason and "prefix of the first" not in reason
@@ -199,27 +193,26 @@ def test_an_immense_keyword_is_dead_lettered_without_its_value_unless_asked(engi
 
 
 def test_a_delete_of_an_absent_document_is_counted_as_not_found(engine_url, keyword_index):
-    tally = Tally()
-
     async def scenario(engine):
-        sender = Sender(engine, keyword_index, tally, policy=FAST)
-        await sender.send(["a"], [index_action("a", dumps({"k": "x"}))])
-        await sender.send(["a", "never"], [delete_action("a"), delete_action("never")])
+        sender = Sender(engine, keyword_index)
+        return [await sender.send(actions(["a"], [index_action("a", dumps({"k": "x"}))])),
+                await sender.send(actions(["a", "never"], [delete_action("a"), delete_action("never")]))]
 
-    run(engine_url, scenario)
-    assert (tally.sent, tally.created, tally.deleted, tally.not_found, tally.failed) == (3, 1, 1, 1, [])
-    assert tally.sent == tally.indexed + tally.deleted + tally.not_found + len(tally.failed)
+    answers: list[Sent] = run(engine_url, scenario)
+    total = {name: sum(getattr(s, name) for s in answers) for name in ("indexed", "deleted", "not_found")}
+    failed = [f for s in answers for f in s.failed]
+    assert (total["indexed"], total["deleted"], total["not_found"], failed) == (1, 1, 1, [])
+    assert 3 == total["indexed"] + total["deleted"] + total["not_found"] + len(failed)  # every action sent
 
 
 def test_versioned_the_row_latest_in_source_order_wins_whichever_arrives_last(engine_url, keyword_index):
-    tally = Tally()
-
     async def scenario(engine):
-        sender = Sender(engine, keyword_index, tally, policy=FAST, fresh_index=True, versioned=True)
+        sender = Sender(engine, keyword_index, fresh_index=True, versioned=True)
         # Row 4000 arrives first, row 3990 (an older row of the same key) after it.
-        await sender.send(["same"], [index_action("same", dumps({"k": "row 4000"}), version=4000)])
-        await sender.send(["same"], [index_action("same", dumps({"k": "row 3990"}), version=3990)])
+        return [await sender.send(actions(["same"], [index_action("same", dumps({"k": "row 4000"}), version=4000)])),
+                await sender.send(actions(["same"], [index_action("same", dumps({"k": "row 3990"}), version=3990)]))]
 
-    run(engine_url, scenario)
-    assert (tally.created, tally.updated, tally.duplicate_ids, tally.failed) == (1, 1, ["same"], [])
+    first, second = run(engine_url, scenario)
+    assert (first.indexed, first.duplicates, first.failed) == (1, 0, [])
+    assert (second.indexed, second.duplicates, second.duplicate_ids, second.failed) == (0, 1, ["same"], [])
     assert harness.documents(keyword_index) == {"same": {"k": "row 4000"}}

@@ -16,7 +16,8 @@ import pytest
 
 from indexer.config import TargetConfig
 from indexer.engine import open_engine
-from indexer.state import ClusterState, LeaseLostError, LockedError
+from indexer.state import ClusterState, JobState, LeaseLostError, LockedError, RunRecord
+from indexer.watermark import Mark
 from tests.support.harness import (
     alias_targets, count, http, indices, run_indexer, sqlite_source, start_indexer, write_job,
 )
@@ -150,18 +151,19 @@ def test_save_never_takes_back_a_lock_that_another_owner_holds(target, lock_alia
         async with _store(target) as store:
             await store.acquire(lock_alias)
             _put_lock(lock_alias, {**OTHER, "expires": time.time() + 60})
-            await store.save(lock_alias, {"watermark": {"type": "int", "value": 7}})
+            await store.save(lock_alias, JobState(watermark=7))
             await store.release(lock_alias)
             return await store.load(lock_alias)
 
-    assert asyncio.run(scenario()) == {"watermark": {"type": "int", "value": 7}}
+    assert asyncio.run(scenario()) == JobState(watermark=7)
     assert _lock_doc(lock_alias)[1]["token"] == "someone-else"
 
 
 def test_record_run_without_the_lock_replaces_only_last_run(target, lock_alias):
-    state = {"watermark": {"type": "int", "value": 7}, "marks": [[7, "ab"]], "index": f"{lock_alias}-20250101000000",
-             "last_run": {"command": "sync", "started": "2025-01-01T00:00:00", "outcome": "running"}}
-    record = {"command": "sync", "outcome": "failed", "error": f"another run of alias '{lock_alias}' is in progress"}
+    state = JobState(watermark=7, marks=[Mark(7, "ab")], index=f"{lock_alias}-20250101000000",
+                     last_run=RunRecord("sync", "2025-01-01T00:00:00", rows_read=5))
+    record = RunRecord("sync", "2025-01-02T00:00:00", outcome="failed",
+                       error=f"another run of alias '{lock_alias}' is in progress")
     fresh = f"{lock_alias}-new"
 
     async def scenario():
@@ -174,22 +176,27 @@ def test_record_run_without_the_lock_replaces_only_last_run(target, lock_alias):
 
     try:
         stored, created = asyncio.run(scenario())
+        raw = {name: http("GET", f"/indexer-state/_doc/{name}")[1]["_source"]["state"] for name in (lock_alias, fresh)}
     finally:
         _forget(fresh)
-    assert stored == {**state, "last_run": record}  # no key of the earlier last_run survives
-    assert created == {"last_run": record}
+    assert stored == JobState(watermark=7, marks=[Mark(7, "ab")], index=f"{lock_alias}-20250101000000",
+                              last_run=record)
+    assert created == JobState(last_run=record)
+    assert raw[lock_alias] == {**state.to_stored(), "last_run": record.as_dict()}  # no key of the earlier survives
+    assert raw[fresh] == {"last_run": record.as_dict()}
 
 
 def test_a_non_ascii_alias_keeps_its_own_name_in_the_state_and_lock_documents(target):
     name = f"adv-é-{uuid.uuid4().hex[:8]}"
-    state = {"watermark": {"type": "text", "value": "2025-01-01 00:00:00"}, "index": f"{name}-20250101000000"}
+    state = JobState(watermark="2025-01-01 00:00:00", index=f"{name}-20250101000000")
+    record = RunRecord("reindex", "2025-01-01T00:00:00", outcome="ok")
 
     async def scenario():
         async with _store(target) as store:
             async with store.lease(name):
                 lock = http("GET", f"/indexer-state/_doc/{quote('lock:' + name, safe='')}")
                 await store.save(name, state)
-                await store.record_run(name, {"command": "reindex", "outcome": "ok"})
+                await store.record_run(name, record)
                 return lock, await store.load(name)
 
     try:
@@ -200,7 +207,7 @@ def test_a_non_ascii_alias_keeps_its_own_name_in_the_state_and_lock_documents(ta
     assert quote(name) == name.replace("é", "%C3%A9")
     assert status == 200 and body["_id"] == name and body["_source"]["alias"] == name
     assert lock_status == 200 and lock_body["_id"] == f"lock:{name}"
-    assert loaded == {**state, "last_run": {"command": "reindex", "outcome": "ok"}}
+    assert loaded == JobState(watermark="2025-01-01 00:00:00", index=f"{name}-20250101000000", last_run=record)
 
 
 # ------------------------------------------------------------------ the CLI, end to end

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from indexer.config import TargetConfig
-from indexer.engine import Engine, open_engine, segment
+from indexer.engine import Engine, RetryPolicy, open_engine, segment
 from indexer.errors import ConfigError, EngineError
 
 OPENSEARCH_ROOT = {"name": "n1", "version": {"distribution": "opensearch", "number": "2.19.1"}}
@@ -30,13 +31,13 @@ class FakeCluster:
         self.answer = answer
         self.elastic_header = elastic_header
         self.request_lines: list[str] = []
+        self.bodies: list[bytes] = []
 
     async def _handle(self, reader, writer):
         head = await reader.readuntil(b"\r\n\r\n")
         headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
         length = int(headers.get(b"Content-Length", headers.get(b"content-length", b"0")))
-        if length:
-            await reader.readexactly(length)
+        self.bodies.append(await reader.readexactly(length) if length else b"")
         line = head.split(b"\r\n")[0].decode("latin-1")
         self.request_lines.append(line)
         method, target, _ = line.split(" ")
@@ -82,30 +83,41 @@ def _generic_answer(method: str, path: str):
     return {}
 
 
-@pytest.mark.parametrize("flavor", ["opensearch", "elasticsearch"])
-def test_every_path_built_from_a_name_reaches_the_wire_percent_encoded_once(flavor):
+def _against(answer, flavor: str, calls) -> tuple[object, FakeCluster]:
+    """``await calls(engine)`` with an engine connected to a FakeCluster answering ``answer``; its result and the cluster."""
     async def run():
-        async with FakeCluster(_generic_answer) as cluster:
+        async with FakeCluster(answer) as cluster:
             engine = await open_engine(TargetConfig(url=cluster.url, engine=flavor), env={})
             try:
-                await engine.get_template("component", "tpl-é")
-                await engine.put_template("index", "tpl-é", {"index_patterns": ["adv-é-*"]})
-                await engine.simulate_index(INDEX)
-                await engine.create_index(INDEX, {})
-                await engine.put_settings(INDEX, {})
-                await engine.refresh(INDEX)
-                await engine.count(INDEX)
-                await engine.exists(INDEX)
-                await engine.alias_targets("adv-é")
-                await engine.write_index("adv-é")
-                await engine.indices_matching("adv-é-*")
-                await engine.bulk("adv-é", b'{"index":{"_id":"1"}}\n{}\n')
-                await engine.delete_index(INDEX)
+                return await calls(engine), cluster
             finally:
                 await engine.close()
-            return paths(cluster)
 
-    assert asyncio.run(run()) == [
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("flavor", ["opensearch", "elasticsearch"])
+def test_every_path_built_from_a_name_reaches_the_wire_percent_encoded_once(flavor):
+    async def calls(engine):
+        await engine.get_template("component", "tpl-é")
+        await engine.put_template("index", "tpl-é", {"index_patterns": ["adv-é-*"]})
+        await engine.simulate_index(INDEX)
+        await engine.create_index(INDEX, {})
+        await engine.put_settings(INDEX, {})
+        await engine.refresh(INDEX)
+        await engine.count(INDEX)
+        await engine.exists(INDEX)
+        await engine.alias_targets("adv-é")
+        await engine.write_index("adv-é")
+        await engine.indices_matching("adv-é-*")
+        await engine.bulk("adv-é", b'{"index":{"_id":"1"}}\n{}\n')
+        await engine.get_doc("indexer-state", "adv-é")
+        await engine.put_doc("indexer-state", "adv-é", {"alias": "adv-é"}, create=True)
+        await engine.put_doc("indexer-state", "adv-é", {}, if_seq_no=1, if_primary_term=1)
+        await engine.delete_doc("indexer-state", "adv-é", if_seq_no=1, if_primary_term=1)
+        await engine.delete_index(INDEX)
+
+    assert paths(_against(_generic_answer, flavor, calls)[1]) == [
         "/",
         "/_component_template/tpl-%C3%A9",
         "/_index_template/tpl-%C3%A9",
@@ -119,8 +131,65 @@ def test_every_path_built_from_a_name_reaches_the_wire_percent_encoded_once(flav
         "/_alias/adv-%C3%A9",
         "/adv-%C3%A9-*/_settings/index.creation_date",
         "/adv-%C3%A9/_bulk",
+        "/indexer-state/_doc/adv-%C3%A9",
+        "/indexer-state/_create/adv-%C3%A9",
+        "/indexer-state/_doc/adv-%C3%A9",
+        "/indexer-state/_doc/adv-%C3%A9",
         f"/{ENCODED}",
     ]
+
+
+# ---------------------------------------------------------------- documents (the state store's)
+
+
+def _doc_answer(method: str, path: str):
+    if path == "/":
+        return OPENSEARCH_ROOT
+    if path == "/indexer-state/_doc/found":
+        return {"found": True, "_seq_no": 3, "_primary_term": 1, "_source": {"alias": "found"}}
+    if path == "/indexer-state/_doc/gone":
+        return {"found": False}
+    return {}
+
+
+@pytest.mark.parametrize("flavor", ["opensearch", "elasticsearch"])
+def test_document_calls_carry_their_compare_and_set_condition_and_refresh(flavor):
+    async def calls(engine):
+        found = await engine.get_doc("indexer-state", "found")
+        gone = await engine.get_doc("indexer-state", "gone")
+        await engine.put_doc("indexer-state", "a", {"alias": "a"}, create=True)
+        await engine.put_doc("indexer-state", "a", {"alias": "a"})
+        await engine.put_doc("indexer-state", "a", {"alias": "a"}, if_seq_no=3, if_primary_term=1, refresh=False)
+        await engine.delete_doc("indexer-state", "a", if_seq_no=4, if_primary_term=2)
+        await engine.create_index("indexer-state", {"index": {"number_of_shards": 1}}, mappings={"dynamic": False})
+        return found, gone
+
+    (found, gone), cluster = _against(_doc_answer, flavor, calls)
+    lines, bodies = [line.split(" ") for line in cluster.request_lines[1:]], cluster.bodies[1:]
+    sent = [(method, urlsplit(target).path, dict(parse_qsl(urlsplit(target).query))) for method, target, _ in lines]
+    assert found == {"found": True, "_seq_no": 3, "_primary_term": 1, "_source": {"alias": "found"}}
+    assert gone is None
+    assert sent == [
+        ("GET", "/indexer-state/_doc/found", {}),
+        ("GET", "/indexer-state/_doc/gone", {}),
+        ("PUT", "/indexer-state/_create/a", {"refresh": "true"}),
+        ("PUT", "/indexer-state/_doc/a", {"refresh": "true"}),
+        ("PUT", "/indexer-state/_doc/a", {"if_seq_no": "3", "if_primary_term": "1"}),
+        ("DELETE", "/indexer-state/_doc/a", {"if_seq_no": "4", "if_primary_term": "2", "refresh": "true"}),
+        ("PUT", "/indexer-state", {}),
+    ]
+    assert [json.loads(b) for b in bodies[2:5]] == [{"alias": "a"}] * 3
+    assert json.loads(bodies[-1]) == {"settings": {"index": {"number_of_shards": 1}}, "mappings": {"dynamic": False}}
+
+
+def test_the_engine_keeps_one_retry_policy_bounded_by_the_targets_max_retry_time():
+    async def run():
+        async with FakeCluster(lambda method, path: OPENSEARCH_ROOT) as cluster:
+            engine = await open_engine(TargetConfig(url=cluster.url, engine="opensearch", max_retry_time=7), env={})
+            await engine.close()
+            return engine.policy
+
+    assert asyncio.run(run()) == RetryPolicy(max_retry_time=7)
 
 
 # ---------------------------------------------------------------- the write index

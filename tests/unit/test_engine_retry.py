@@ -1,17 +1,19 @@
-"""Engine.request is the one place whole requests are retried: which answers, how long, and which not.
+"""One retry loop (``RetryPolicy.start`` -> ``Retry.wait``) that Engine.request retries whole requests
+with: which answers, how long, which not, and what a bulk answer says about it.
 
 The client is a small fake standing in for opensearch-py's transport (it raises
 the library's real exception types); the real node is used by the fault tests.
 """
 
 import asyncio
+import logging
 import time
 
 import pytest
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
-from indexer.engine import ApiStatusError, Engine, RetryPolicy
+from indexer.engine import ApiStatusError, BulkAnswer, Engine, RetryPolicy
 from indexer.errors import EngineError
 
 FAST = RetryPolicy(max_retry_time=2.0, initial=0.001, cap=0.005)
@@ -88,3 +90,65 @@ def test_backoff_grows_and_is_capped():
     assert all(0.25 <= policy.delay(0) <= 0.5 for _ in range(50))
     assert all(2.0 <= policy.delay(3) <= 4.0 for _ in range(50))
     assert all(15.0 <= policy.delay(20) <= 30.0 for _ in range(50))
+
+
+def test_the_error_after_the_retry_time_names_the_request_once_and_keeps_the_last_failure_for_debug():
+    client = Client(unavailable())
+    with pytest.raises(EngineError) as caught:
+        request(client, RetryPolicy(max_retry_time=0.05, initial=0.001, cap=0.01), what="bulk into sensors")
+    assert str(caught.value) == ("bulk into sensors: HTTP 503 unavailable_shards_exception: busy "
+                                 "(gave up after retrying for 0.05s)")
+    last = caught.value.__context__
+    assert isinstance(last, ApiStatusError) and last.status == 503
+    assert isinstance(last.__cause__, TransportError)  # the client's own exception, for --debug
+
+
+def test_an_unanswered_request_keeps_the_clients_exception_as_its_cause():
+    client = Client(OSConnectionError("N/A", "Connection refused", None))
+    with pytest.raises(EngineError) as caught:
+        request(client, retry=False)
+    assert str(caught.value) == "POST /x/_bulk: cannot reach the cluster at http://127.0.0.1:9200: connection refused"
+    assert isinstance(caught.value.__cause__, OSConnectionError)
+
+
+def test_a_retry_waits_the_backoff_counts_its_attempts_and_logs_each_at_warning(caplog):
+    retry = FAST.start("renew job lock")
+
+    async def twice():
+        await retry.wait("HTTP 503 x: busy")
+        await retry.wait("HTTP 503 x: busy")
+
+    with caplog.at_level(logging.WARNING, logger="indexer.engine"):
+        asyncio.run(twice())
+    assert retry.attempts == 2
+    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [
+        "renew job lock failed (HTTP 503 x: busy); retry 1", "renew job lock failed (HTTP 503 x: busy); retry 2"]
+
+
+def test_a_retry_past_its_deadline_raises_without_sleeping():
+    retry = RetryPolicy(max_retry_time=0.0, initial=10.0, cap=10.0).start("bulk into sensors")
+    started = time.monotonic()
+    with pytest.raises(EngineError) as caught:
+        asyncio.run(retry.wait("3 item(s) still answered 429/5xx"))
+    assert time.monotonic() - started < 0.5 and retry.attempts == 0
+    assert str(caught.value) == "bulk into sensors: 3 item(s) still answered 429/5xx (gave up after retrying for 0s)"
+
+
+ITEMS = [{"index": {"status": 201, "result": "created"}}]
+
+
+def bulk(client):
+    engine = Engine(client, "opensearch", "http://127.0.0.1:9200", FAST)
+    return asyncio.run(engine.bulk("sensors", b'{"index":{}}\n{}\n')), engine
+
+
+def test_a_bulk_answered_at_once_was_not_resent_and_carries_only_its_items():
+    answer, engine = bulk(Client({"took": 3, "errors": False, "items": ITEMS}))
+    assert answer == BulkAnswer(items=ITEMS, resent=False) and engine.retries == 0
+
+
+def test_a_bulk_sent_again_after_a_failed_attempt_says_it_was_resent():
+    client = Client(OSConnectionError("N/A", "Connection reset by peer", None), {"errors": False, "items": ITEMS})
+    answer, engine = bulk(client)
+    assert answer == BulkAnswer(items=ITEMS, resent=True)
+    assert client.transport.calls == 2 and engine.retries == 1

@@ -1,5 +1,6 @@
-"""The file state store: its lock is a lease renewed in the background, never stolen back, and
-``record_run`` replaces only ``last_run``. Real files in tmp_path; no fakes."""
+"""The file state store: its lock is a lease renewed in the background, never stolen back,
+``record_run`` replaces only ``last_run``, and the typed state is stored in its one stored form.
+Real files in tmp_path; no fakes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import time
 import pytest
 
 from indexer.errors import ConfigError
-from indexer.state import FileState, LeaseLostError, LockedError
+from indexer.state import FileState, JobState, LeaseLostError, LockedError, RunRecord
+from indexer.watermark import Mark
 
 LEASE = 0.5
 ALIAS = "sensors"
@@ -97,18 +99,19 @@ def test_save_never_takes_back_a_lock_that_another_owner_holds(path):
         store = FileState(path)
         await store.acquire(ALIAS)
         _write_lock(path, {**OTHER, "expires": time.time() + 60})
-        await store.save(ALIAS, {"watermark": {"type": "int", "value": 7}})
+        await store.save(ALIAS, JobState(watermark=7))
         await store.release(ALIAS)
         return await store.load(ALIAS)
 
-    assert asyncio.run(scenario()) == {"watermark": {"type": "int", "value": 7}}
+    assert asyncio.run(scenario()) == JobState(watermark=7)
     assert _lock_file(path)["token"] == "someone-else"
 
 
 def test_record_run_replaces_only_last_run_and_works_without_the_lock(path):
-    state = {"watermark": {"type": "int", "value": 7}, "marks": [[7, "ab"]], "index": "sensors-20250101000000",
-             "last_run": {"command": "sync", "started": "2025-01-01T00:00:00", "outcome": "running"}}
-    record = {"command": "sync", "outcome": "failed", "error": "another run of alias 'sensors' is in progress"}
+    state = JobState(watermark=7, marks=[Mark(7, "ab")], index="sensors-20250101000000",
+                     last_run=RunRecord("sync", "2025-01-01T00:00:00", rows_read=5))
+    record = RunRecord("sync", "2025-01-02T00:00:00", outcome="failed",
+                       error="another run of alias 'sensors' is in progress")
 
     async def scenario():
         async with FileState(path).lease(ALIAS):
@@ -118,8 +121,42 @@ def test_record_run_replaces_only_last_run_and_works_without_the_lock(path):
         return await FileState(path).load(ALIAS), await FileState(path).load("other")
 
     stored, other = asyncio.run(scenario())
-    assert stored == {**state, "last_run": record}  # no key of the earlier last_run survives
-    assert other == {"last_run": record}
+    assert stored == JobState(watermark=7, marks=[Mark(7, "ab")], index="sensors-20250101000000", last_run=record)
+    assert other == JobState(last_run=record)
+    raw = json.loads(path.read_text())
+    assert raw["sensors"]["last_run"] == record.as_dict()  # no key of the earlier last_run survives
+    assert raw["other"] == {"last_run": record.as_dict()}
+
+
+def test_record_run_keeps_the_rest_of_the_stored_document_as_it_was(path):
+    earlier = {"watermark": {"type": "int", "value": 7}, "marks": [[7, "ab"]], "from_a_later_version": [1],
+               "last_run": {"command": "sync", "started": "2025-01-01T00:00:00", "extra": 1}}
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({ALIAS: earlier}))
+    record = RunRecord("reindex", "2025-01-02T00:00:00", outcome="ok")
+    asyncio.run(FileState(path).record_run(ALIAS, record))
+    assert json.loads(path.read_text()) == {ALIAS: {**earlier, "last_run": record.as_dict()}}
+
+
+def test_nothing_stored_loads_as_an_empty_state_and_a_saved_state_is_its_stored_form(path):
+    state = JobState(watermark=7, marks=[Mark(6, "ab")], index="sensors-1", last_run=RunRecord("sync", "s"))
+
+    async def scenario():
+        empty = await FileState(path).load(ALIAS)
+        await FileState(path).save(ALIAS, state)
+        return empty, await FileState(path).load(ALIAS)
+
+    empty, loaded = asyncio.run(scenario())
+    assert empty == JobState() and loaded == state
+    assert json.loads(path.read_text()) == {ALIAS: state.to_stored()}
+
+
+def test_an_unreadable_state_file_is_a_config_error_that_keeps_its_cause(path):
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="is unreadable: JSONDecodeError") as caught:
+        asyncio.run(FileState(path).load(ALIAS))
+    assert isinstance(caught.value.__cause__, ValueError)  # shown by --debug
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "inf", "10s"])

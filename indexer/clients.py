@@ -1,0 +1,131 @@
+"""Client construction: the only module that imports the Elasticsearch and OpenSearch clients.
+
+::
+
+    TargetConfig + environment --client_options()--> auth and TLS, validated --make_client()--> client
+
+``engine.open_engine`` calls these two and wraps the client in an ``Engine``. Secrets
+are read from the environment variables the job file names, here and nowhere else.
+The clients' transports retry nothing (``max_retries=0``): ``Engine`` retries, once,
+by its ``RetryPolicy``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+from indexer.config import TargetConfig
+from indexer.errors import ConfigError
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _secret(name: str | None, what: str, env: dict[str, str]) -> str | None:
+    if name is None:
+        return None
+    value = env.get(name)
+    if not value:
+        raise ConfigError(f"environment variable {name} ({what}) is not set")
+    return value
+
+
+def client_options(target: TargetConfig, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Auth and TLS settings shared by both clients, validated; secrets read from the environment."""
+    env = os.environ if env is None else env
+    parts = urlsplit(target.url)
+    password = _secret(target.password_env, "target.password_env", env)
+    api_key = _secret(target.api_key_env, "target.api_key_env", env)
+    bearer = _secret(target.bearer_env, "target.bearer_env", env)
+    if password is not None and target.username is None:
+        raise ConfigError("target.password_env needs target.username")
+    chosen = [name for name, value in (("username/password_env", password), ("api_key_env", api_key),
+                                       ("bearer_env", bearer)) if value is not None]
+    if len(chosen) > 1:
+        raise ConfigError(f"choose one way to authenticate, not {' and '.join(chosen)}")
+    has_credentials = any(v is not None for v in (password, api_key, bearer))
+    if has_credentials and parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        raise ConfigError("refusing to send credentials over plain http:// to a non-loopback host (use https://)")
+    return {
+        "basic": (target.username, password) if password is not None else None,
+        "api_key": api_key,
+        "bearer": bearer,
+        "ca_certs": str(target.ca_certs) if target.ca_certs else None,
+        "verify_certs": target.verify_certs,
+    }
+
+
+def make_client(flavor: str, target: TargetConfig, opts: dict[str, Any]) -> Any:
+    """An ``AsyncElasticsearch`` (``flavor="elasticsearch"``) or ``AsyncOpenSearch`` for the target."""
+    common_retry = dict(max_retries=0, retry_on_timeout=False)  # Engine.request retries, once, there
+    if flavor == "elasticsearch":
+        from elasticsearch import AsyncElasticsearch, OrjsonSerializer
+
+        kwargs: dict[str, Any] = dict(request_timeout=target.request_timeout, retry_on_status=(),
+                                      serializer=OrjsonSerializer(), **common_retry)
+        if target.url.startswith("https://") or target.cloud_id:
+            # Our own context: elastic_transport skips the host name check for IP-address
+            # URLs, which would accept any trusted certificate for any name.
+            kwargs["ssl_context"] = _ssl_context(opts)
+        if opts["basic"]:
+            kwargs["basic_auth"] = opts["basic"]
+        if opts["api_key"]:
+            kwargs["api_key"] = opts["api_key"]
+        if opts["bearer"]:
+            kwargs["bearer_auth"] = opts["bearer"]
+        if target.cloud_id:
+            return AsyncElasticsearch(cloud_id=target.cloud_id, **kwargs)
+        return AsyncElasticsearch(target.url, **kwargs)
+
+    from opensearchpy import AsyncOpenSearch
+
+    headers = {}
+    if opts["api_key"]:
+        headers["authorization"] = f"ApiKey {opts['api_key']}"
+    if opts["bearer"]:
+        headers["authorization"] = f"Bearer {opts['bearer']}"
+    parts = urlsplit(target.url)
+    return AsyncOpenSearch(
+        hosts=[target.url], http_auth=opts["basic"], headers=headers or None, serializer=_orjson_serializer(),
+        use_ssl=parts.scheme == "https", verify_certs=opts["verify_certs"], ca_certs=opts["ca_certs"],
+        ssl_show_warn=False, timeout=target.request_timeout, retry_on_status=(),
+        **common_retry,
+    )
+
+
+def _orjson_serializer() -> Any:
+    """opensearch-py's JSON serializer, reading responses with orjson.
+
+    The benchmark's profile put a quarter of the indexer's CPU in the standard
+    library's json parsing bulk responses.
+    """
+    import orjson
+    from opensearchpy.exceptions import SerializationError
+    from opensearchpy.serializer import JSONSerializer
+
+    class OrjsonSerializer(JSONSerializer):
+        def loads(self, s: Any) -> Any:
+            try:
+                return orjson.loads(s)
+            except orjson.JSONDecodeError as exc:
+                raise SerializationError(s, exc) from exc
+
+    return OrjsonSerializer()
+
+
+def _ssl_context(opts: dict[str, Any]) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=opts["ca_certs"])
+    if not opts["verify_certs"]:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
