@@ -83,10 +83,6 @@ class ThreadFeed(Generic[T]):
             return None
         return item
 
-    @property
-    def depth(self) -> int:
-        return self._queue.qsize()
-
     async def close(self) -> None:
         """Stop the worker after its current item and wait for it to finish."""
         self._stop.set()

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import json
 import logging
 import signal
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Coroutine, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
 
 from indexer import __version__, pipeline
 from indexer.config import TargetConfig, load_job, parse_param
 from indexer.errors import ConfigError, IndexerError
+from indexer.sink import Progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Copy rows from a relational database into Elasticsearch or OpenSearch.")
@@ -147,52 +152,81 @@ def _target(url: str | None, engine: str) -> TargetConfig:
         return TargetConfig(**({"url": url} if url else {}), engine=engine)
     except ValidationError as exc:
         first = exc.errors()[0]
+        # from None: pydantic's text quotes the input, and a --url may carry credentials
         raise ConfigError(f"--{first['loc'][0]}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """The options ``reindex`` and ``sync`` share, declared once (see :func:`run_options`)."""
+
+    param: list[str] | None
+    state_file: Path | None
+    dead_letter_file: Path | None
+    dead_letter_include_doc: bool
+    progress: bool
+    as_json: bool
+    debug: bool
+
+
+_RUN_OPTIONS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, annotation, default in (
+        ("param", ParamOpt, None), ("state_file", StateOpt, None), ("dead_letter_file", DeadFileOpt, None),
+        ("dead_letter_include_doc", DeadDocOpt, False), ("progress", ProgressOpt, True),
+        ("as_json", JsonOpt, False), ("debug", DebugOpt, False),
+    )
+]
+
+
+def run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared run options (as sqlite-utils does for insert and upsert): typer
+    reads them from the signature, and the command receives them as one ``options`` object."""
+    own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "options"]
+
+    @functools.wraps(command)
+    def with_options(**kwargs: Any) -> None:
+        shared = {p.name: kwargs.pop(p.name) for p in _RUN_OPTIONS}
+        command(**kwargs, options=RunOptions(**shared))
+
+    with_options.__signature__ = inspect.Signature(own + _RUN_OPTIONS)  # type: ignore[attr-defined]
+    return with_options
+
+
 @app.command()
+@run_options
 def reindex(
     job_file: JobArg,
     allow_duplicates: Annotated[bool, typer.Option("--allow-duplicates", help="Keep the row latest in source order for a repeated key instead of failing.")] = False,
     force_swap: Annotated[bool, typer.Option("--force-swap", help="Move the alias even when the new index holds fewer than job.min_ratio of the documents the alias serves now (or none).")] = False,
-    param: ParamOpt = None,
-    state_file: StateOpt = None,
-    dead_letter_file: DeadFileOpt = None,
-    dead_letter_include_doc: DeadDocOpt = False,
-    progress: ProgressOpt = True,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
+    *, options: RunOptions,
 ) -> None:
     """Rebuild the job's alias from scratch: fresh index, verify, then one atomic alias swap."""
 
     async def main() -> int:
-        job = _load(job_file, param)
-        with _progress_bar(_show_progress(progress, as_json)) as report:
+        job = _load(job_file, options.param)
+        with _progress_bar(_show_progress(options.progress, options.as_json)) as progress:
             summary = await pipeline.reindex(
-                job, allow_duplicates=allow_duplicates, force_swap=force_swap, progress=report,
-                state_file=state_file, dead_letter_file=dead_letter_file, include_doc=dead_letter_include_doc)
-        _print_summary(summary, as_json)
+                job, allow_duplicates=allow_duplicates, force_swap=force_swap, progress=progress,
+                state_file=options.state_file, dead_letter_file=options.dead_letter_file,
+                include_doc=options.dead_letter_include_doc)
+        _print_summary(summary, options.as_json)
         return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
 
-    _run(debug, main, terminate=True)
+    _run(options.debug, main, terminate=True)
 
 
 @app.command()
+@run_options
 def sync(
     job_file: JobArg,
     every: Annotated[Optional[str], typer.Option(help="Run again after this pause (30s, 5m, 1h; at least 1s) until SIGINT/SIGTERM; a failed pass is reported and retried.")] = None,
-    param: ParamOpt = None,
-    state_file: StateOpt = None,
-    dead_letter_file: DeadFileOpt = None,
-    dead_letter_include_doc: DeadDocOpt = False,
-    progress: ProgressOpt = True,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
+    *, options: RunOptions,
 ) -> None:
     """Index the rows changed since the last run (by the job's watermark column) into the alias."""
 
     async def main() -> int:
-        job = _load(job_file, param)
+        job = _load(job_file, options.param)
         pause = _duration(every) if every else None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -200,9 +234,10 @@ def sync(
             loop.add_signal_handler(sig, stop.set)
         while True:
             try:
-                with _progress_bar(_show_progress(progress and pause is None, as_json)) as report:
-                    summary = await pipeline.sync(job, progress=report, state_file=state_file, stop=stop,
-                                                  dead_letter_file=dead_letter_file, include_doc=dead_letter_include_doc)
+                with _progress_bar(_show_progress(options.progress and pause is None, options.as_json)) as progress:
+                    summary = await pipeline.sync(
+                        job, progress=progress, state_file=options.state_file, stop=stop,
+                        dead_letter_file=options.dead_letter_file, include_doc=options.dead_letter_include_doc)
             except ConfigError:
                 raise  # the job file or an option: no later pass can succeed
             except IndexerError as exc:
@@ -212,7 +247,7 @@ def sync(
                 # held by a reindex, a timeout) is reported, recorded by the pipeline, and retried.
                 err.print(f"error: {exc} (sync --every: trying again in {every})", markup=False, highlight=False)
             else:
-                _print_summary(summary, as_json)
+                _print_summary(summary, options.as_json)
                 if pause is None or stop.is_set():
                     return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
             if stop.is_set():
@@ -222,7 +257,7 @@ def sync(
             if stop.is_set():
                 return 0
 
-    _run(debug, main)
+    _run(options.debug, main)
 
 
 @app.command()
@@ -239,16 +274,16 @@ def status(
         job = _load(job_file, param)
         info = await pipeline.status(job, state_file=state_file)
         if as_json:
-            sys.stdout.write(json.dumps(info, default=str) + "\n")
+            sys.stdout.write(json.dumps(info.as_dict(), default=str) + "\n")
             return 0
-        last = info["last_run"] or {}
+        last = info.last_run or {}
         for label, value in (
-            ("alias", f"{info['alias']} -> {', '.join(info['alias_indices']) or '(missing)'}"),
-            ("watermark", info["watermark"]),
+            ("alias", f"{info.alias} -> {', '.join(info.alias_indices) or '(missing)'}"),
+            ("watermark", info.watermark),
             ("last run", f"{last.get('command', '-')} {last.get('outcome', '-')} at {last.get('ended') or last.get('started') or '-'}"),
-            ("documents in alias", info["documents_in_alias"]),
-            ("rows in source", info["rows_in_source"]),
-            ("difference", info["difference"]),
+            ("documents in alias", info.documents_in_alias),
+            ("rows in source", info.rows_in_source),
+            ("difference", info.difference),
         ):
             out.print(f"{label:>20}: {value}", markup=False, highlight=False)
         return 0
@@ -266,7 +301,7 @@ def _duration(text: str) -> float:
     try:
         seconds = parse_duration(text).total_seconds()
     except ValueError as exc:
-        raise ConfigError(f"--every: {exc}") from None
+        raise ConfigError(f"--every: {exc}") from exc
     if seconds < MIN_EVERY:
         raise ConfigError(f"--every {text}: the pause must be at least {MIN_EVERY:g}s")
     return seconds
@@ -282,29 +317,31 @@ def _force_progress() -> bool:
     return os.environ.get("INDEXER_PROGRESS") == "1"
 
 
-class _progress_bar:
-    """A rich progress bar on stderr fed by the pipeline's (event, value) callbacks."""
+class _progress_bar(Progress):
+    """A rich progress bar on stderr, reported into by the run (a :class:`Progress`)."""
+
+    counting = True
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.bar = Progress(
+        self.bar = RichProgress(
             TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
         )
-        self.task = None
+        self.task: Any = None
 
-    def __enter__(self) -> Callable[[str, Any], None] | None:
+    def __enter__(self) -> Progress:
         if not self.enabled:
-            return None
+            return Progress()
         self.bar.start()
         self.task = self.bar.add_task("index", total=None)
-        return self.report
+        return self
 
-    def report(self, event: str, value: Any) -> None:
-        if event == "total":
-            self.bar.update(self.task, total=value)
-        elif event == "rows":  # rows finished (sent, skipped or rejected): ends at the total
-            self.bar.update(self.task, completed=value)
+    def total(self, rows: int) -> None:
+        self.bar.update(self.task, total=rows)
+
+    def rows(self, done: int) -> None:  # rows finished (sent, skipped or rejected): ends at the total
+        self.bar.update(self.task, completed=done)
 
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:

@@ -27,7 +27,7 @@ import datetime as dt
 import hashlib
 import math
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import orjson
 
@@ -200,8 +200,8 @@ def _normalise(value: Any, path: str) -> Any:
     if isinstance(value, Decimal):
         try:
             return decimal_to_json(value)
-        except RowError:
-            raise RowError(f"field {path!r} is NaN or Infinity") from None
+        except RowError as exc:
+            raise RowError(f"field {path!r} is NaN or Infinity") from exc
     if callable(getattr(value, "read", None)):
         return _normalise(value.read(), path)
     return value
@@ -222,8 +222,8 @@ def dumps(doc: dict) -> bytes:
         return orjson.dumps(_normalise(doc, ""), default=_default)
     except orjson.JSONEncodeError as exc:
         if isinstance(exc.__cause__, RowError):
-            raise exc.__cause__ from None
-        raise RowError(f"cannot convert the row to JSON: {exc.__cause__ or exc}") from None
+            raise exc.__cause__ from None  # the RowError is the story; orjson's wrapper adds nothing
+        raise RowError(f"cannot convert the row to JSON: {exc.__cause__ or exc}") from exc
 
 
 def index_action(id_: str, body: bytes, version: int | None = None) -> bytes:
@@ -246,17 +246,31 @@ def delete_action(id_: str) -> bytes:
 # ---------------------------------------------------------------- a chunk
 
 
-class Encoded:
-    """The NDJSON of one chunk of rows, with the ids in order and the rejected rows."""
+class Action(NamedTuple):
+    """One bulk action, kept with its id and the position of the document it came from."""
 
-    __slots__ = ("ids", "lines", "nbytes", "rejected", "rejected_docs")
+    id: str
+    line: bytes   # the action line (and source line), newline-terminated
+    at: int       # the document's position in the list given to encode_chunk; -1 for a delete added later
+
+
+class Rejected(NamedTuple):
+    """A row that could not become a document: its row number in the run, why, and the document."""
+
+    row: int
+    reason: str
+    doc: dict | None
+
+
+class Encoded:
+    """The NDJSON actions of one chunk of documents, in order, and the rejected rows."""
+
+    __slots__ = ("actions", "nbytes", "rejected")
 
     def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.lines: list[bytes] = []
+        self.actions: list[Action] = []
         self.nbytes = 0
-        self.rejected: list[tuple[int, str]] = []  # (row number in the run, reason)
-        self.rejected_docs: list[dict] = []        # the same rows' documents, for the dead-letter file
+        self.rejected: list[Rejected] = []
 
 
 def encode_chunk(
@@ -268,16 +282,14 @@ def encode_chunk(
     source order (see :func:`index_action`).
     """
     out = Encoded()
-    for n, doc in enumerate(docs, start=first_row):
+    for n, doc in enumerate(docs):
         try:
             id_ = doc_id(doc, key)
-            line = index_action(id_, dumps(doc), None if version_base is None else version_base + n - first_row)
+            line = index_action(id_, dumps(doc), None if version_base is None else version_base + n)
         except RowError as exc:
-            out.rejected.append((n, str(exc)))
-            out.rejected_docs.append(doc)
+            out.rejected.append(Rejected(first_row + n, str(exc), doc))
             continue
-        out.ids.append(id_)
-        out.lines.append(line)
+        out.actions.append(Action(id_, line, n))
         out.nbytes += len(line)
     return out
 
@@ -292,20 +304,18 @@ def check_key_columns(columns: Sequence[str], key: Sequence[str], has_transform:
             raise ConfigError(f"key column {field!r} is not in the query result (columns: {', '.join(columns)})")
 
 
-def byte_batches(ids: Sequence[str], lines: Sequence[bytes], max_bytes: int) -> Iterator[tuple[list[str], list[bytes]]]:
+def byte_batches(actions: Sequence[Action], max_bytes: int) -> Iterator[list[Action]]:
     """Consecutive slices of at most ``max_bytes`` (a single larger action stands alone)."""
-    batch_ids: list[str] = []
-    batch_lines: list[bytes] = []
+    batch: list[Action] = []
     size = 0
-    for id_, line in zip(ids, lines):
-        if batch_lines and size + len(line) > max_bytes:
-            yield batch_ids, batch_lines
-            batch_ids, batch_lines, size = [], [], 0
-        batch_ids.append(id_)
-        batch_lines.append(line)
-        size += len(line)
-    if batch_lines:
-        yield batch_ids, batch_lines
+    for action in actions:
+        if batch and size + len(action.line) > max_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append(action)
+        size += len(action.line)
+    if batch:
+        yield batch
 
 
 _TRUE = {"1", "y", "yes", "t", "true"}

@@ -1,15 +1,17 @@
-"""Bulk sending: pre-encoded chunks in, counted outcomes out.
+"""The load stage: chunks of pre-encoded actions in, counted outcomes out.
 
 ::
 
-    ThreadFeed[Encoded] --> N sender tasks --> Engine.bulk(target, ndjson) --> Tally
+    Reader (worker thread) --ThreadFeed (bounded)--> N workers --Sender.send(actions)--> Engine.bulk
+        --> Sent (per chunk) --Counts.add--> the run's counts, dead letters, error budget
+        --> Acks: chunks released in source order --> on_acked (the run advances its state)
 
-Each item's outcome is counted from the bulk response (never assumed): created,
-updated, deleted, not found (a delete of an absent document), retried, failed.
-Items answered 429/502/503/504 are resent alone, with exponential backoff and
-jitter, until ``max_retry_time`` has passed (whole requests are retried by
-``Engine.request``); a 413 for a whole request splits it in two, and a single
-document over the limit fails alone.
+Each item's outcome is counted from the bulk response (never assumed): indexed,
+duplicate, deleted, not found (a delete of an absent document), retried, failed.
+Items answered 429/502/503/504 are resent alone, with the engine's one retry
+policy (whole requests are retried by ``Engine.request`` with the same policy);
+past its deadline the run fails. A 413 for a whole request splits it in two, and a
+single document over the limit fails alone.
 
 A failure is a dead letter only when it is about the document itself (a mapping
 error, a term too long). An item refused for a reason that would refuse every
@@ -26,13 +28,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Sequence
 
-from indexer.documents import byte_batches
-from indexer.engine import RETRY_STATUSES, ApiStatusError, Engine, RetryPolicy
-from indexer.errors import EngineError
+from indexer.bridge import ThreadFeed
+from indexer.config import DEFAULT_QUEUE_CHUNKS, ERROR_RATE_MIN_ROWS, JobSettings
+from indexer.deadletter import DeadLetters
+from indexer.documents import Action, Rejected, byte_batches
+from indexer.engine import RETRY_STATUSES, ApiStatusError, BulkAnswer, Engine, Retry
+from indexer.errors import EngineError, VerificationError
+from indexer.extract import Chunk
 
 log = logging.getLogger(__name__)
 DUPLICATE_SAMPLE = 5
@@ -50,7 +55,6 @@ _VALUE_ECHOES = (
 _RUN_FAILURES = frozenset({"index_not_found_exception", "index_closed_exception", "cluster_block_exception",
                            "security_exception"})
 _NO_WRITE_INDEX = "no write index is defined for alias"
-__all__ = ["Failure", "RetryPolicy", "Sender", "Tally", "scrub"]
 
 
 @dataclass
@@ -65,145 +69,118 @@ class Failure:
 
 
 @dataclass
-class Tally:
-    rows_read: int = 0
-    sent: int = 0
-    created: int = 0
-    updated: int = 0
-    deleted: int = 0
-    not_found: int = 0  # deletes of documents that were already absent
-    retried: int = 0
-    bulk_requests: int = 0
-    skipped: int = 0
-    failed: list[Failure] = field(default_factory=list)
-    rejected: list[tuple[int, str]] = field(default_factory=list)
-    duplicate_ids: list[str] = field(default_factory=list)
+class Sent:
+    """What the cluster answered for one chunk's actions, counted item by item."""
 
-    @property
-    def indexed(self) -> int:
-        return self.created + self.updated
+    indexed: int = 0        # created, or updated in a live index
+    duplicates: int = 0     # fresh index: a second row of a key (updated), or an older one refused (409, versioned)
+    deleted: int = 0
+    not_found: int = 0      # deletes of documents that were already absent
+    retried: int = 0        # item resends
+    requests: int = 0       # bulk requests made
+    failed: list[Failure] = field(default_factory=list)
+    duplicate_ids: list[str] = field(default_factory=list)  # a sample, for the error message
+
+
+_COUNTED = ("indexed", "duplicates", "deleted", "not_found", "retried", "requests")  # Sent's counters
 
 
 class Sender:
-    """Sends chunks of actions to one index or alias and counts every item's outcome."""
+    """Sends chunks of actions to one index or alias; answers what happened to each action.
 
-    def __init__(
-        self, engine: Engine, target: str, tally: Tally, policy: RetryPolicy = RetryPolicy(),
-        fresh_index: bool = False, on_progress: Callable[[Tally], None] | None = None,
-        max_bytes: int = 8 * 1024 * 1024, scrub_reasons: bool = True, versioned: bool = False,
-    ) -> None:
-        self.max_bytes = max_bytes
+    Retries follow the engine's one policy (``engine.policy``): items answered
+    429/5xx are resent alone until its deadline, then the run fails.
+    """
+
+    def __init__(self, engine: Engine, target: str, *, fresh_index: bool = False,
+                 max_bytes: int = 8 * 1024 * 1024, scrub_reasons: bool = True, versioned: bool = False) -> None:
         self.engine = engine
         self.target = target
-        self.tally = tally
-        self.policy = policy
+        self.max_bytes = max_bytes
         self.fresh_index = fresh_index  # an "updated" result then means a duplicate key
-        self.on_progress = on_progress
         self.scrub_reasons = scrub_reasons
         # Index actions carry versions growing in source order (``external_gte``): a 409 then
         # means an older row of a repeated key arrived after a newer one (a duplicate, not a failure).
         self.versioned = versioned
 
-    async def send(self, ids: Sequence[str], lines: Sequence[bytes]) -> list[Failure]:
-        """Send one chunk's actions (in requests of at most ``max_bytes``), count every outcome; its failures."""
-        self.tally.sent += len(lines)
-        failures: list[Failure] = []
-        for batch_ids, batch_lines in byte_batches(ids, lines, self.max_bytes):
-            await self._send(batch_ids, batch_lines, time.monotonic() + self.policy.max_retry_time, failures)
-        self.tally.failed.extend(failures)
-        if self.on_progress:
-            self.on_progress(self.tally)
-        return failures
+    async def send(self, actions: Sequence[Action]) -> Sent:
+        """Send one chunk's actions, in requests of at most ``max_bytes``; what happened to each."""
+        sent = Sent()
+        for batch in byte_batches(actions, self.max_bytes):
+            await self._send(batch, self.engine.policy.start(f"bulk into {self.target}"), sent)
+        return sent
 
-    async def _send(self, ids: list[str], lines: list[bytes], deadline: float, failures: list[Failure]) -> None:
-        attempt = 0
-        while ids:
+    async def _send(self, batch: list[Action], retry: Retry, sent: Sent) -> None:
+        while batch:
             try:
-                self.tally.bulk_requests += 1
-                response = await self.engine.bulk(self.target, b"".join(lines))
+                sent.requests += 1
+                answer = await self.engine.bulk(self.target, b"".join(a.line for a in batch))
             except ApiStatusError as exc:
                 if exc.status != 413:
                     raise
-                if len(lines) > 1:
-                    half = len(lines) // 2
-                    await self._send(ids[:half], lines[:half], deadline, failures)
-                    await self._send(ids[half:], lines[half:], deadline, failures)
+                if len(batch) > 1:
+                    half = len(batch) // 2
+                    await self._send(batch[:half], retry, sent)
+                    await self._send(batch[half:], retry, sent)
                     return
-                self._fail(failures, ids, lines, 413, exc.error_type or "request_too_large",
+                self._fail(sent, batch[0], 413, exc.error_type or "request_too_large",
                            "the document alone exceeds the cluster's request size limit")
                 return
-            ids, lines = self._count(ids, lines, response, failures)
-            if ids:
-                self.tally.retried += len(ids)
-                delay = self.policy.delay(attempt)
-                log.debug("%d item(s) answered 429/5xx; retry %d in %.3fs", len(ids), attempt + 1, delay)
-                if time.monotonic() + delay > deadline:
-                    # The cluster's state, not the documents': fail the run, never dead-letter
-                    # them (a sync would otherwise store a watermark past rows never written).
-                    raise EngineError(
-                        f"bulk into {self.target}: {len(ids)} item(s) still answered 429/5xx after retrying for "
-                        f"{self.policy.max_retry_time:g}s (target.max_retry_time); the cluster is overloaded")
-                await asyncio.sleep(delay)
-                attempt += 1
+            batch = self._count(batch, answer, sent)
+            if batch:
+                sent.retried += len(batch)
+                # The cluster's state, not the documents': past the deadline the run fails; never
+                # dead-letter them (a sync would otherwise store a watermark past rows never written).
+                await retry.wait(f"{len(batch)} item(s) still answered 429/5xx; the cluster is overloaded")
 
-    def _count(self, ids: list[str], lines: list[bytes], response: dict,
-               failures: list[Failure]) -> tuple[list[str], list[bytes]]:
-        """Count each item's outcome; return the items to retry."""
-        items = response.get("items") or []
-        if len(items) != len(ids):
-            raise EngineError(f"bulk response has {len(items)} items for {len(ids)} actions")
-        retry_ids: list[str] = []
-        retry_lines: list[bytes] = []
-        tally = self.tally
-        # A body sent again after an unanswered attempt may have been applied twice:
-        # its "updated" results are its own echo, not a second row with the same key.
-        resent = bool(response.get("resent"))
+    def _count(self, batch: list[Action], answer: BulkAnswer, sent: Sent) -> list[Action]:
+        """Count each item's outcome; return the actions to retry."""
+        items = answer.items
+        if len(items) != len(batch):
+            raise EngineError(f"bulk response has {len(items)} items for {len(batch)} actions")
+        retry: list[Action] = []
         refused: list[tuple[int, str, str]] = []
-        for id_, line, item in zip(ids, lines, items):
+        for action, item in zip(batch, items):
             (op, result), = item.items()
             status = result.get("status", 0)
             error = result.get("error") or {}
             type_, reason = error.get("type", ""), error.get("reason", "")
             if status < 300:
                 outcome = result.get("result")
-                if outcome == "created":
-                    tally.created += 1
-                elif outcome == "updated" and self.fresh_index and resent:
-                    tally.created += 1
+                # A body sent again after an unanswered attempt may have been applied twice:
+                # its "updated" results are its own echo, not a second row with the same key.
+                if outcome == "created" or (outcome == "updated" and not (self.fresh_index and not answer.resent)):
+                    sent.indexed += 1
                 elif outcome == "updated":
-                    self._duplicate(id_)
+                    self._duplicate(sent, action.id)
                 elif outcome == "deleted":
-                    tally.deleted += 1
+                    sent.deleted += 1
             elif self.versioned and status == 409 and type_ == "version_conflict_engine_exception":
                 # A newer row of this key is already in: this one lost, as it should. Never an
                 # echo of a resend (an equal version is accepted), so a duplicate even when resent.
-                self._duplicate(id_)
+                self._duplicate(sent, action.id)
             elif _fails_the_run(status, type_, reason):
                 refused.append((status, type_, reason))
             elif op == "delete" and status == 404:
-                tally.not_found += 1  # already absent: the goal of a delete
+                sent.not_found += 1  # already absent: the goal of a delete
             elif status in RETRY_STATUSES:
-                retry_ids.append(id_)
-                retry_lines.append(line)
+                retry.append(action)
             else:
-                self._fail(failures, [id_], [line], status, type_, reason)
+                self._fail(sent, action, status, type_, reason)
         if refused:
             status, type_, reason = refused[0]
-            raise EngineError(f"bulk into {self.target} refused {len(refused)} of {len(ids)} actions: "
+            raise EngineError(f"bulk into {self.target} refused {len(refused)} of {len(batch)} actions: "
                               f"HTTP {status} {type_}: {scrub(reason)[:300]}".rstrip(": "))
-        return retry_ids, retry_lines
+        return retry
 
-    def _duplicate(self, id_: str) -> None:
-        """Another row with this key was indexed too (a duplicate key only in a fresh index)."""
-        self.tally.updated += 1
-        if self.fresh_index and len(self.tally.duplicate_ids) < DUPLICATE_SAMPLE:
-            self.tally.duplicate_ids.append(id_)
+    def _duplicate(self, sent: Sent, id_: str) -> None:
+        sent.duplicates += 1
+        if len(sent.duplicate_ids) < DUPLICATE_SAMPLE:
+            sent.duplicate_ids.append(id_)
 
-    def _fail(self, failures: list[Failure], ids: Sequence[str], lines: Sequence[bytes], status: int, type_: str,
-              reason: str) -> None:
+    def _fail(self, sent: Sent, action: Action, status: int, type_: str, reason: str) -> None:
         reason = scrub(reason)[:500] if self.scrub_reasons else reason
-        for id_, line in zip(ids, lines):
-            failures.append(Failure(id_, status, type_, reason, line))
+        sent.failed.append(Failure(action.id, status, type_, reason, action.line))
 
 
 def scrub(reason: str) -> str:
@@ -217,3 +194,121 @@ def _fails_the_run(status: int, type_: str, reason: str) -> bool:
     """An item error that is not about the document: every other document would get it too."""
     return (status in (401, 403) or type_ in _RUN_FAILURES
             or (type_ == "illegal_argument_exception" and _NO_WRITE_INDEX in reason))
+
+
+# ------------------------------------------------------------------ the load loop (event loop)
+
+
+@dataclass
+class Counts(Sent):
+    """Everything a run counts, added up in one place (:meth:`add`): what its chunks held
+    (rows read, skipped, rejected, sent) and what the cluster answered (the fields of ``Sent``)."""
+
+    rows_read: int = 0
+    skipped: int = 0
+    sent: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def add(self, chunk: Chunk, sent: Sent) -> None:
+        self.rows_read += chunk.rows_read
+        self.skipped += chunk.skipped
+        self.rejected.extend(chunk.rejected)
+        self.sent += len(chunk.actions)
+        for name in _COUNTED:
+            setattr(self, name, getattr(self, name) + getattr(sent, name))
+        self.failed.extend(sent.failed)
+        self.duplicate_ids.extend(sent.duplicate_ids[:DUPLICATE_SAMPLE - len(self.duplicate_ids)])
+
+    @property
+    def dead(self) -> int:
+        return len(self.rejected) + len(self.failed)
+
+
+class Progress:
+    """Where a run reports how far it got; this default reports nowhere (the CLI draws a bar)."""
+
+    counting = False  # ask the database for the row total first (one COUNT query) to report it
+
+    def total(self, rows: int) -> None:
+        """The rows the query returns, when counted before reading."""
+
+    def rows(self, done: int) -> None:
+        """Rows finished so far: sent, skipped or rejected."""
+
+
+class Acks:
+    """Releases chunks in source order once each one is fully acknowledged."""
+
+    def __init__(self) -> None:
+        self.next_seq = 0
+        self.waiting: dict[int, Chunk] = {}
+
+    def done(self, chunk: Chunk) -> list[Chunk]:
+        self.waiting[chunk.seq] = chunk
+        released = []
+        while self.next_seq in self.waiting:
+            released.append(self.waiting.pop(self.next_seq))
+            self.next_seq += 1
+        return released
+
+
+async def load(
+    chunks: Callable[[], Iterator[Chunk]], sender: Sender, settings: JobSettings, counts: Counts, *,
+    dead: DeadLetters, progress: Progress = Progress(), on_acked: Callable[[list[Chunk]], Awaitable[Any]] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Stream ``chunks()`` (run in a worker thread) through ``sender`` with ``concurrency`` requests in flight.
+
+    ``on_acked`` is awaited with the chunks that became acknowledged in source
+    order: every action answered 2xx or written to the dead-letter file. When the
+    dead letters exceed ``max_errors`` or ``max_error_rate`` the run stops with a
+    VerificationError and the chunk that crossed the line is never released.
+    """
+    feed: ThreadFeed[Chunk] = ThreadFeed(chunks, maxsize=DEFAULT_QUEUE_CHUNKS)
+    acks = Acks()
+    ack_lock = asyncio.Lock()
+
+    async def worker() -> None:
+        while not (stop and stop.is_set()) and (chunk := await feed.get()) is not None:
+            sent = await sender.send(chunk.actions) if chunk.actions else Sent()
+            counts.add(chunk, sent)
+            for rejected in chunk.rejected:
+                dead.rejected(rejected.row, rejected.reason, rejected.doc)
+            for failure in sent.failed:
+                dead.failed(failure.id, failure.status, failure.type, failure.reason, failure.line)
+            check_error_budget(settings, counts)
+            progress.rows(counts.rows_read)
+            async with ack_lock:
+                released = acks.done(chunk)
+                if released and on_acked is not None:
+                    await on_acked(released)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(settings.concurrency):
+                group.create_task(worker())
+    except* Exception as eg:  # one failure ends the run; the first one is the story
+        raise eg.exceptions[0] from None  # (it keeps its own traceback and cause; the group adds nothing)
+    finally:
+        await feed.close()
+
+
+def check_error_budget(settings: JobSettings, counts: Counts, *, final: bool = False) -> None:
+    """Stop when the dead letters exceed ``max_errors`` or ``max_error_rate`` of the rows read.
+
+    While the run streams, the rate is judged from ``ERROR_RATE_MIN_ROWS`` rows on (a bad
+    first row must not stop a long run); at the end (``final``) it is judged on the
+    totals, whatever the run's size: 49 dead letters in 49 rows never swap an alias.
+    """
+    dead = counts.dead
+    if not dead:
+        return
+    rate = dead / max(counts.rows_read, 1)
+    over_rate = (final or counts.rows_read >= ERROR_RATE_MIN_ROWS) and rate > settings.max_error_rate
+    if dead > settings.max_errors or over_rate:
+        first = (f"row {counts.rejected[0].row + 1}: {counts.rejected[0].reason}" if counts.rejected
+                 else f"id {counts.failed[0].id!r}: {counts.failed[0].type}: {scrub(counts.failed[0].reason)}")
+        limit = (f"max_errors = {settings.max_errors}" if dead > settings.max_errors
+                 else f"max_error_rate = {settings.max_error_rate:g}")
+        raise VerificationError(f"{dead} document(s) failed for good in {counts.rows_read} rows, over job.{limit} "
+                                f"(first: {first}); stopped before any alias swap or watermark advance past them")

@@ -7,7 +7,9 @@
 
 The cluster stores settings in its own shape (``{"index": {"number_of_shards":
 "1"}}``), so both sides are normalised before comparing: settings flattened to
-``index.*`` keys with string values; everything else compared as JSON.
+``index.*`` keys with string values; ``index_patterns`` written as one string becomes the
+one-item list the cluster stores; fields the cluster maintains itself (Elasticsearch 9 adds
+``created_date_millis`` / ``modified_date_millis``) are left out; everything else compared as JSON.
 """
 
 from __future__ import annotations
@@ -19,9 +21,25 @@ from pathlib import Path
 from typing import Any
 
 from indexer.config import check_index_name
-from indexer.errors import ConfigError
+from indexer.errors import ConfigError, EngineError
 
 KINDS = ("component", "index")  # install order: index templates may compose components
+
+# Top-level fields the cluster adds to the templates it returns, never sent by us: Elasticsearch 9
+# stamps component and index templates with their creation and last-change times (``*_millis``,
+# plus the human-readable ``created_date`` / ``modified_date`` with ``?human``). A file cannot set
+# them (the cluster refuses them in a PUT), so they are never a difference.
+SERVER_MANAGED = frozenset({"created_date_millis", "modified_date_millis", "created_date", "modified_date"})
+
+
+class CheckUnavailable(EngineError):
+    """``bootstrap --check`` could not compare (cluster unreachable or refusing): exit 4.
+
+    Distinct from 0 (the cluster matches the files), 1 (drift) and 2 (bad options or files), so a
+    scheduled check does not take an outage for drift.
+    """
+
+    exit_code = 4
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,10 @@ def normalise(body: dict | None) -> dict | None:
     if body is None:
         return None
     body = json.loads(json.dumps(body))  # a deep copy with JSON types only
+    for key in SERVER_MANAGED & body.keys():
+        del body[key]
+    if isinstance(body.get("index_patterns"), str):  # the cluster stores one pattern as a list
+        body["index_patterns"] = [body["index_patterns"]]
     template = body.get("template")
     if isinstance(template, dict) and "settings" in template:
         flat = _flatten_settings(template["settings"])

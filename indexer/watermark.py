@@ -33,7 +33,7 @@ import datetime as dt
 import math
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from indexer.errors import ConfigError, SourceError
 
@@ -50,6 +50,14 @@ def parse_duration(text: str | int | float) -> dt.timedelta:
     if not match:
         raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h, 2d")
     return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+class Mark(NamedTuple):
+    """A row inside the lookback window, remembered by its watermark and the fingerprint of
+    its bulk action, so that a sync re-reading it unchanged does not send it again."""
+
+    value: Any
+    fingerprint: str
 
 
 class WatermarkValueError(SourceError):
@@ -103,7 +111,7 @@ def run_kind(values: Any, kind: str | None = None) -> str | None:
             try:
                 return value_kind(value)
             except WatermarkValueError as exc:
-                raise WatermarkValueError(exc.reason, position) from None
+                raise WatermarkValueError(exc.reason, position) from None  # the same error, now placed
     return None
 
 
@@ -120,7 +128,7 @@ def _key(value: Any, kind: str) -> Any:
     if own.startswith("ISO") and kind.startswith("ISO"):
         try:
             return _parse_text(value)
-        except ValueError:
+        except ValueError:  # from None: the parser's text quotes the row value
             raise WatermarkValueError("not a valid ISO-8601 date or time") from None
     return value
 
@@ -137,7 +145,7 @@ def keys_of(values: Any, kind: str | None = None) -> list:
         try:
             keys.append(None if value is None else _key(value, kind))
         except WatermarkValueError as exc:
-            raise WatermarkValueError(exc.reason, position) from None
+            raise WatermarkValueError(exc.reason, position) from None  # the same error, now placed
     return keys
 
 
@@ -174,8 +182,8 @@ def from_state(state: dict | None) -> Any:
         return None
     try:
         return _from_state(state["type"], state["value"])
-    except (KeyError, TypeError, ValueError, ArithmeticError):
-        raise ConfigError("the stored watermark is not valid; run `indexer reindex` to record a new one") from None
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise ConfigError("the stored watermark is not valid; run `indexer reindex` to record a new one") from exc
 
 
 def _from_state(kind: str, text: str) -> Any:
@@ -226,8 +234,8 @@ def minus(value: Any, lookback: Any) -> Any:
     value_kind(value)  # empty text, NaN...: WatermarkValueError rather than a Python error below
     try:
         return _minus(value, lookback)
-    except OverflowError:
-        raise WatermarkValueError("out of range once job.lookback is subtracted") from None
+    except OverflowError as exc:
+        raise WatermarkValueError("out of range once job.lookback is subtracted") from exc
 
 
 def _minus(value: Any, lookback: Any) -> Any:
@@ -251,7 +259,7 @@ def _minus(value: Any, lookback: Any) -> Any:
         return value - dt.timedelta(days=-(-delta.total_seconds() // 86400))
     try:
         parsed = _parse_text(value)
-    except ValueError:  # ISO-looking text that is no date (2024-02-30)
+    except ValueError:  # ISO-looking text that is no date (2024-02-30); from None: its text quotes the row value
         raise WatermarkValueError("not a valid ISO-8601 date or time") from None
     return _format_like(value, parsed - delta)
 
@@ -277,4 +285,4 @@ def _pair(first: Any, second: Any) -> list:
     try:
         return keys_of([first, second])
     except WatermarkValueError as exc:
-        raise WatermarkValueError(exc.reason) from None
+        raise WatermarkValueError(exc.reason) from None  # the same error, without a position

@@ -28,3 +28,31 @@ def test_every_option_is_mentioned(option):
                                          | set(JobSettings.model_fields)))
 def test_every_job_file_field_is_mentioned(field):
     assert re.search(rf"\b{field}\b", README), f"job-file field {field} is not documented"
+
+
+def test_the_exit_code_table_lists_every_code_the_cli_can_return():
+    import indexer.cli as cli
+    from indexer.errors import ConfigError, IndexerError
+
+    table = set(re.findall(r"^\| (\d+) \|", README, re.M))
+    codes = {0, IndexerError.exit_code, ConfigError.exit_code, cli.EXIT_DEAD_LETTERS, 130, 143}
+    assert {str(c) for c in codes} <= table, f"undocumented exit codes: {codes - {int(c) for c in table}}"
+    assert f"exits 0 when the cluster matches the files, 1 when it differs, {cli.EXIT_COULD_NOT_CHECK} when it could not" in README
+
+
+def test_the_summary_arithmetic_in_the_readme_names_real_summary_fields():
+    from indexer.run import Summary
+
+    fields = set(Summary.__dataclass_fields__)
+    for formula in ("rows_read = skipped + rejected + sent", "sent = indexed + duplicates + deleted + not_found + failed",
+                    "dead_lettered = rejected + failed"):
+        assert f"`{formula}`" in README, formula
+        assert set(re.findall(r"\w+", formula)) <= fields, formula
+
+
+def test_the_safety_section_states_the_defaults_the_code_uses():
+    from indexer.config import DEFAULT_MIN_RATIO
+    from indexer.state import DEFAULT_LEASE_SECONDS, LEASE_ENV
+
+    assert f"`min_ratio` (default {DEFAULT_MIN_RATIO:g})" in README
+    assert f"`{LEASE_ENV}` (default {DEFAULT_LEASE_SECONDS:g})" in README

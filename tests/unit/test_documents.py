@@ -324,14 +324,16 @@ def test_a_row_with_every_supported_type_is_strict_json():
 def test_encode_chunk_keeps_good_rows_and_collects_rejected_ones_by_row_number():
     docs = [{"id": 1, "v": 1.5}, {"id": None, "v": 2}, {"id": 3, "v": NAN}, {"id": 4, "v": "x"}]
     out = encode_chunk(docs, ["id"], first_row=100)
-    assert out.ids == ["1", "4"]
-    assert [row for row, _ in out.rejected] == [101, 102]
-    assert "NULL" in out.rejected[0][1] and "NaN" in out.rejected[1][1]
+    assert [a.id for a in out.actions] == ["1", "4"]
+    assert [a.at for a in out.actions] == [0, 3]
+    assert [r.row for r in out.rejected] == [101, 102]
+    assert "NULL" in out.rejected[0].reason and "NaN" in out.rejected[1].reason
+    assert out.rejected[0].doc == {"id": None, "v": 2}
 
 
 def test_encode_chunk_writes_one_index_action_and_source_per_document():
     out = encode_chunk([{"id": "a", "n": 1}, {"id": "b", "n": 2}], ["id"])
-    ndjson = b"".join(out.lines)
+    ndjson = b"".join(a.line for a in out.actions)
     assert ndjson.endswith(b"\n")
     assert [strict(line) for line in ndjson.splitlines()] == [
         {"index": {"_id": "a"}}, {"id": "a", "n": 1}, {"index": {"_id": "b"}}, {"id": "b", "n": 2},
@@ -348,26 +350,26 @@ def _chunk(n):
 
 def test_batches_respect_the_byte_limit_and_keep_order():
     chunk = _chunk(10)
-    limit = 3 * len(chunk.lines[0]) + 5
-    batches = list(byte_batches(chunk.ids, chunk.lines, limit))
+    limit = 3 * len(chunk.actions[0].line) + 5
+    batches = list(byte_batches(chunk.actions, limit))
     assert len(batches) > 1
-    assert all(sum(map(len, lines)) <= limit for _, lines in batches)
-    assert [i for ids, _ in batches for i in ids] == chunk.ids
-    assert b"".join(line for _, lines in batches for line in lines) == b"".join(chunk.lines)
+    assert all(sum(len(a.line) for a in batch) <= limit for batch in batches)
+    assert [a.id for batch in batches for a in batch] == [a.id for a in chunk.actions]
+    assert b"".join(a.line for batch in batches for a in batch) == b"".join(a.line for a in chunk.actions)
 
 
 def test_a_chunk_under_the_limit_is_one_batch():
     chunk = _chunk(3)
-    assert [ids for ids, _ in byte_batches(chunk.ids, chunk.lines, chunk.nbytes)] == [["0", "1", "2"]]
+    assert [[a.id for a in batch] for batch in byte_batches(chunk.actions, chunk.nbytes)] == [["0", "1", "2"]]
 
 
 def test_an_action_larger_than_the_limit_stands_alone():
     chunk = encode_chunk([{"id": 1}, {"id": 2, "big": "x" * 5000}, {"id": 3}], ["id"])
-    assert [ids for ids, _ in byte_batches(chunk.ids, chunk.lines, 1024)] == [["1"], ["2"], ["3"]]
+    assert [[a.id for a in batch] for batch in byte_batches(chunk.actions, 1024)] == [["1"], ["2"], ["3"]]
 
 
 def test_no_actions_no_batches():
-    assert list(byte_batches([], [], 1024)) == []
+    assert list(byte_batches([], 1024)) == []
 
 
 # ---------------------------------------------------------------- check_key_columns

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from indexer.pipeline import index_name, owned_indices
+from indexer.indices import index_name, owned_indices
 
 PARIS_SUMMER = dt.timezone(dt.timedelta(hours=2))
 NOW = dt.datetime(2026, 3, 1, 1, 30, 5, 700_000, tzinfo=PARIS_SUMMER)  # 2026-02-28 23:30:05 UTC
@@ -55,7 +55,7 @@ def test_a_name_made_by_index_name_is_owned():
 @pytest.mark.parametrize("dbtype, bind", [("SQLITE", ":since"), ("ORACLE", ":since"), ("PG", "%(since)s"), ("MSSQL", "?")])
 def test_the_derived_sync_query_binds_the_watermark_in_the_drivers_style(dbtype, bind):
     from indexer.config import Job
-    from indexer.pipeline import sync_query
+    from indexer.extract import sync_query
 
     source = {"dbtype": dbtype, "filename": "x.db"} if dbtype == "SQLITE" else {
         "dbtype": dbtype, "host": "h", "port": 1, "dbname": "d", "user": "u", "password_env": "P", "odbc_driver": "x"}

@@ -6,14 +6,14 @@ cluster answers is covered by the integration tests.
 """
 
 import asyncio
-import time
 
 import pytest
 
 from indexer.documents import delete_action, dumps, index_action
-from indexer.engine import ApiStatusError
+from indexer.documents import Action
+from indexer.engine import ApiStatusError, BulkAnswer, RetryPolicy
 from indexer.errors import EngineError
-from indexer.sink import Failure, RetryPolicy, Sender, Tally
+from indexer.sink import Failure, Sender, Sent
 
 FAST = RetryPolicy(max_retry_time=2.0, initial=0.001, cap=0.005)
 
@@ -21,12 +21,13 @@ FAST = RetryPolicy(max_retry_time=2.0, initial=0.001, cap=0.005)
 class ScriptedEngine:
     """Answers each ``bulk()`` with the next scripted answer: a response, an exception, or f(body)."""
 
-    def __init__(self, *answers):
+    def __init__(self, *answers, policy=None):
         self.answers = list(answers)
+        self.policy = policy or FAST
         self.bodies: list[bytes] = []
         self.targets: list[str] = []
 
-    async def bulk(self, target: str, body: bytes) -> dict:
+    async def bulk(self, target: str, body: bytes) -> BulkAnswer:
         self.targets.append(target)
         self.bodies.append(body)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
@@ -34,7 +35,7 @@ class ScriptedEngine:
             answer = answer(body)
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return BulkAnswer(answer["items"], bool(answer.get("resent")))
 
 
 def engine_line(engine, n: int) -> bytes:
@@ -63,11 +64,14 @@ def all_created(body: bytes) -> dict:
     return response(*[ok() for line in body.splitlines() if line.startswith(b'{"index"')])
 
 
-def send(engine, ids, lines, *, fresh_index=False, policy=FAST, tally=None, **options) -> Tally:
-    tally = Tally() if tally is None else tally
-    sender = Sender(engine, "sensors-20260101000000", tally, policy=policy, fresh_index=fresh_index, **options)
-    asyncio.run(sender.send(ids, lines))
-    return tally
+def as_actions(ids, lines) -> list[Action]:
+    return [Action(i, line, n) for n, (i, line) in enumerate(zip(ids, lines))]
+
+
+def send(engine, ids, lines, *, fresh_index=False, policy=FAST, **options) -> Sent:
+    engine.policy = policy
+    sender = Sender(engine, "sensors-20260101000000", fresh_index=fresh_index, **options)
+    return asyncio.run(sender.send(as_actions(ids, lines)))
 
 
 # ---------------------------------------------------------------- counting
@@ -78,37 +82,35 @@ def test_created_updated_and_deleted_are_counted_from_the_items():
     ids.append("d")
     lines.append(delete_action("d"))
     engine = ScriptedEngine(response(ok(), ok("updated", 200), ok(), ok("deleted", 200, op="delete")))
-    tally = send(engine, ids, lines)
-    assert (tally.sent, tally.created, tally.updated, tally.deleted) == (4, 2, 1, 1)
-    assert tally.indexed == 3 and tally.failed == [] and tally.bulk_requests == 1
+    sent = send(engine, ids, lines)
+    assert (len(lines), sent.indexed, sent.duplicates, sent.deleted) == (4, 3, 0, 1)  # updated in a live index: indexed
+    assert sent.failed == [] and sent.requests == 1
     assert engine.bodies == [b"".join(lines)] and engine.targets == ["sensors-20260101000000"]
 
 
 def test_deleting_a_document_that_is_already_gone_is_not_a_failure():
     engine = ScriptedEngine(response({"delete": {"status": 404, "result": "not_found"}}))
-    tally = send(engine, ["gone"], [delete_action("gone")])
-    assert tally.failed == [] and tally.retried == 0 and tally.bulk_requests == 1
-    assert tally.not_found == 1 and tally.deleted == 0
+    sent = send(engine, ["gone"], [delete_action("gone")])
+    assert sent.failed == [] and sent.retried == 0 and sent.requests == 1
+    assert sent.not_found == 1 and sent.deleted == 0
 
 
 def test_deleting_a_document_that_is_already_gone_is_counted_as_not_found():
     ids, lines = actions("a")
     engine = ScriptedEngine(response(ok(), {"delete": {"status": 404, "result": "not_found"}},
                                      ok("deleted", 200, op="delete")))
-    tally = send(engine, ids + ["gone", "here"], lines + [delete_action("gone"), delete_action("here")])
-    assert (tally.created, tally.deleted, tally.not_found, tally.failed) == (1, 1, 1, [])
-    assert tally.sent == tally.indexed + tally.deleted + tally.not_found + len(tally.failed)
+    sent = send(engine, ids + ["gone", "here"], lines + [delete_action("gone"), delete_action("here")])
+    assert (sent.indexed, sent.deleted, sent.not_found, sent.failed) == (1, 1, 1, [])
+    assert 3 == sent.indexed + sent.duplicates + sent.deleted + sent.not_found + len(sent.failed)
 
 
 def test_indexing_into_an_index_that_does_not_exist_fails_the_run_instead_of_dead_lettering():
     # Issue 8 changed this: it used to be one dead letter per document.
     engine = ScriptedEngine(response(error(404, "index_not_found_exception", "no such index [sensors]")))
-    tally = Tally()
-    sender = Sender(engine, "sensors", tally, policy=FAST)
+    sender = Sender(engine, "sensors")
     with pytest.raises(EngineError, match=r"^bulk into sensors refused 1 of 1 actions: "
                                           r"HTTP 404 index_not_found_exception: no such index \[sensors\]$"):
-        asyncio.run(sender.send(*actions("a")))
-    assert tally.failed == []
+        asyncio.run(sender.send(as_actions(*actions("a"))))
 
 
 def test_items_answered_429_are_resent_alone_in_order_and_then_counted():
@@ -117,38 +119,37 @@ def test_items_answered_429_are_resent_alone_in_order_and_then_counted():
         response(ok(), error(429, "es_rejected_execution_exception"), ok(), error(429, "es_rejected_execution_exception")),
         response(ok(), ok()),
     )
-    tally = send(engine, ids, lines)
+    sent = send(engine, ids, lines)
     assert engine.bodies[1] == lines[1] + lines[3]
-    assert (tally.created, tally.retried, tally.bulk_requests, tally.failed) == (4, 2, 2, [])
+    assert (sent.indexed, sent.retried, sent.requests, sent.failed) == (4, 2, 2, [])
 
 
 def test_items_still_rejected_when_the_retry_time_is_over_fail_the_run_instead_of_dead_lettering():
     engine = ScriptedEngine(response(ok(), error(429)), response(error(429)))
-    tally = Tally()
-    with pytest.raises(EngineError, match=r"1 item\(s\) still answered 429/5xx .* the cluster is overloaded"):
-        send(engine, *actions("a", "b"), policy=RetryPolicy(max_retry_time=0.05, initial=0.001, cap=0.005), tally=tally)
-    assert tally.created == 1 and tally.failed == []
-    assert tally.bulk_requests > 2
+    with pytest.raises(EngineError, match=r"1 item\(s\) still answered 429/5xx; the cluster is overloaded "
+                                          r"\(gave up after retrying for 0.05s\)"):
+        send(engine, *actions("a", "b"), policy=RetryPolicy(max_retry_time=0.05, initial=0.001, cap=0.005))
+    assert len(engine.bodies) > 2 and all(b'"b"' in body for body in engine.bodies[1:])
 
 
 def test_a_mapping_error_becomes_a_failure_with_its_reason_and_is_not_retried():
     engine = ScriptedEngine(response(ok(), error(400, "mapper_parsing_exception", "failed to parse field [reading]")))
-    tally = send(engine, *actions("a", "b"))
-    assert tally.failed == [Failure("b", 400, "mapper_parsing_exception", "failed to parse field [reading]",
+    sent = send(engine, *actions("a", "b"))
+    assert sent.failed == [Failure("b", 400, "mapper_parsing_exception", "failed to parse field [reading]",
                                     engine_line(engine, 1))]
-    assert (tally.created, tally.retried, tally.bulk_requests) == (1, 0, 1)
+    assert (sent.indexed, sent.retried, sent.requests) == (1, 0, 1)
 
 
 def test_updated_in_a_fresh_index_records_the_duplicate_key():
     engine = ScriptedEngine(response(ok(), ok("updated", 200)))
-    tally = send(engine, *actions("a", "b"), fresh_index=True)
-    assert tally.updated == 1 and tally.duplicate_ids == ["b"]
+    sent = send(engine, *actions("a", "b"), fresh_index=True)
+    assert (sent.indexed, sent.duplicates, sent.duplicate_ids) == (1, 1, ["b"])
 
 
 def test_updated_in_a_live_index_is_not_a_duplicate():
     engine = ScriptedEngine(response(ok("updated", 200)))
-    tally = send(engine, *actions("a"), fresh_index=False)
-    assert tally.updated == 1 and tally.duplicate_ids == []
+    sent = send(engine, *actions("a"), fresh_index=False)
+    assert (sent.indexed, sent.duplicates, sent.duplicate_ids) == (1, 0, [])
 
 
 def test_a_response_with_the_wrong_number_of_items_is_an_engine_error():
@@ -168,9 +169,9 @@ def test_a_request_too_large_is_split_in_halves():
 
     ids, lines = actions("a", "b", "c", "d")
     engine = ScriptedEngine(too_large_over_two)
-    tally = send(engine, ids, lines)
+    sent = send(engine, ids, lines)
     assert engine.bodies == [b"".join(lines), lines[0] + lines[1], lines[2] + lines[3]]
-    assert (tally.created, tally.failed) == (4, [])
+    assert (sent.indexed, sent.failed) == (4, [])
 
 
 def test_a_single_document_too_large_fails_alone_and_its_neighbours_are_indexed():
@@ -182,9 +183,9 @@ def test_a_single_document_too_large_fails_alone_and_its_neighbours_are_indexed(
     def too_large_with_huge(body: bytes):
         return ApiStatusError(413, "", "", "bulk") if huge_line in body else all_created(body)
 
-    tally = send(ScriptedEngine(too_large_with_huge), ids, lines)
-    assert tally.created == 3
-    assert [(f.id, f.status, f.type) for f in tally.failed] == [("huge", 413, "request_too_large")]
+    sent = send(ScriptedEngine(too_large_with_huge), ids, lines)
+    assert sent.indexed == 3
+    assert [(f.id, f.status, f.type) for f in sent.failed] == [("huge", 413, "request_too_large")]
 
 
 def test_a_request_refused_for_good_is_raised_at_once():
@@ -214,14 +215,13 @@ NO_WRITE_INDEX = ("no write index is defined for alias [sensors]. The write inde
 def test_an_item_refused_for_a_reason_every_document_would_share_fails_the_run_once(status, type_, reason):
     ids, lines = actions("a", "b", "c")
     engine = ScriptedEngine(response(ok(), error(status, type_, reason), error(status, type_, reason)))
-    tally = Tally()
-    sender = Sender(engine, "sensors", tally, policy=FAST)
+    sender = Sender(engine, "sensors")
     with pytest.raises(EngineError) as raised:
-        asyncio.run(sender.send(ids, lines))
+        asyncio.run(sender.send(as_actions(ids, lines)))
     message = str(raised.value)
     assert message.startswith(f"bulk into sensors refused 2 of 3 actions: HTTP {status} {type_}".rstrip())
     assert reason[:100] in message and "\n" not in message
-    assert tally.failed == [] and tally.retried == 0 and len(engine.bodies) == 1
+    assert len(engine.bodies) == 1  # not retried; nothing to dead-letter: the run fails
 
 
 def test_a_delete_refused_because_the_index_is_missing_is_not_an_absent_document():
@@ -232,16 +232,16 @@ def test_a_delete_refused_because_the_index_is_missing_is_not_an_absent_document
 
 def test_an_illegal_argument_about_the_document_is_still_a_dead_letter():
     engine = ScriptedEngine(response(error(400, "illegal_argument_exception", "Limit of total fields [1000] exceeded")))
-    tally = send(engine, *actions("a"))
-    assert [(f.id, f.type, f.reason) for f in tally.failed] == [
+    sent = send(engine, *actions("a"))
+    assert [(f.id, f.type, f.reason) for f in sent.failed] == [
         ("a", "illegal_argument_exception", "Limit of total fields [1000] exceeded")]
 
 
 def test_a_rejected_execution_429_is_still_retried():
     engine = ScriptedEngine(response(error(429, "es_rejected_execution_exception", "rejected execution")),
                             response(ok()))
-    tally = send(engine, *actions("a"))
-    assert (tally.created, tally.retried, tally.failed) == (1, 1, [])
+    sent = send(engine, *actions("a"))
+    assert (sent.indexed, sent.retried, sent.failed) == (1, 1, [])
 
 
 # ---------------------------------------------------------------- reasons without row values
@@ -273,16 +273,16 @@ ECHOES = [
 @pytest.mark.parametrize("reason, scrubbed", ECHOES)
 def test_a_dead_letter_reason_is_scrubbed_of_the_values_the_engine_quotes(reason, scrubbed):
     engine = ScriptedEngine(response(error(400, "mapper_parsing_exception", reason)))
-    tally = send(engine, *actions("a"))
-    assert tally.failed[0].reason == scrubbed
+    sent = send(engine, *actions("a"))
+    assert sent.failed[0].reason == scrubbed
     assert "SECRET" not in scrubbed and "83, 69, 67" not in scrubbed and "99999999" not in scrubbed
 
 
 def test_with_scrubbing_off_the_reason_is_kept_whole():
     engine = ScriptedEngine(response(error(400, "illegal_argument_exception", IMMENSE),
                                      error(400, "mapper_parsing_exception", PREVIEW)))
-    tally = send(engine, *actions("a", "b"), scrub_reasons=False)
-    assert [f.reason for f in tally.failed] == [IMMENSE, PREVIEW]
+    sent = send(engine, *actions("a", "b"), scrub_reasons=False)
+    assert [f.reason for f in sent.failed] == [IMMENSE, PREVIEW]
 
 
 # ---------------------------------------------------------------- external versions (--allow-duplicates)
@@ -293,27 +293,27 @@ CONFLICT = "[same]: version conflict, current version [4000] is higher or equal 
 def test_versioned_a_conflict_is_an_older_row_of_a_repeated_key_counted_as_a_duplicate():
     ids, lines = actions("a", "same", "same")
     engine = ScriptedEngine(response(ok(), ok(), error(409, "version_conflict_engine_exception", CONFLICT)))
-    tally = send(engine, ids, lines, fresh_index=True, versioned=True)
-    assert (tally.created, tally.updated, tally.duplicate_ids, tally.failed) == (2, 1, ["same"], [])
+    sent = send(engine, ids, lines, fresh_index=True, versioned=True)
+    assert (sent.indexed, sent.duplicates, sent.duplicate_ids, sent.failed) == (2, 1, ["same"], [])
 
 
 def test_versioned_the_duplicate_count_does_not_depend_on_which_row_arrived_first():
     newer_first = response(ok(), error(409, "version_conflict_engine_exception", CONFLICT))
     older_first = response(ok(), ok("updated", 200))
     for answer in (newer_first, older_first):
-        tally = send(ScriptedEngine(answer), *actions("same", "same"), fresh_index=True, versioned=True)
-        assert (tally.created, tally.updated, tally.duplicate_ids, tally.failed) == (1, 1, ["same"], [])
+        sent = send(ScriptedEngine(answer), *actions("same", "same"), fresh_index=True, versioned=True)
+        assert (sent.indexed, sent.duplicates, sent.duplicate_ids, sent.failed) == (1, 1, ["same"], [])
 
 
 def test_unversioned_a_conflict_is_a_failure():
     engine = ScriptedEngine(response(error(409, "version_conflict_engine_exception", CONFLICT)))
-    tally = send(engine, *actions("same"), fresh_index=True)
-    assert [(f.id, f.status) for f in tally.failed] == [("same", 409)] and tally.updated == 0
+    sent = send(engine, *actions("same"), fresh_index=True)
+    assert [(f.id, f.status) for f in sent.failed] == [("same", 409)] and sent.duplicates == 0
 
 
 def test_versioned_a_conflict_in_a_resent_body_is_still_a_duplicate():
     # The first attempt applied both rows (v2 won) but its answer was lost: the resend of v1 is
     # refused, v2's is accepted as "updated" (equal version); one created, one duplicate, as unsent.
     answer = {**response(error(409, "version_conflict_engine_exception", CONFLICT), ok("updated", 200)), "resent": True}
-    tally = send(ScriptedEngine(answer), *actions("same", "same"), fresh_index=True, versioned=True)
-    assert (tally.created, tally.updated, tally.failed) == (1, 1, [])
+    sent = send(ScriptedEngine(answer), *actions("same", "same"), fresh_index=True, versioned=True)
+    assert (sent.indexed, sent.duplicates, sent.failed) == (1, 1, [])

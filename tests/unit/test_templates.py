@@ -135,3 +135,38 @@ def test_diff_against_a_missing_template_adds_every_line():
     body = [line for line in text.splitlines()[3:]]
     assert body and all(line.startswith("+") for line in body)
     assert '+      "index.number_of_shards": "1"' in body
+
+
+# ---------------------------------------------------------------- what the cluster adds or reshapes
+
+
+def test_the_timestamps_elasticsearch_9_adds_are_not_a_difference():
+    # GET /_component_template/x and /_index_template/x on Elasticsearch 9.2 return these beside what was sent
+    stamps = {"created_date_millis": 1795790205265, "modified_date_millis": 1795790205319,
+              "created_date": "2026-11-27T14:36:45.265Z", "modified_date": "2026-11-27T14:36:45.319Z"}
+    assert normalise({**CLUSTER_SETTINGS, **stamps}) == normalise(FILE_SETTINGS)
+    assert normalise({**INDEX, "created_date_millis": 1}) == normalise(INDEX)
+    assert diff("component", "base", {**CLUSTER_SETTINGS, **stamps}, FILE_SETTINGS) == ""
+
+
+def test_a_real_change_beside_the_timestamps_is_still_a_difference():
+    cluster = {**INDEX, "priority": 5, "created_date_millis": 1, "modified_date_millis": 2}
+    assert normalise(cluster) != normalise({**INDEX, "priority": 6})
+    text = diff("index", "sensors", cluster, {**INDEX, "priority": 6})
+    assert "millis" not in text and '-  "priority": 5,' in text.splitlines()
+
+
+def test_index_patterns_written_as_one_string_equal_the_list_the_cluster_stores():
+    file = {**INDEX, "index_patterns": "sensors-*"}
+    cluster = {**INDEX, "index_patterns": ["sensors-*"]}
+    assert normalise(file) == normalise(cluster)
+    assert diff("index", "sensors", cluster, file) == ""
+    assert normalise({**INDEX, "index_patterns": "alerts-*"}) != normalise(cluster)
+
+
+def test_a_check_that_could_not_run_has_its_own_exit_code():
+    from indexer.errors import EngineError
+    from indexer.templates import CheckUnavailable
+
+    exc = CheckUnavailable("could not check: cannot reach the cluster")
+    assert isinstance(exc, EngineError) and exc.exit_code == 4

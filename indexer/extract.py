@@ -1,0 +1,278 @@
+"""Rows become chunks of bulk actions, in the worker thread: the extract stage of a run.
+
+::
+
+    probe():  the query's columns (checked against the job), its row count, MAX(watermark)
+    Reader:   rows --(soft-delete flag)--> live rows --documents, transform--> index actions
+                                      \\-> gone rows --> delete actions (sync) | skipped (reindex)
+              watermarks --> comparable keys --> the chunk's largest, marks, dedup by fingerprint
+              --> Chunk (the unit of acknowledgement), one per fetch
+
+Each action stays with its id, its line and the document it came from (``Action.at``),
+so a watermark is paired with its action by position in the chunk, never by
+matching parallel lists. A transform that changes the number of documents breaks
+that pairing: the chunk is then marked ``unpaired`` and its rows inside the lookback
+window are resent instead of recognised (the run says so in its summary).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from indexer import documents, source, transform
+from indexer import watermark as wm
+from indexer.config import Job, JobSettings
+from indexer.documents import Action, Rejected
+from indexer.errors import ConfigError, IndexerError, SourceError
+from indexer.watermark import Mark
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the source says before a row is read."""
+
+    total: int | None = None        # rows the query returns (for the progress bar), when asked
+    source_max: Any = None          # reindex: MAX(watermark), what the run will store
+    kind: str | None = None         # the watermark's kind (watermark.value_kind of source_max)
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What to read and how to encode it; input only (what the reader finds comes back in chunks)."""
+
+    query: str
+    params: Any
+    mode: str                             # "reindex" | "sync"
+    kind: str | None = None               # the run's watermark kind: the stored one's, or the source max's
+    keep_from: Any = None                 # remember fingerprints of rows with watermark >= this
+    skip: frozenset[str] = frozenset()    # fingerprints already indexed (sync)
+    versioned: bool = False               # reindex --allow-duplicates: actions versioned in source order
+
+
+@dataclass
+class Chunk:
+    """One fetch of source rows, encoded."""
+
+    seq: int
+    rows_read: int
+    actions: list[Action]
+    rejected: list[Rejected]
+    skipped: int = 0                     # rows left out: soft-deleted (reindex), or already indexed unchanged
+    watermark: Any = None                # the largest watermark among this chunk's rows
+    marks: list[Mark] = field(default_factory=list)  # fresh actions inside the lookback window
+    null_watermarks: int = 0             # reindex: rows indexed whose watermark is NULL or unusable
+    odd_watermark: str | None = None     # reindex: the first unusable (not NULL) watermark, described
+    unpaired: bool = False               # a transform changed the document count: no lookback dedup
+
+
+def user_params(job: Job) -> Any:
+    """The job's own parameters, in its driver's shape (only those its query binds)."""
+    return source.dialect(job.source.dbtype).params(job.job.params, job.job.query)
+
+
+def sync_query(job: Job) -> str:
+    """The incremental query: the job's own ``sync_query``, or the query wrapped to read rows whose
+    watermark is at or after ``since`` (always a bind parameter), in watermark order."""
+    settings = job.job
+    if settings.sync_query:
+        return settings.sync_query
+    return source.dialect(job.source.dbtype).sync_query(settings.query, settings.watermark)
+
+
+def check_columns(settings: JobSettings, columns: tuple[str, ...], has_transform: bool) -> None:
+    """The job's columns must be in the query's result: checked before any other query runs."""
+    for name, what in ((settings.watermark, "job.watermark"), (settings.deleted, "job.deleted")):
+        if name and name not in columns:
+            raise ConfigError(f"{what}: column {name!r} is not among the query's columns ({', '.join(columns)})")
+    documents.check_key_columns(columns, settings.key, has_transform)
+
+
+def probe(job: Job, plan: ReadPlan, *, count: bool) -> Probe:
+    """Blocking: check the job's columns, then count the plan's rows and, for a reindex with a
+    watermark, read MAX(watermark) before any row is read (changes made meanwhile are the next sync's)."""
+    settings = job.job
+    what = "job.sync_query" if plan.mode == "sync" and settings.sync_query else "job.query"
+    with source.connect(job.source, settings.chunk_size) as conn:
+        check_columns(settings, source.columns_of(conn, settings.query, user_params(job)), bool(settings.transform))
+        total = source.count_rows(conn, plan.query, plan.params, what) if count else None
+        if plan.mode != "reindex" or not settings.watermark:
+            return Probe(total)
+        top = source.max_value(conn, settings.query, user_params(job), settings.watermark)
+    try:
+        kind = wm.value_kind(top) if top is not None else None
+    except wm.WatermarkValueError:
+        kind = None  # an odd maximum: the rows decide the kind
+    return Probe(total, top if kind else None, kind)
+
+
+def _fingerprint(line: bytes) -> str:
+    return hashlib.blake2b(line, digest_size=8).hexdigest()
+
+
+class Reader:
+    """One run's rows, read and encoded chunk by chunk (in the worker thread)."""
+
+    def __init__(self, job: Job, plan: ReadPlan) -> None:
+        self.job, self.settings, self.plan = job, job.job, plan
+        self.transform = transform.load(self.settings.transform, job.base_dir) if self.settings.transform else None
+        self.kind = plan.kind
+        self.floor = wm.keys_of([plan.keep_from], plan.kind)[0] if plan.keep_from is not None else None
+        self.last_key: Any = None  # sync: the last watermark key, to check the query's order
+        self.mapper: Callable[[Any], dict] | None = None
+        self.w_at: int | None = None
+        self.d_at: int | None = None
+
+    def chunks(self) -> Iterator[Chunk]:
+        settings, plan = self.settings, self.plan
+        what = "job.sync_query" if plan.mode == "sync" and settings.sync_query else "job.query"
+        row_number = 0
+        with source.connect(self.job.source, settings.chunk_size) as conn, \
+                contextlib.closing(source.iter_row_chunks(conn, plan.query, plan.params, settings.chunk_size, what)) as rows_of:
+            # closing(): the cursor is closed before its connection, also when the run stops early
+            for seq, (description, rows) in enumerate(rows_of):
+                if self.mapper is None:
+                    self._columns(documents.column_names(description))
+                yield self.encode(rows, seq, row_number)
+                row_number += len(rows)
+
+    def _columns(self, columns: tuple[str, ...]) -> None:
+        self.mapper = documents.make_row_mapper(columns)
+        self.w_at = columns.index(self.settings.watermark) if self.settings.watermark else None
+        self.d_at = columns.index(self.settings.deleted) if self.settings.deleted else None
+
+    def encode(self, rows: list, seq: int, first_row: int) -> Chunk:
+        """One fetch of rows -> one chunk: index actions for live rows, deletes (sync) for gone ones."""
+        settings, mapper = self.settings, self.mapper
+        live_at: list[int] | range = range(len(rows))
+        gone_at: list[int] = []
+        if self.d_at is not None:
+            flags = [documents.is_true(r[self.d_at]) for r in rows]
+            if any(flags):
+                live_at = [i for i, gone in enumerate(flags) if not gone]
+                gone_at = [i for i, gone in enumerate(flags) if gone]
+        docs = [mapper(rows[i]) for i in live_at]
+        if self.d_at is not None:
+            for doc in docs:
+                doc.pop(settings.deleted, None)  # the flag decides; it is not part of the document
+        if self.transform is not None:
+            docs = transform.apply(self.transform, docs)
+        paired = len(docs) == len(live_at)
+        version_base = (seq + 1) << 32 if self.plan.versioned else None
+        encoded = documents.encode_chunk(docs, settings.key, first_row=first_row, version_base=version_base)
+        # Action.at: the row in ``rows`` each action came from (-1 when a transform decided).
+        actions = [a._replace(at=live_at[a.at] if paired else -1) for a in encoded.actions] if gone_at or not paired \
+            else encoded.actions
+        rejected = encoded.rejected
+        if gone_at and paired:  # row numbers count every row read, soft-deleted ones included
+            rejected = [r._replace(row=first_row + live_at[r.row - first_row]) for r in rejected]
+        chunk = Chunk(seq, len(rows), actions, rejected, unpaired=not paired)
+        if self.plan.mode == "reindex":
+            chunk.skipped += len(gone_at)  # a reindex leaves soft-deleted rows out
+        elif gone_at:
+            self._deletes(chunk, rows, gone_at, first_row)
+        if self.w_at is not None:
+            values = [r[self.w_at] for r in rows]
+            self._watermarks(chunk, values, self._keys(chunk, values, rows, first_row))
+        return chunk
+
+    def _deletes(self, chunk: Chunk, rows: list, gone_at: list[int], first_row: int) -> None:
+        gone = [self.mapper(rows[i]) for i in gone_at]
+        if self.transform is not None:
+            gone = transform.apply(self.transform, gone)  # only to derive the ids the transform gives
+        paired = len(gone) == len(gone_at)
+        chunk.unpaired = chunk.unpaired or not paired
+        for n, doc in enumerate(gone):
+            at = gone_at[n] if paired else -1
+            try:
+                id_ = documents.doc_id(doc, self.settings.key)
+            except IndexerError as exc:
+                chunk.rejected.append(Rejected(first_row + (at if paired else 0), str(exc), doc))
+                continue
+            chunk.actions.append(Action(id_, documents.delete_action(id_), at))
+
+    def _keys(self, chunk: Chunk, values: list, rows: list, first_row: int) -> list:
+        """Comparable keys of the chunk's watermarks (None for NULL).
+
+        A reindex indexes rows whose watermark is NULL or cannot be compared, counting them
+        (sync cannot see changes to them); a sync stops at such a value, naming the row and its key.
+        """
+        settings = self.settings
+
+        def where(i: int) -> str:
+            try:
+                key = documents.doc_id(self.mapper(rows[i]), settings.key)
+            except IndexerError:
+                key = "?"
+            return f"row {first_row + i + 1} (key {key!r})"
+
+        def refuse(i: int, reason: str) -> SourceError:
+            return SourceError(f"{where(i)}: job.watermark column {settings.watermark!r}: {reason}")
+
+        sync = self.plan.mode == "sync"
+        if self.kind is None:
+            for i, value in enumerate(values):
+                if value is None:
+                    continue
+                try:
+                    self.kind = wm.value_kind(value)
+                    break
+                except wm.WatermarkValueError as exc:
+                    if sync:
+                        raise refuse(i, exc.reason) from exc
+            else:  # every value NULL or unusable so far
+                odd = [i for i, value in enumerate(values) if value is not None]
+                if odd:
+                    chunk.odd_watermark = f"{where(odd[0])}: unusable value"
+                chunk.null_watermarks += len(values)
+                return [None] * len(values)
+        try:
+            keys = wm.keys_of(values, self.kind)
+        except wm.WatermarkValueError as exc:
+            if sync:
+                raise refuse(exc.position, exc.reason) from exc
+            keys = []
+            for i, value in enumerate(values):
+                try:
+                    keys.append(wm.keys_of([value], self.kind)[0])
+                except wm.WatermarkValueError as one:
+                    keys.append(None)
+                    chunk.odd_watermark = chunk.odd_watermark or f"{where(i)}: {one.reason}"
+        if sync and None in keys:
+            raise refuse(keys.index(None), "NULL (job.sync_query must leave out rows whose watermark is NULL)")
+        chunk.null_watermarks += keys.count(None)
+        return keys
+
+    def _watermarks(self, chunk: Chunk, values: list, keys: list) -> None:
+        """Record the chunk's largest watermark; drop actions already indexed unchanged (their
+        fingerprint is in ``plan.skip``); mark the fresh ones inside the lookback window."""
+        present = [i for i, k in enumerate(keys) if k is not None]
+        if not present:
+            return
+        if self.plan.mode == "sync":
+            last = self.last_key
+            if (last is not None and keys[0] < last) or any(b < a for a, b in zip(keys, keys[1:])):
+                raise ConfigError("the sync query must return rows ORDER BY the watermark column (job.sync_query)")
+            self.last_key = keys[-1]
+        chunk.watermark = values[max(present, key=keys.__getitem__)]
+        if chunk.unpaired or chunk.rejected:
+            return  # no pairing of actions with rows: resend them all
+        floor, skip = self.floor, self.plan.skip
+        kept = []
+        for action in chunk.actions:
+            fp = _fingerprint(action.line)
+            if fp in skip:
+                chunk.skipped += 1
+                continue
+            kept.append(action)
+            k = keys[action.at]
+            if k is not None and (floor is None or k >= floor):
+                chunk.marks.append(Mark(values[action.at], fp))
+        chunk.actions = kept
+
+
+def read_chunks(job: Job, plan: ReadPlan) -> Iterator[Chunk]:
+    """The run's chunks (blocking; run it in the worker thread)."""
+    return Reader(job, plan).chunks()

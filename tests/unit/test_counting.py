@@ -1,0 +1,76 @@
+"""The run's bookkeeping without a cluster: Counts, Acks, the error budget, and sync's watermark and marks."""
+
+from __future__ import annotations
+
+import pytest
+
+from indexer import incremental
+from indexer.config import JobSettings
+from indexer.documents import Action, Rejected
+from indexer.errors import VerificationError
+from indexer.extract import Chunk
+from indexer.sink import Acks, Counts, Failure, Sent, check_error_budget
+from indexer.state import JobState
+from indexer.watermark import Mark
+
+
+def chunk(seq, actions=1, rejected=0, skipped=0, watermark=None, marks=()):
+    return Chunk(seq, actions + rejected + skipped, [Action(f"{seq}-{i}", b"x\n", i) for i in range(actions)],
+                 [Rejected(seq * 10 + i, "NULL key", None) for i in range(rejected)], skipped=skipped,
+                 watermark=watermark, marks=list(marks))
+
+
+def settings(**extra) -> JobSettings:
+    return JobSettings(alias="t", key=["id"], query="SELECT 1", **extra)
+
+
+def test_counts_add_up_as_the_readme_says():
+    counts = Counts()
+    counts.add(chunk(0, actions=4, rejected=1, skipped=2),
+               Sent(indexed=2, duplicates=1, failed=[Failure("0-3", 400, "mapper_parsing_exception", "")],
+                    retried=3, requests=2, duplicate_ids=["0-1"]))
+    counts.add(chunk(1, actions=2), Sent(deleted=1, not_found=1, requests=1))
+    assert counts.rows_read == counts.skipped + len(counts.rejected) + counts.sent == 9
+    assert counts.sent == counts.indexed + counts.duplicates + counts.deleted + counts.not_found + len(counts.failed)
+    assert (counts.retried, counts.requests, counts.dead, counts.duplicate_ids) == (3, 3, 2, ["0-1"])
+
+
+def test_acks_release_chunks_in_source_order_only():
+    acks = Acks()
+    assert acks.done(chunk(1)) == [] and acks.done(chunk(2)) == []
+    assert [c.seq for c in acks.done(chunk(0))] == [0, 1, 2]
+    assert [c.seq for c in acks.done(chunk(3))] == [3]
+
+
+def test_while_streaming_the_rate_waits_for_a_thousand_rows_but_max_errors_does_not():
+    counts = Counts()
+    counts.add(chunk(0, actions=0, rejected=5), Sent())
+    check_error_budget(settings(), counts)                     # 5 of 5 rows, but only 5 rows read so far
+    with pytest.raises(VerificationError, match=r"5 document\(s\) failed for good in 5 rows, over job.max_error_rate"):
+        check_error_budget(settings(), counts, final=True)      # at the end the rate counts, whatever the size
+    with pytest.raises(VerificationError, match=r"over job.max_errors = 4 \(first: row 1: NULL key\)"):
+        check_error_budget(settings(max_errors=4), counts)
+
+
+def test_a_run_within_budget_passes_at_the_end_too():
+    counts = Counts()
+    counts.add(chunk(0, actions=999, rejected=1), Sent(indexed=999))
+    check_error_budget(settings(max_error_rate=0.01), counts, final=True)
+
+
+def test_kept_marks_compare_in_the_watermarks_own_type_and_keep_the_newest(monkeypatch):
+    marks = [Mark("2025-01-01 00:00:09", "a"), Mark("2025-01-01T00:00:10", "b"), Mark("2025-01-01 00:00:11", "c")]
+    assert [m.fingerprint for m in incremental.kept_marks(marks, "2025-01-01 00:00:10")] == ["b", "c"]
+    monkeypatch.setattr(incremental, "MAX_MARKS", 2)
+    assert [m.fingerprint for m in incremental.kept_marks(marks, None)] == ["b", "c"]
+
+
+def test_a_sync_advances_over_acknowledged_chunks_and_stores_nothing_when_nothing_is_new():
+    state = JobState(watermark="2025-01-01 00:10:00", marks=[Mark("2025-01-01 00:09:00", "old")], index="t-1")
+    advance = incremental.Advance(state, "5m")
+    assert advance.add([chunk(0, actions=0, skipped=3, watermark="2025-01-01 00:09:30")]) is None
+    new = advance.add([chunk(1, watermark="2025-01-01 00:20:00", marks=[Mark("2025-01-01 00:20:00", "fresh")])])
+    assert new.watermark == "2025-01-01 00:20:00" and new.index == "t-1"
+    assert [m.fingerprint for m in new.marks] == ["fresh"]     # "old" fell out of the window (00:15 and later)
+    assert incremental.since(new, "5m") == "2025-01-01 00:15:00"
+    assert incremental.skip(new) == frozenset({"fresh"})
