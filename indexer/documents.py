@@ -254,6 +254,9 @@ class Action(NamedTuple):
     at: int       # the document's position in the list given to encode_chunk; -1 for a delete added later
 
 
+_new_action = tuple.__new__
+
+
 class Rejected(NamedTuple):
     """A row that could not become a document: its row number in the run, why, and the document."""
 
@@ -289,7 +292,7 @@ def encode_chunk(
         except RowError as exc:
             out.rejected.append(Rejected(first_row + n, str(exc), doc))
             continue
-        out.actions.append(Action(id_, line, n))
+        out.actions.append(_new_action(Action, (id_, line, n)))  # Action(...) at half the cost, per row
         out.nbytes += len(line)
     return out
 
