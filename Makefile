@@ -10,16 +10,22 @@ export PG_USER ?= indexer
 export PG_DB ?= indexer_test
 export PG_PASSWORD ?= indexer-test-only
 export ENGINE_PORT ?= 9200
+# The local search node (scripts/engine.sh): opensearch | elasticsearch (8.19) | elasticsearch9 (9.2, Java 21+).
+ENGINE ?= opensearch
+# `make test` runs every engine, one after the other; `make test ENGINE=x` runs only x.
+ENGINES ?= $(if $(filter command line environment,$(origin ENGINE)),$(ENGINE),opensearch elasticsearch elasticsearch9)
+ENGINE_NAME = $(if $(filter opensearch,$(ENGINE)),OpenSearch,Elasticsearch)
 
 .PHONY: help venv demo test engine engine-stop pg pg-stop bench audit clean
 
 help:
-	@echo "make demo         set up, start a local OpenSearch, index 100,000 demo rows"
-	@echo "make test         run the test suite (starts and stops the services it needs)"
-	@echo "make engine       start the local OpenSearch node (engine-stop stops it)"
+	@echo "make demo         set up, start a local search node, index 100,000 demo rows (ENGINE=opensearch|elasticsearch|elasticsearch9)"
+	@echo "make test         unit tests, then the engine tests on OpenSearch, Elasticsearch 8 and 9 in turn (starts and stops what it needs)"
+	@echo "make engine       start the local node: ENGINE=opensearch (default) | elasticsearch | elasticsearch9, ENGINE_PORT=9200"
+	@echo "make engine-stop  stop the local node (whichever is running; ENGINE=... for just that one)"
 	@echo "make pg           start the local PostgreSQL server (pg-stop stops it)"
 	@echo "make audit        pip-audit (installed packages) + bandit (indexer/); non-zero on findings"
-	@echo "make bench        the benchmark; writes BENCHMARKS.md"
+	@echo "make bench        the benchmark (OpenSearch and Elasticsearch 8); writes BENCHMARKS.md"
 
 venv: $(VENV)/.installed
 
@@ -33,27 +39,27 @@ demo/sensors.db: demo/generate.py | venv
 	$(BIN)/python demo/generate.py $@ --rows 100000
 
 demo: venv demo/sensors.db engine
-	$(BIN)/indexer bootstrap
-	INDEXER_PROGRESS=1 $(BIN)/indexer reindex examples/sensors.toml
+	INDEXER_URL=http://127.0.0.1:$(ENGINE_PORT) $(BIN)/indexer bootstrap
+	INDEXER_URL=http://127.0.0.1:$(ENGINE_PORT) INDEXER_PROGRESS=1 $(BIN)/indexer reindex examples/sensors.toml
 	@echo "documents in alias sensors: $$(curl -s http://127.0.0.1:$(ENGINE_PORT)/sensors/_count | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["count"])')"
 	@echo "one hit:"; curl -s 'http://127.0.0.1:$(ENGINE_PORT)/sensors/_search?size=1&q=site:KEYWORTH' \
 	  | $(BIN)/python -c 'import json,sys; h=json.load(sys.stdin)["hits"]["hits"][0]; print(json.dumps({"_id": h["_id"], **h["_source"]}, indent=2))'
-	@echo "OpenSearch keeps running on http://127.0.0.1:$(ENGINE_PORT); stop it with: make engine-stop"
+	@echo "$(ENGINE_NAME) keeps running on http://127.0.0.1:$(ENGINE_PORT); stop it with: make engine-stop"
 
 test: venv
-	scripts/with-services.sh $(BIN)/python -m pytest -q tests
+	ENGINES="$(ENGINES)" scripts/test-matrix.sh
 
 audit: venv
 	scripts/audit.sh $(VENV)
 
 bench: venv
-	scripts/with-services.sh $(BIN)/python bench/run.py --sweep
+	ENGINE=opensearch scripts/with-services.sh $(BIN)/python bench/run.py --sweep
 
 engine:
-	scripts/engine.sh start
+	ENGINE=$(ENGINE) scripts/engine.sh start
 
 engine-stop:
-	scripts/engine.sh stop
+	$(if $(filter command line environment,$(origin ENGINE)),ENGINE=$(ENGINE)) scripts/engine.sh stop
 
 pg:
 	scripts/pg.sh start

@@ -203,16 +203,36 @@ def naive(job, rows: int, index: str) -> dict:
 # ------------------------------------------------------------------ engine ceiling
 
 
+def indexer_chunks(job):
+    """The indexer's own reader for a full reindex of ``job`` (indexer.extract; indexer.pipeline before it)."""
+    try:
+        from indexer.extract import ReadPlan, read_chunks, user_params
+    except ImportError:
+        from indexer.pipeline import ReadPlan, read_chunks
+
+        def user_params(job):
+            return job.job.params
+    return read_chunks(job, ReadPlan(job.job.query, user_params(job), "reindex"))
+
+
+def chunk_lines(chunk) -> list[bytes]:
+    """One encoded action (action line + source line) per document of a chunk."""
+    return [a.line for a in chunk.actions] if hasattr(chunk, "actions") else chunk.lines
+
+
 def indexer_bodies(job) -> tuple[list[tuple[int, bytes]], int]:
     """The _bulk bodies the indexer would send for this job: (actions, body) each, and the total bytes."""
-    from indexer import documents, pipeline
+    from indexer import documents
 
-    plan = pipeline.ReadPlan(job.job.query, job.job.params, "reindex")
     bodies = []
-    for chunk in pipeline.read_chunks(job, plan):
+    for chunk in indexer_chunks(job):
         if chunk.rejected:
             raise SystemExit(f"ceiling: {len(chunk.rejected)} rows rejected by the indexer's conversion")
-        for _, lines in documents.byte_batches(chunk.ids, chunk.lines, job.job.chunk_bytes):
+        if hasattr(chunk, "actions"):
+            batches = ([a.line for a in batch] for batch in documents.byte_batches(chunk.actions, job.job.chunk_bytes))
+        else:
+            batches = (lines for _, lines in documents.byte_batches(chunk.ids, chunk.lines, job.job.chunk_bytes))
+        for lines in batches:
             bodies.append((len(lines), b"".join(lines)))
     return bodies, sum(len(b) for _, b in bodies)
 
@@ -255,7 +275,10 @@ def process_cpu(pid: int | None) -> float | None:
 
 def ceiling(job, rows: int, index: str, concurrencies: list[int], engine_pid: int | None = None) -> dict:
     """Pre-serialised indexer bodies posted at each concurrency into a fresh index; docs/s per concurrency."""
-    from indexer.pipeline import LOAD_SETTINGS
+    try:
+        from indexer.indices import LOAD_SETTINGS  # where it lives since the index steps left pipeline.py
+    except ImportError:
+        from indexer.pipeline import LOAD_SETTINGS
 
     started = time.perf_counter()
     bodies, nbytes = indexer_bodies(job)
@@ -290,14 +313,12 @@ def ceiling(job, rows: int, index: str, concurrencies: list[int], engine_pid: in
 
 def extract(job, rows: int) -> dict:
     """The indexer's reader alone: database read + conversion to NDJSON; nothing is sent."""
-    from indexer import pipeline
-
-    plan = pipeline.ReadPlan(job.job.query, job.job.params, "reindex")
     started = time.perf_counter()
     docs = nbytes = rejected = 0
-    for chunk in pipeline.read_chunks(job, plan):
-        docs += len(chunk.lines)
-        nbytes += sum(map(len, chunk.lines))
+    for chunk in indexer_chunks(job):
+        lines = chunk_lines(chunk)
+        docs += len(lines)
+        nbytes += sum(map(len, lines))
         rejected += len(chunk.rejected)
     seconds = time.perf_counter() - started
     if rejected:

@@ -4,13 +4,18 @@
     python bench/run.py --sweep         # the same, then the chunk_size/concurrency/chunk_bytes sweep (~25 min; make bench)
     python bench/run.py --quick         # 20,000 rows, one run of each: does everything work? (~30 s)
     python bench/run.py --sweep --no-main                     # only the sweep (~5 min)
+    python bench/run.py --quick --no-es                       # OpenSearch only
 
 Needs the local OpenSearch node (`make engine`) and, for PostgreSQL, the local
-server (`make pg`, PG_PASSWORD/PG_PORT/PG_USER/PG_DB as in the Makefile).
+server (`make pg`, PG_PASSWORD/PG_PORT/PG_USER/PG_DB as in the Makefile). The
+Elasticsearch 8 section (on unless --no-es) starts a local Elasticsearch 8 node
+with scripts/engine.sh on --es-port (9201) when none runs there, and stops it at the end:
+`indexer reindex` and the engine ceiling run against it the same way, on the same data,
+interleaved with the OpenSearch runs.
 
 How it measures: every configuration runs as its own child process, started by a
 tiny launcher that takes its wall time and, from ``os.wait4``, its CPU (user + sys,
-all threads) and peak RSS (``ru_maxrss``). The OpenSearch JVM's CPU over the same interval is read
+all threads) and peak RSS (``ru_maxrss``). The engine JVM's CPU over the same interval is read
 from /proc. Configurations are interleaved (A, B, C, A, B, C, ...) so that noise
 on the machine hits them alike, and each figure is the median of ``--repeat``
 runs. Every run must account for exactly as many documents as rows, or the
@@ -23,6 +28,7 @@ after every run to bench/data/<output name>.json (BENCHMARKS.json by default).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib.metadata
@@ -87,10 +93,17 @@ class Run:
         return self.rows / seconds
 
 
-def engine_pid() -> int | None:
-    """The local OpenSearch JVM (scripts/engine.sh writes its pid), to read its CPU time."""
+# scripts/engine.sh's folders: OpenSearch's default, and the bench's own Elasticsearch 8 node (its own
+# folder, so that a node of `make demo ENGINE=elasticsearch` on another port is left alone)
+ENGINE_DIRS = {"opensearch": "engine", "elasticsearch": "elasticsearch-bench"}
+ENGINE_NAMES = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch 8"}
+
+
+def engine_pid(engine: str = "opensearch") -> int | None:
+    """The local node's JVM (scripts/engine.sh writes its pid), to read its CPU time."""
+    services = Path(os.environ.get("ENGINE_SERVICES", ROOT / ".services"))
     try:
-        pid = int((ROOT / ".services" / "engine" / "node.pid").read_text().strip())
+        pid = int((services / ENGINE_DIRS[engine] / "node.pid").read_text().strip())
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError):
@@ -119,9 +132,10 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_child(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, float, float, str, str, int, float | None]:
+def run_child(argv: list[str], env: dict[str, str], timeout: float, engine: str = "opensearch"
+              ) -> tuple[float, float, float, str, str, int, float | None]:
     """Run argv; (wall s, CPU s, peak RSS MiB, stdout, stderr, exit code, engine CPU s) of that process alone."""
-    jvm = engine_pid()
+    jvm = engine_pid(engine)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r", suffix=".json") as usage_file:
         jvm_before = process_cpu(jvm)
@@ -163,13 +177,15 @@ class Failed(RuntimeError):
 class Config:
     """One measured configuration: a command line and a check of what it reported."""
 
-    key: str          # indexer | indexer_rss | ceiling | naive | recipe | extract | sweep:...
+    key: str          # indexer | indexer_rss | ceiling | naive | recipe | extract | sweep:... | es_indexer | es_ceiling
     label: str
     source: str
     rows: int
     argv: list[str]
     check: Callable[[dict, int], dict]
     before: Callable[[], None] | None = None  # untimed preparation (e.g. delete the previous index)
+    engine: str = "opensearch"  # whose JVM CPU is read
+    extra_env: dict[str, str] = dataclasses.field(default_factory=dict)  # e.g. INDEXER_URL of the other engine
 
 
 def check_indexer(summary: dict, rows: int) -> dict:
@@ -261,7 +277,8 @@ def ensure_data(source: str, rows: int, env: dict[str, str]) -> str:
     return f"generated in {time.perf_counter() - started:.0f} s"
 
 
-def write_job(source: str, rows: int, url: str, name: str | None = None, settings: dict | None = None) -> Path:
+def write_job(source: str, rows: int, url: str, name: str | None = None, settings: dict | None = None,
+              engine: str = "opensearch") -> Path:
     """A job file for `indexer reindex` (alias bench-sqlite / bench-pg); no chunk settings = the indexer's defaults."""
     lines = ["# written by bench/run.py; regenerated on every run", "[source]"]
     if source == "sqlite":
@@ -272,7 +289,7 @@ def write_job(source: str, rows: int, url: str, name: str | None = None, setting
         lines += ['dbtype = "PG"', f'host = "{s["host"]}"', f"port = {s['port']}", f'dbname = "{s["dbname"]}"',
                   f'user = "{s["user"]}"', 'password_env = "PG_PASSWORD"']
         table = pg_table(rows)
-    lines += ["", "[target]", f"url = {json.dumps(url)}", 'engine = "opensearch"', "",
+    lines += ["", "[target]", f"url = {json.dumps(url)}", f"engine = {json.dumps(engine)}", "",
               "[job]", f'alias = "{ALIASES[source]}"', 'key = ["code"]', f'query = "{QUERY.format(table=table)}"',
               "keep = 0"]
     lines += [f"{k} = {v}" for k, v in (settings or {}).items()]
@@ -317,16 +334,20 @@ def cleanup(cluster: Cluster, sources: list[str]) -> None:
 # ------------------------------------------------------------------ the plan
 
 
-def indexer_config(key: str, label: str, source: str, rows: int, job: Path, cluster: Cluster) -> Config:
-    state = DATA / "state" / f"{ALIASES[source]}.json"
+def indexer_config(key: str, label: str, source: str, rows: int, job: Path, cluster: Cluster,
+                   engine: str = "opensearch") -> Config:
+    prefix = "" if engine == "opensearch" else f"{engine}-"
+    state = DATA / "state" / f"{prefix}{ALIASES[source]}.json"
     state.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "indexer.cli", "reindex", str(job), "--json", "--no-progress", "--state-file", str(state)]
-    return Config(key, label, source, rows, argv, check_indexer, before=lambda: drop_alias_indices(cluster, source))
+    return Config(key, label, source, rows, argv, check_indexer, before=lambda: drop_alias_indices(cluster, source),
+                  engine=engine)
 
 
-def baseline_config(key: str, label: str, source: str, rows: int, job: Path, *extra: str) -> Config:
-    argv = [sys.executable, str(HERE / "baselines.py"), key, str(job), "--rows", str(rows), *extra]
-    return Config(key, label, source, rows, argv, check_baseline)
+def baseline_config(key: str, label: str, source: str, rows: int, job: Path, *extra: str,
+                    command: str | None = None, engine: str = "opensearch") -> Config:
+    argv = [sys.executable, str(HERE / "baselines.py"), command or key, str(job), "--rows", str(rows), *extra]
+    return Config(key, label, source, rows, argv, check_baseline, engine=engine)
 
 
 def main_configs(args, source: str, jobs: dict, cluster: Cluster) -> list[Config]:
@@ -346,6 +367,47 @@ def main_configs(args, source: str, jobs: dict, cluster: Cluster) -> list[Config
     ]
 
 
+def es_configs(args, source: str, es_jobs: dict, es_cluster: Cluster) -> list[Config]:
+    """The Elasticsearch 8 pair: `indexer reindex` end to end and the engine ceiling, as on OpenSearch."""
+    n = args.rows
+    pid = engine_pid("elasticsearch")
+    configs = [
+        indexer_config("es_indexer", "indexer reindex (Elasticsearch 8)", source, n, es_jobs[(source, n)], es_cluster,
+                       engine="elasticsearch"),
+        baseline_config("es_ceiling", "engine ceiling (Elasticsearch 8)", source, n, es_jobs[(source, n)],
+                        "--index", f"bench-baseline-ceiling-{source}", "--concurrency", args.ceiling_concurrency,
+                        *(["--engine-pid", str(pid)] if pid else []), command="ceiling", engine="elasticsearch"),
+    ]
+    for config in configs:  # INDEXER_URL (the OpenSearch node, for every other run) overrides a job file's url
+        config.extra_env = {"INDEXER_URL": es_cluster.url}
+    return configs
+
+
+class EsNode:
+    """The local Elasticsearch 8 node for the Elasticsearch section: reused when it runs, else started and stopped."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.url, self.started = port, f"http://127.0.0.1:{port}", False
+        services = Path(os.environ.get("ENGINE_SERVICES", ROOT / ".services"))
+        self.env = {**os.environ, "ENGINE": "elasticsearch", "ENGINE_PORT": str(port),
+                    "ENGINE_DIR": str(services / ENGINE_DIRS["elasticsearch"])}
+
+    def _engine(self, command: str, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run([str(ROOT / "scripts" / "engine.sh"), command], env=self.env, cwd=ROOT, **kw)
+
+    def __enter__(self) -> EsNode:
+        if self._engine("status", capture_output=True).returncode != 0:
+            log(f"bench: starting a local Elasticsearch 8 node on {self.url}")
+            if self._engine("start", stdout=sys.stderr).returncode != 0:
+                raise SystemExit(f"bench: no Elasticsearch 8 node on {self.url} (see above); or run with --no-es")
+            self.started = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started:
+            self._engine("stop", stdout=sys.stderr)
+
+
 # ------------------------------------------------------------------ running
 
 
@@ -356,7 +418,7 @@ def log(text: str) -> None:
 def measure(config: Config, round_: int, env: dict[str, str], timeout: float) -> Run:
     if config.before:
         config.before()
-    wall, cpu, rss, stdout, stderr, code, engine_cpu = run_child(config.argv, env, timeout)
+    wall, cpu, rss, stdout, stderr, code, engine_cpu = run_child(config.argv, {**env, **config.extra_env}, timeout, config.engine)
     if code != 0:
         raise Failed(f"{config.source} {config.key} ({config.rows:,} rows) exited {code}:\n"
                      f"{shlex.join(config.argv)}\n{stderr.strip()[-2000:]}")
@@ -364,7 +426,7 @@ def measure(config: Config, round_: int, env: dict[str, str], timeout: float) ->
         result = config.check(last_json(stdout), config.rows)
     except ValueError as exc:
         raise Failed(f"{config.source} {config.key}: {exc}; stdout: {stdout[-500:]!r} stderr: {stderr[-1000:]!r}") from None
-    if config.key == "ceiling":  # posting at the best concurrency only: pre-serialisation excluded
+    if config.key in ("ceiling", "es_ceiling"):  # posting at the best concurrency only: pre-serialisation excluded
         result = {**result, "timed_seconds": result["seconds"]}
         engine_cpu = result.get("engine_cpu")
     return Run(config.key, config.source, config.rows, round_, wall, cpu, rss, engine_cpu, result)
@@ -591,6 +653,24 @@ def source_table(figs: dict, source: str) -> list[str]:
     return rows
 
 
+def engines_table(figs: dict, sources: list[str]) -> list[str]:
+    """`indexer reindex` and the engine ceiling, OpenSearch beside Elasticsearch 8, per source."""
+    rows = ["| source | engine | `indexer reindex` docs/s | engine ceiling docs/s (best concurrency) | indexer / ceiling | "
+            "indexer CPU us/doc | indexer engine CPU s | runs |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for source in sources:
+        for engine, ix_key, ceil_key in (("OpenSearch", "indexer", "ceiling"), ("Elasticsearch 8", "es_indexer", "es_ceiling")):
+            ix, ceil = figs.get((source, ix_key)), figs.get((source, ceil_key))
+            if ix is None and ceil is None:
+                continue
+            best = f" ({statistics.mode(r.result['best_concurrency'] for r in ceil.runs)})" if ceil else ""
+            rows.append(f"| {SOURCE_NAMES[source]} | {engine} | {fmt(ix.dps, 0) if ix else '-'} | "
+                        f"{fmt(ceil.dps, 0) if ceil else '-'}{best} | {fmt(ix.dps / ceil.dps, 2) if ix and ceil else '-'} | "
+                        f"{fmt(ix.cpu_us_per_doc) if ix else '-'} | {fmt(ix.median(lambda r: r.engine_cpu)) if ix else '-'} | "
+                        f"{len(ix.runs) if ix else len(ceil.runs)} |")
+    return rows
+
+
 def targets_table(figs: dict, sources: list[str], args, startup: dict) -> list[str]:
     head = "| target | " + " | ".join(SOURCE_NAMES[s] for s in sources) + " |"
     rows = [head, "|---|" + "---|" * len(sources)]
@@ -689,7 +769,9 @@ def report(args, info: dict, startup: dict, record: Record, sources: list[str],
            f"- Python {info['Python']}; indexer {info['indexer']} (commit {info['commit']}); elasticsearch {info['elasticsearch']}; "
            f"opensearch-py {info['opensearch-py']}; etlhelper {info['etlhelper']}; orjson {info['orjson']}; "
            f"psycopg2-binary {info['psycopg2-binary']}; aiohttp {info['aiohttp']}",
-           f"- engine: {info['engine']}, local node; SQLite {info['SQLite']}"
+           f"- engine: {info['engine']}, local node"
+           + (f"; and {info['engine_es']}, local node built from the Maven Central jars (docs/engines.md)" if "engine_es" in info else "")
+           + f"; SQLite {info['SQLite']}"
            + (f"; PostgreSQL {info['PostgreSQL']} (local)" if "PostgreSQL" in info else ""),
            f"- indexer settings (the defaults in indexer/config.py): chunk_size {defaults['chunk_size']:,}, "
            f"chunk_bytes {defaults['chunk_bytes'] / MiB:g} MiB, concurrency {defaults['concurrency']}",
@@ -704,6 +786,11 @@ def report(args, info: dict, startup: dict, record: Record, sources: list[str],
                    f"{args.rows:,} rows; recipe on {args.recipe_rows:,} rows; RSS also at {args.rss_rows:,} rows")
         for source in sources:
             out += ["", f"## {SOURCE_NAMES[source]}", ""] + source_table(figs, source)
+        if any(r.config.startswith("es_") for r in runs):
+            out += ["", "## Elasticsearch 8 beside OpenSearch", "",
+                    "The same data, job files (but `engine = \"elasticsearch\"`), index template and measurement, "
+                    "interleaved with the runs above: the indexer end to end and the engine ceiling on each engine.", ""]
+            out += engines_table(figs, sources)
         out += ["", "## Targets", "",
                 "Ratios are of the median docs/s; the recipe runs on fewer rows (its docs/s do not depend on the size).", ""]
         out += targets_table(figs, sources, args, startup)
@@ -719,7 +806,7 @@ def report(args, info: dict, startup: dict, record: Record, sources: list[str],
     out += ["", "## Notes", "",
             "- Each configuration is its own child process. wall s: the process from start to exit (for the engine ceiling: "
             "posting plus the final `_refresh` only). CPU s: user + sys of the process, all threads, from `os.wait4`; "
-            "CPU us/doc = CPU s / rows. peak RSS: `ru_maxrss` of the process. engine CPU s: the OpenSearch JVM over the "
+            "CPU us/doc = CPU s / rows. peak RSS: `ru_maxrss` of the process. engine CPU s: the engine's JVM over the "
             "same interval (from /proc; for the ceiling, over the timed posting). docs/s = rows / wall s. spread: half of (max - min) / median of docs/s.",
             f"- A child's fixed cost is in its figures: an empty `python` takes {startup['empty_cpu']:.2f} s CPU and "
             f"{startup['empty_rss']:.0f} MiB RSS here; `import indexer.cli` takes {startup['cli_wall']:.2f} s wall, "
@@ -775,6 +862,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sources", default="sqlite,pg", help="sqlite,pg (default both)")
     p.add_argument("--url", default=os.environ.get("INDEXER_URL", "http://127.0.0.1:9200"), help="the engine")
     p.add_argument("--ceiling-concurrency", default="1,2,4", help="concurrencies tried for the engine ceiling")
+    p.add_argument("--no-es", dest="es", action="store_false",
+                   help="skip the Elasticsearch 8 section (indexer and engine ceiling on a local Elasticsearch 8 node)")
+    p.add_argument("--es-port", type=int, default=int(os.environ.get("BENCH_ES_PORT", "9201")),
+                   help="the local Elasticsearch 8 node's HTTP port (started with scripts/engine.sh when none runs there)")
     p.add_argument("--sweep", action="store_true", help="also sweep chunk_size, concurrency and chunk_bytes on SQLite")
     p.add_argument("--no-main", action="store_true", help="skip the main comparison (with --sweep: only the sweep)")
     p.add_argument("--sweep-rows", type=int, help="rows for the sweep (default 200,000; --quick 20,000)")
@@ -847,12 +938,26 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no engine at {args.url} ({exc}); start it with `make engine`") from None
     sources = args.sources
 
+    info = environment(cluster, sources, env)
+    with contextlib.ExitStack() as stack:
+        es_cluster = None
+        if args.es and not args.no_main:
+            es_node = stack.enter_context(EsNode(args.es_port))
+            es_cluster = Cluster(es_node.url)
+            root = es_cluster.call("GET", "/")
+            info["engine_es"] = f"elasticsearch {root['version']['number']} (1 shard, 0 replicas)"
+        return _main(args, command, started_at, started, env, cluster, es_cluster, sources, info)
+
+
+def _main(args, command, started_at, started, env, cluster, es_cluster, sources, info) -> int:
     from indexer.config import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY
 
     defaults = {"chunk_size": DEFAULT_CHUNK_SIZE, "concurrency": DEFAULT_CONCURRENCY, "chunk_bytes": DEFAULT_CHUNK_BYTES}
-    info = environment(cluster, sources, env)
     install_template(cluster)
     cleanup(cluster, sources)
+    if es_cluster is not None:
+        install_template(es_cluster)
+        cleanup(es_cluster, sources)
 
     sizes: dict[str, set[int]] = {s: set() for s in sources}
     if not args.no_main:
@@ -860,13 +965,16 @@ def main(argv: list[str] | None = None) -> int:
             sizes[s] |= {args.rows, args.rss_rows, args.recipe_rows}
     if args.sweep:
         sizes.setdefault("sqlite", set()).add(args.sweep_rows)
-    data_notes, jobs = [], {}
+    data_notes, jobs, es_jobs = [], {}, {}
     for source, ns in sizes.items():
         for n in sorted(ns):
             how = ensure_data(source, n, env)
             where = sqlite_file(n).relative_to(ROOT) if source == "sqlite" else f"table {pg_table(n)}"
             data_notes.append(f"{SOURCE_NAMES[source]} {n:,} rows in {where} ({how})")
             jobs[(source, n)] = write_job(source, n, args.url)
+            if es_cluster is not None and n == args.rows and not args.no_main:
+                es_jobs[(source, n)] = write_job(source, n, es_cluster.url, name=f"es-{source}-{size_label(n)}",
+                                                 engine="elasticsearch")
     log("; ".join(data_notes))
 
     startup = startup_cost(env, args.timeout)
@@ -874,13 +982,16 @@ def main(argv: list[str] | None = None) -> int:
                      for k, v in vars(args).items()}, "defaults": defaults, "data": data_notes, "info": info, "startup": startup})
     try:
         if not args.no_main:
-            per_source = [main_configs(args, s, jobs, cluster) for s in sources]
+            per_source = [main_configs(args, s, jobs, cluster)
+                          + (es_configs(args, s, es_jobs, es_cluster) if es_cluster is not None else []) for s in sources]
             interleaved = [c for group in zip(*per_source) for c in group]  # same configuration, each source, next ...
             run_rounds(interleaved, args.repeat, env, args, record, record.runs, "main")
         if args.sweep:
             run_sweep(args, env, cluster, record)
     finally:
         cleanup(cluster, sources)
+        if es_cluster is not None:
+            cleanup(es_cluster, sources)
         record.save()
 
     minutes = (time.perf_counter() - started) / 60

@@ -166,7 +166,7 @@ class Sender:
             elif status in RETRY_STATUSES:
                 retry.append(action)
             else:
-                self._fail(sent, action, status, type_, reason)
+                self._fail(sent, action, status, type_, _with_cause(reason, error.get("caused_by")))
         if refused:
             status, type_, reason = refused[0]
             raise EngineError(f"bulk into {self.target} refused {len(refused)} of {len(batch)} actions: "
@@ -188,6 +188,14 @@ def scrub(reason: str) -> str:
     for pattern, replacement in _VALUE_ECHOES:
         reason = pattern.sub(replacement, reason)
     return reason
+
+
+def _with_cause(reason: str, cause: dict | None) -> str:
+    """The reason with its cause first: scrubbing cuts a value preview and all after it, and
+    Elasticsearch 8/9 say what went wrong (an immense term...) only in the cause."""
+    if not cause or not cause.get("reason"):
+        return reason
+    return f"{cause.get('type', '')}: {cause['reason']}; {reason}"
 
 
 def _fails_the_run(status: int, type_: str, reason: str) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.config import check_index_name
-from indexer.errors import ConfigError, EngineError
+from indexer.errors import ConfigError
 
 KINDS = ("component", "index")  # install order: index templates may compose components
 
@@ -30,16 +30,6 @@ KINDS = ("component", "index")  # install order: index templates may compose com
 # plus the human-readable ``created_date`` / ``modified_date`` with ``?human``). A file cannot set
 # them (the cluster refuses them in a PUT), so they are never a difference.
 SERVER_MANAGED = frozenset({"created_date_millis", "modified_date_millis", "created_date", "modified_date"})
-
-
-class CheckUnavailable(EngineError):
-    """``bootstrap --check`` could not compare (cluster unreachable or refusing): exit 4.
-
-    Distinct from 0 (the cluster matches the files), 1 (drift) and 2 (bad options or files), so a
-    scheduled check does not take an outage for drift.
-    """
-
-    exit_code = 4
 
 
 @dataclass(frozen=True)

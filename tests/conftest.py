@@ -1,4 +1,4 @@
-"""Fixtures for the integration suites: the real node, both client paths, SQLite and PostgreSQL data."""
+"""Fixtures for the integration suites: the real node (one engine per run), SQLite and PostgreSQL data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 from demo.generate import write_postgres, write_sqlite
 from tests.support import harness
-from tests.support.httpproxy import ProxyServer
 
 
 @pytest.fixture(scope="session")
@@ -20,24 +19,16 @@ def engine_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def elastic_adaptor(engine_url):
-    """TEST-ONLY adaptor so the official elasticsearch client can talk to the real OpenSearch node.
-
-    It adds ``X-Elastic-Product: Elasticsearch`` to responses and rewrites the
-    ``compatible-with=8`` media types; every request is still answered by the
-    real node (see tests/support/httpproxy.py).
-    """
-    with ProxyServer(upstream=engine_url, elastic=True) as proxy:
-        yield proxy
+def engine_kind() -> str:
+    """opensearch | elasticsearch | elasticsearch9: the node under test (INDEXER_TEST_ENGINE_KIND)."""
+    return harness.ENGINE_KIND
 
 
-@pytest.fixture(params=["opensearch", "elasticsearch"])
-def target(request, engine_url) -> dict:
-    """The [target] table for each client path: opensearch-py direct, elasticsearch via the test-only adaptor."""
-    if request.param == "opensearch":
-        return {"url": engine_url, "engine": "opensearch"}
-    adaptor = request.getfixturevalue("elastic_adaptor")
-    return {"url": adaptor.url, "engine": "elasticsearch"}
+@pytest.fixture
+def target(engine_url) -> dict:
+    """The [target] table for the node under test, straight at it: opensearch-py for OpenSearch,
+    the elasticsearch client for Elasticsearch 8 and 9 (`make test` runs the suite once per engine)."""
+    return {"url": engine_url, "engine": harness.CLIENT_ENGINE}
 
 
 @pytest.fixture

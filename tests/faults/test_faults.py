@@ -1,7 +1,8 @@
 """Under every fault, indexer loses nothing, duplicates nothing, and says exactly what happened.
 
 A fault-injecting proxy (tests/support/httpproxy.py) sits between the CLI and
-the real OpenSearch node; every check reads the real index and compares every
+the real node (OpenSearch, Elasticsearch 8 or 9: `make test` runs every engine), spoken to with the
+client the indexer uses for it; every check reads the real index and compares every
 document with the source.
 """
 
@@ -17,7 +18,7 @@ import time
 import pytest
 
 from tests.support.harness import (
-    alias_targets, count, documents, http, indices, pg_connect, pg_documents, pg_source, run_indexer, sqlite_rows,
+    CLIENT_ENGINE, PARSING_EXCEPTION, alias_targets, count, documents, http, indices, pg_connect, pg_documents, pg_source, run_indexer, sqlite_rows,
     sqlite_source, start_indexer, write_job,
 )
 from tests.support.httpproxy import ProxyServer
@@ -34,7 +35,7 @@ def proxy(engine_url):
 
 def _job(tmp_path, db, proxy, alias, target=None, **job):
     settings = {"alias": alias, "key": ["code"], "query": QUERY, "chunk_size": 300, **job}
-    return write_job(tmp_path / "job.toml", sqlite_source(db), {"url": proxy.url, "engine": "opensearch", **(target or {})}, settings)
+    return write_job(tmp_path / "job.toml", sqlite_source(db), {"url": proxy.url, "engine": CLIENT_ENGINE, **(target or {})}, settings)
 
 
 def _slow(tmp_path, delay):
@@ -155,7 +156,7 @@ def test_one_row_in_a_thousand_conflicting_with_the_mapping_is_dead_lettered(tmp
         assert alias_targets(alias) == [summary["index"]]
         lines = [json.loads(x) for x in (tmp_path / "job.dead-letters.ndjson").read_text().splitlines()]
         assert sorted(x["_id"] for x in lines) == ["SEN0001000", "SEN0002000", "SEN0003000"]
-        assert all(x["error"]["type"] == "mapper_parsing_exception" and x["key"] == {"code": x["_id"]} for x in lines)
+        assert all(x["error"]["type"] == PARSING_EXCEPTION and x["key"] == {"code": x["_id"]} for x in lines)
         assert all("document" not in x for x in lines)
         expected = {k: v for k, v in sqlite_rows(sqlite_sensors).items() if v["value"] != "not a number"}
         assert documents(alias) == expected
@@ -289,14 +290,17 @@ def test_bad_values_are_converted_or_dead_lettered_per_row(tmp_path, proxy, alia
     http("PUT", f"/_index_template/{alias}", {"index_patterns": [f"{alias}-*"], "priority": 500, "template": {
         "mappings": {"properties": {"taken": {"type": "date"}, "blob": {"type": "binary"}, "notes": {"type": "text", "index": False}}}}})
     try:
-        job = write_job(tmp_path / "job.toml", sqlite_source(db), {"url": proxy.url, "engine": "opensearch"},
-                        {"alias": alias, "key": ["code"], "query": "SELECT code, reading, taken, blob, notes FROM sensors"})
+        job = write_job(tmp_path / "job.toml", sqlite_source(db), {"url": proxy.url, "engine": CLIENT_ENGINE},
+                        {"alias": alias, "key": ["code"], "query": "SELECT code, reading, taken, blob, notes FROM sensors",
+                         # 2 dead letters in 5 rows: within budget only with a rate allowed for a run this small
+                         # (issue 8: the rate is judged on the totals at the end of every reindex)
+                         "max_error_rate": 0.5})
         summary = _json(run_indexer("reindex", str(job), "--json"), code=3)
         dead = {json.loads(x)["key"]["code"]: json.loads(x) for x in (tmp_path / "job.dead-letters.ndjson").read_text().splitlines()}
 
         assert sorted(dead) == ["future", "inf"]
         assert dead["inf"]["stage"] == "convert" and "NaN or Infinity" in dead["inf"]["error"]["reason"]
-        assert dead["future"]["stage"] == "index" and dead["future"]["error"]["type"] == "mapper_parsing_exception"
+        assert dead["future"]["stage"] == "index" and dead["future"]["error"]["type"] == PARSING_EXCEPTION
         docs = documents(alias)
         assert docs["ok"]["blob"] == "AP8=" and docs["ok"]["reading"] == 1.5
         assert docs["nan"]["reading"] is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.harness import PG, alias_targets, indices, run_indexer, sqlite_source, write_job
+from tests.support.harness import ENGINE_URL, PG, alias_targets, indices, run_indexer, sqlite_source, write_job
 
 QUERY = "SELECT code, description, site, value, date_updated FROM sensors"
 CANARY = "c4n4ry pw@%x"
@@ -24,7 +24,7 @@ def _assert_one_line_error(result, code: int, *fragments: str) -> None:
 def _job(tmp_path, source=None, target=None, **job):
     base = {"alias": "failures", "key": ["code"], "query": QUERY}
     return write_job(tmp_path / "job.toml", source or sqlite_source(tmp_path / "sensors.db"),
-                     target or {"url": "http://127.0.0.1:9200"}, {**base, **job})
+                     target or {"url": ENGINE_URL}, {**base, **job})
 
 
 def test_missing_password_variable(tmp_path):

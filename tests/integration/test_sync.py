@@ -10,7 +10,7 @@ import sqlite3
 import time
 
 from tests.support.harness import (
-    documents, http, pg_connect, pg_documents, pg_source, run_indexer, sqlite_source, start_indexer, write_job,
+    CLIENT_ENGINE, documents, http, pg_connect, pg_documents, pg_source, run_indexer, sqlite_source, start_indexer, write_job,
 )
 from tests.support.httpproxy import ProxyServer
 
@@ -140,7 +140,7 @@ def test_late_rows_inside_the_lookback_are_indexed_and_outside_it_wait_for_a_rei
 
 def test_a_sync_with_nothing_new_sends_no_bulk_request_and_writes_no_state(tmp_path, engine_url, alias, sqlite_sensors):
     with ProxyServer(upstream=engine_url) as proxy:
-        job = _job(tmp_path, sqlite_sensors, {"url": proxy.url, "engine": "opensearch"}, alias)
+        job = _job(tmp_path, sqlite_sensors, {"url": proxy.url, "engine": CLIENT_ENGINE}, alias)
         _run("reindex", str(job))
         _sql(sqlite_sensors, "UPDATE sensors SET value = 0, date_updated = '2025-02-02 02:02:02' WHERE code = 'SEN0000003'")
         _run("sync", str(job))

@@ -11,7 +11,7 @@ import sqlite3
 import time
 
 from tests.support.harness import (
-    alias_targets, count, documents, http, indices, run_indexer, sqlite_rows, sqlite_source, start_indexer,
+    CLIENT_ENGINE, alias_targets, count, documents, http, indices, run_indexer, sqlite_rows, sqlite_source, start_indexer,
     write_job,
 )
 from tests.support.httpproxy import ProxyServer
@@ -378,8 +378,9 @@ def test_operator_mistakes_get_one_line_and_the_right_exit_code(tmp_path, engine
         for word in words:
             assert word in result.stderr, result.stderr
 
-    wrong_engine = _job(tmp_path, sqlite_sensors, {"url": engine_url, "engine": "elasticsearch"}, alias, name="e.toml")
-    one_line(run_indexer("reindex", str(wrong_engine)), 2, "OpenSearch", "target.engine")
+    other, product = ("elasticsearch", "OpenSearch") if CLIENT_ENGINE == "opensearch" else ("opensearch", "Elasticsearch")
+    wrong_engine = _job(tmp_path, sqlite_sensors, {"url": engine_url, "engine": other}, alias, name="e.toml")
+    one_line(run_indexer("reindex", str(wrong_engine)), 2, product, "target.engine")
 
     half_auth = _job(tmp_path, sqlite_sensors, {"url": engine_url, "username": "indexer"}, alias, name="u.toml")
     one_line(run_indexer("reindex", str(half_auth)), 2, "password_env")

@@ -1,7 +1,12 @@
 """Shared test plumbing: the real search node, the real PostgreSQL, job files, running the CLI.
 
 Nothing here fakes the engine or the database: tests that need them fail (never
-skip) when they are not running; `make test` starts both.
+skip) when they are not running; `make test` starts both, once per engine.
+
+Which engine the node is comes from ``INDEXER_TEST_ENGINE_KIND`` (scripts/test-matrix.sh sets it):
+``opensearch`` (the default), ``elasticsearch`` (8.x) or ``elasticsearch9``; ``CLIENT_ENGINE`` is the
+``[target] engine`` that talks to it (``opensearch`` -> opensearch-py, both Elasticsearch majors ->
+the elasticsearch 8.x client, in compatibility mode on 9.x).
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_URL = os.environ.get("INDEXER_TEST_ENGINE", f"http://127.0.0.1:{os.environ.get('ENGINE_PORT', '9200')}")
+# engine kind -> (the [target] engine value, the major version GET / must report; None: any)
+ENGINE_KINDS = {"opensearch": ("opensearch", None), "elasticsearch": ("elasticsearch", "8"),
+                "elasticsearch9": ("elasticsearch", "9")}
+ENGINE_KIND = os.environ.get("INDEXER_TEST_ENGINE_KIND", "opensearch")
+CLIENT_ENGINE = ENGINE_KINDS.get(ENGINE_KIND, ("?", None))[0]
+# The error type of a document that does not fit the mapping: Elasticsearch 8 renamed OpenSearch's (and 7.x's).
+PARSING_EXCEPTION = "document_parsing_exception" if CLIENT_ENGINE == "elasticsearch" else "mapper_parsing_exception"
 PG = {
     "host": "127.0.0.1",
     "port": int(os.environ.get("PG_PORT", "54329")),
@@ -52,6 +64,25 @@ def require_engine() -> None:
         pytest.fail(f"no search node at {ENGINE_URL} ({exc}); run the tests with `make test`", pytrace=False)
     if status != 200:
         pytest.fail(f"search node at {ENGINE_URL} is not healthy: {body}", pytrace=False)
+    if ENGINE_KIND not in ENGINE_KINDS:
+        pytest.fail(f"INDEXER_TEST_ENGINE_KIND={ENGINE_KIND!r}: use one of {', '.join(ENGINE_KINDS)}", pytrace=False)
+    found = engine_kind_of(http("GET", "/")[1] or {})
+    if found != ENGINE_KIND:
+        pytest.fail(f"INDEXER_TEST_ENGINE_KIND={ENGINE_KIND} but the node at {ENGINE_URL} is {found}; "
+                    "run the tests with `make test` (or scripts/test-matrix.sh)", pytrace=False)
+
+
+def engine_kind_of(root: dict) -> str:
+    """The engine kind a ``GET /`` answer names: opensearch, elasticsearch (8.x), elasticsearch9, or a description."""
+    version = root.get("version") or {}
+    number = str(version.get("number", "?"))
+    if version.get("distribution") == "opensearch":
+        return "opensearch"
+    major = number.split(".")[0]
+    for kind, (client, wanted) in ENGINE_KINDS.items():
+        if client == "elasticsearch" and wanted == major:
+            return kind
+    return f"{version.get('distribution', 'elasticsearch')} {number}"
 
 
 def documents(alias: str) -> dict[str, dict]:

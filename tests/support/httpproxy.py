@@ -1,18 +1,14 @@
 """Fault-injecting HTTP reverse proxy in front of a real search node. TEST-ONLY.
 
-The Elasticsearch adaptor (``elastic=True``) exists only so that the official
-``elasticsearch`` Python client can be tested against a real OpenSearch node.
-That client refuses servers that do not send ``X-Elastic-Product:
-Elasticsearch`` and it sends ``compatible-with=8`` vendor media types, which
-OpenSearch rejects.  The adaptor rewrites those media types on requests and adds
-the product header on responses, nothing more.  It is not a product feature and
-not a fake engine: every request is answered by the real node.
+It sits between a client (the indexer CLI, a Python client) and the real node
+(OpenSearch, Elasticsearch 8 or 9) and injects faults for reliability tests.
+``ProxyServer.faults`` is a mutable :class:`Faults`; requests that match no
+active fault are forwarded untouched, and every answer that is not an injected
+fault comes from the node.  Answers the proxy makes up itself (injected errors,
+a merged ``_bulk`` answer) carry the node's ``X-Elastic-Product`` header when
+the node sends one, as the node itself does on every answer.  Usage::
 
-The second role is fault injection for reliability tests.  ``ProxyServer.faults``
-is a mutable :class:`Faults`; requests that match no active fault are forwarded
-untouched.  Usage::
-
-    with ProxyServer(upstream="http://127.0.0.1:9200", elastic=True) as proxy:
+    with ProxyServer(upstream="http://127.0.0.1:9200") as proxy:
         proxy.faults.request_status = 503
         proxy.faults.request_status_count = 2
         ...  # point the client at proxy.url, then inspect proxy.stats
@@ -44,7 +40,6 @@ import asyncio
 import collections
 import json
 import random
-import re
 import socket
 import ssl
 import struct
@@ -68,9 +63,6 @@ _DROP_REQUEST = frozenset(
 _DROP_RESPONSE = frozenset(
     "connection keep-alive proxy-authenticate proxy-connection te trailer "
     "transfer-encoding upgrade content-length".split()
-)
-_VENDOR_MEDIA = re.compile(
-    r"application/vnd\.elasticsearch\+([\w.-]+)(\s*;\s*compatible-with\s*=\s*\d+)?", re.I
 )
 # Error types the engine itself uses for these statuses, so that clients which
 # branch on ``error.type`` behave as they would against a real cluster.
@@ -192,12 +184,13 @@ class ProxyServer:
     start; ``faults`` and ``stats`` may be used at any time.
     """
 
-    def __init__(self, upstream: str = "http://127.0.0.1:9200", *, elastic: bool = False,
+    def __init__(self, upstream: str = "http://127.0.0.1:9200", *,
                  host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None,
                  ssl_context: ssl.SSLContext | None = None):
         self.upstream = upstream.rstrip("/")
         self.ssl_context = ssl_context
-        self.elastic = elastic
+        # X-Elastic-Product as last sent by the node (Elasticsearch sends it on every answer), or None
+        self.upstream_product: str | None = None
         self.host, self.port = host, port
         self.faults = faults or Faults()
         self.stats = ProxyStats()
@@ -317,8 +310,6 @@ class ProxyServer:
         for name, value in request.headers.items():
             if name.lower() in _DROP_REQUEST:
                 continue
-            if self.elastic and name.lower() in ("content-type", "accept"):
-                value = _VENDOR_MEDIA.sub(r"application/\1", value)
             headers[name] = value
         return headers
 
@@ -328,6 +319,7 @@ class ProxyServer:
             async with self._session.request(method, self.upstream + path_qs,
                                              headers=headers, data=body or None) as up:
                 payload = await up.read()
+                self.upstream_product = up.headers.get("X-Elastic-Product")
                 # HEAD keeps the upstream Content-Length: it describes the GET body.
                 drop = _DROP_RESPONSE - {"content-length"} if method == "HEAD" else _DROP_RESPONSE
                 out = [(k, v) for k, v in up.headers.items() if k.lower() not in drop]
@@ -336,12 +328,11 @@ class ProxyServer:
             return self._respond(502, _error_body(502, f"upstream unreachable: {exc!r}"))
 
     def _respond(self, status: int, body: bytes, headers: list | None = None) -> web.Response:
-        if headers is None:
+        if headers is None:  # made up here: dressed as the node dresses its own answers
             headers = [("Content-Type", "application/json; charset=UTF-8")]
-        resp = web.Response(status=status, body=body, headers=headers)
-        if self.elastic:
-            resp.headers["X-Elastic-Product"] = "Elasticsearch"
-        return resp
+            if self.upstream_product is not None:
+                headers.append(("X-Elastic-Product", self.upstream_product))
+        return web.Response(status=status, body=body, headers=headers)
 
     @staticmethod
     def _reset(request: web.Request) -> web.Response:

@@ -1,7 +1,9 @@
 """Smoke test of tests/support/httpproxy.py against the real search node (no mocks).
 
-The node URL comes from INDEXER_TEST_UPSTREAM (default http://127.0.0.1:9200);
-every index created here is named ``proxytest-*`` and deleted afterwards.
+The node URL comes from INDEXER_TEST_UPSTREAM (default: the node under test, tests/support/harness.py);
+the client is the one the indexer uses for that engine: the elasticsearch 8.x client for
+Elasticsearch 8 and 9, opensearch-py for OpenSearch. Every index created here is named
+``proxytest-*`` and deleted afterwards.
 """
 
 from __future__ import annotations
@@ -15,19 +17,64 @@ import urllib.request
 import uuid
 
 import pytest
-from elasticsearch import ApiError, AsyncElasticsearch, ConnectionTimeout
-from elasticsearch import ConnectionError as ESConnectionError
-from elasticsearch.helpers import async_bulk, async_streaming_bulk
 
+from tests.support import harness
 from tests.support.httpproxy import Faults, ProxyServer, path_kind
 
-UPSTREAM = os.environ.get("INDEXER_TEST_UPSTREAM", "http://127.0.0.1:9200")
+UPSTREAM = os.environ.get("INDEXER_TEST_UPSTREAM", harness.ENGINE_URL)
+
+if harness.CLIENT_ENGINE == "elasticsearch":
+    from elasticsearch import ApiError, AsyncElasticsearch, ConnectionTimeout
+    from elasticsearch import ConnectionError as ClientConnectionError
+    from elasticsearch.helpers import async_bulk, async_streaming_bulk
+
+    def client(proxy, **kw):
+        kw.setdefault("request_timeout", 30)
+        return AsyncElasticsearch(proxy.url, **kw)
+
+    def status_of(exc) -> int:
+        return exc.meta.status
+
+    async def create_index(es, index, settings=None):
+        await es.indices.create(index=index, settings=settings)
+
+    async def bulk(es, operations):
+        return await es.bulk(operations=operations)
+
+    async def index_doc(es, index, document, id=None, refresh=False):
+        return await es.index(index=index, id=id, document=document, refresh=refresh)
+
+    async def info_within(es, seconds):
+        return await es.options(request_timeout=seconds).info()
+else:
+    from opensearchpy import AsyncOpenSearch, ConnectionTimeout
+    from opensearchpy import ConnectionError as ClientConnectionError
+    from opensearchpy import TransportError as ApiError
+    from opensearchpy.helpers import async_bulk, async_streaming_bulk
+
+    def client(proxy, request_timeout=30, **kw):
+        return AsyncOpenSearch(hosts=[proxy.url], timeout=request_timeout, **kw)
+
+    def status_of(exc) -> int:
+        return exc.status_code
+
+    async def create_index(es, index, settings=None):
+        await es.indices.create(index=index, body={"settings": settings} if settings else None)
+
+    async def bulk(es, operations):
+        return await es.bulk(body=operations)
+
+    async def index_doc(es, index, document, id=None, refresh=False):
+        return await es.index(index=index, id=id, body=document, refresh=refresh)
+
+    async def info_within(es, seconds):
+        return await es.info(request_timeout=seconds)
 
 
 @pytest.fixture(scope="module")
-def proxy():
+def proxy(engine_url):
     before = set(threading.enumerate())
-    with ProxyServer(upstream=UPSTREAM, elastic=True) as p:
+    with ProxyServer(upstream=UPSTREAM) as p:
         yield p
     assert set(threading.enumerate()) <= before
 
@@ -44,11 +91,6 @@ def index(proxy):
     except urllib.error.HTTPError as exc:
         if exc.code != 404:
             raise
-
-
-def client(proxy, **kw) -> AsyncElasticsearch:
-    kw.setdefault("request_timeout", 30)
-    return AsyncElasticsearch(proxy.url, **kw)
 
 
 def docs(index, ids, op="index"):
@@ -70,12 +112,12 @@ def test_path_kind():
 
 
 @pytest.mark.parametrize("compress", [False, True])
-def test_roundtrip_through_elastic_adaptor(proxy, index, compress):
+def test_roundtrip_through_the_proxy(proxy, index, compress):
     async def run():
         async with client(proxy, http_compress=compress) as es:
             info = await es.info()
-            assert info["version"]["distribution"] == "opensearch"
-            await es.indices.create(index=index, settings={"number_of_replicas": 0})
+            assert harness.engine_kind_of(info) == harness.ENGINE_KIND
+            await create_index(es, index, {"number_of_replicas": 0})
             assert await es.indices.exists(index=index)  # HEAD
             ok, errors = await async_bulk(es, docs(index, range(200)), chunk_size=50)
             assert (ok, errors) == (200, [])
@@ -96,7 +138,7 @@ def test_bulk_item_429_then_retry_succeeds(proxy, index):
 
     async def run():
         async with client(proxy) as es:
-            await es.indices.create(index=index, settings={"number_of_replicas": 0})
+            await create_index(es, index, {"number_of_replicas": 0})
             # No retries: exactly the selected documents come back as 429s.
             failed = []
             async for ok, item in async_streaming_bulk(
@@ -139,22 +181,22 @@ def test_bulk_item_429_then_retry_succeeds(proxy, index):
 def test_request_status_503_n_times(proxy, index):
     async def run():
         async with client(proxy, max_retries=0) as es:
-            await es.indices.create(index=index)
+            await create_index(es, index)
             proxy.faults.request_status = 503
             proxy.faults.request_status_count = 2
             await es.info()  # not a _bulk path: untouched
             for _ in range(2):
                 with pytest.raises(ApiError) as exc:
-                    await es.bulk(operations=[{"index": {"_index": index, "_id": "1"}}, {"a": 1}])
-                assert exc.value.meta.status == 503
+                    await bulk(es, [{"index": {"_index": index, "_id": "1"}}, {"a": 1}])
+                assert status_of(exc.value) == 503
             assert proxy.faults.request_status is None
-            resp = await es.bulk(operations=[{"index": {"_index": index, "_id": "1"}}, {"a": 1}])
+            resp = await bulk(es, [{"index": {"_index": index, "_id": "1"}}, {"a": 1}])
             assert not resp["errors"]
 
         # The client's own retry-on-503 rides out a transient fault.
         proxy.faults.request_status, proxy.faults.request_status_count = 503, 2
         async with client(proxy, max_retries=3) as es:
-            assert not (await es.bulk(operations=[{"delete": {"_index": index, "_id": "1"}}]))["errors"]
+            assert not (await bulk(es, [{"delete": {"_index": index, "_id": "1"}}]))["errors"]
 
     asyncio.run(run())
     assert proxy.stats.status_injected == 4
@@ -165,11 +207,11 @@ def test_max_request_bytes_413(proxy, index):
 
     async def run():
         async with client(proxy, max_retries=0) as es:
-            await es.indices.create(index=index)
+            await create_index(es, index)
             with pytest.raises(ApiError) as exc:
-                await es.index(index=index, id="big", document={"text": "x" * 5000})
-            assert exc.value.meta.status == 413
-            await es.index(index=index, id="small", document={"text": "x"}, refresh=True)
+                await index_doc(es, index, {"text": "x" * 5000}, id="big")
+            assert status_of(exc.value) == 413
+            await index_doc(es, index, {"text": "x"}, id="small", refresh=True)
             assert await count(es, index) == 1
 
     asyncio.run(run())
@@ -179,16 +221,16 @@ def test_max_request_bytes_413(proxy, index):
 def test_connection_resets(proxy, index):
     async def run():
         async with client(proxy, max_retries=0) as es:
-            await es.indices.create(index=index)
+            await create_index(es, index)
             # POST (no _id): aiohttp silently resends idempotent requests once
             # when a reused keep-alive connection dies, which would hide the fault.
             proxy.faults.reset_before_forward = 1
-            with pytest.raises(ESConnectionError):
-                await es.index(index=index, document={"n": 1}, refresh=True)
+            with pytest.raises(ClientConnectionError):
+                await index_doc(es, index, {"n": 1}, refresh=True)
             assert await count(es, index) == 0
             proxy.faults.reset_connection_after_forward = 1
-            with pytest.raises(ESConnectionError):
-                await es.index(index=index, document={"n": 2}, refresh=True)
+            with pytest.raises(ClientConnectionError):
+                await index_doc(es, index, {"n": 2}, refresh=True)
             # The engine did apply the write whose answer was lost.
             assert await count(es, index) == 1
 
@@ -206,12 +248,12 @@ def test_pause(proxy, index):
             await es.info()
             assert time.monotonic() - start >= 0.3
             with pytest.raises(ConnectionTimeout):
-                await es.options(request_timeout=0.1).info()
+                await info_within(es, 0.1)
 
     asyncio.run(run())
 
 
-def test_faults_clear_and_standalone_stop():
+def test_faults_clear_and_standalone_stop(engine_url):
     faults = Faults(request_status=429, reset_before_forward=3, seed=7)
     faults.clear()
     assert faults == Faults(seed=7)
@@ -219,5 +261,7 @@ def test_faults_clear_and_standalone_stop():
     with ProxyServer(upstream=UPSTREAM) as p:
         assert len(set(threading.enumerate()) - before) == 1
         with urllib.request.urlopen(p.url, timeout=10) as resp:
-            assert "X-Elastic-Product" not in resp.headers  # adaptor off by default
+            # the node's own headers, passed through: Elasticsearch names itself, OpenSearch does not
+            expected = "Elasticsearch" if harness.CLIENT_ENGINE == "elasticsearch" else None
+            assert resp.headers.get("X-Elastic-Product") == expected
     assert set(threading.enumerate()) <= before

@@ -162,11 +162,3 @@ def test_index_patterns_written_as_one_string_equal_the_list_the_cluster_stores(
     assert normalise(file) == normalise(cluster)
     assert diff("index", "sensors", cluster, file) == ""
     assert normalise({**INDEX, "index_patterns": "alerts-*"}) != normalise(cluster)
-
-
-def test_a_check_that_could_not_run_has_its_own_exit_code():
-    from indexer.errors import EngineError
-    from indexer.templates import CheckUnavailable
-
-    exc = CheckUnavailable("could not check: cannot reach the cluster")
-    assert isinstance(exc, EngineError) and exc.exit_code == 4

@@ -1,0 +1,84 @@
+/*
+ * Part of the indexer project's local test node (engine/elasticsearch). Not Elasticsearch code:
+ * it sits in Elasticsearch's package only to reach package-private members.
+ */
+package org.elasticsearch.node;
+
+import indexer.local.RootPlugin;
+
+import org.elasticsearch.common.logging.LogConfigurator;
+import org.elasticsearch.common.settings.Settings;
+import org.elasticsearch.env.Environment;
+import org.elasticsearch.plugins.Plugin;
+import org.elasticsearch.plugins.PluginsLoader;
+import org.elasticsearch.transport.netty4.Netty4Plugin;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A single-node Elasticsearch in one JVM, from the server jars on the class path.
+ *
+ * <pre>java -cp CLASSPATH org.elasticsearch.node.LocalNode HOME HTTP_PORT TRANSPORT_PORT [CLUSTER_NAME]</pre>
+ *
+ * Plugins: the Netty 4 HTTP/transport module and {@link RootPlugin} (GET / and HEAD /). No x-pack.
+ * SIGTERM closes the node cleanly.
+ */
+public final class LocalNode {
+    private LocalNode() {}
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 3) {
+            System.err.println("usage: LocalNode HOME HTTP_PORT TRANSPORT_PORT [CLUSTER_NAME]");
+            System.exit(2);
+        }
+        Path home = Path.of(args[0]).toAbsolutePath();
+        String clusterName = args.length > 3 ? args[3] : "indexer-local";
+        Files.createDirectories(home.resolve("config"));
+        Settings settings = Settings.builder()
+            .put("path.home", home.toString())
+            .put("path.data", home.resolve("data").toString())
+            .put("path.logs", home.resolve("logs").toString())
+            .put("cluster.name", clusterName)
+            .put("node.name", "node-1")
+            .put("network.host", "127.0.0.1")
+            .put("http.port", args[1])
+            .put("transport.port", args[2])
+            .put("discovery.type", "single-node")
+            // A nearly full disk must not turn test indices read-only.
+            .put("cluster.routing.allocation.disk.threshold_enabled", false)
+            .build();
+
+        LogConfigurator.configureESLogging();
+        LogConfigurator.registerErrorListener();
+        LogConfigurator.configureWithoutConfig(settings);
+
+        Environment environment = InternalSettingsPreparer.prepareEnvironment(
+            settings, Map.of(), home.resolve("config"), () -> "node-1");
+        List<Class<? extends Plugin>> plugins = List.of(Netty4Plugin.class, RootPlugin.class);
+        // No plugin bundles, no module layers: the plugins above come from the class path.
+        PluginsLoader emptyLoader = PluginsLoader.createPluginsLoader(java.util.Set.of(), java.util.Set.of(), Map.of(), false);
+        NodeConstruction construction = NodeConstruction.prepareConstruction(
+            environment, emptyLoader, new ClasspathNodeServiceProvider(plugins), true);
+        Node node = new Node(construction);
+
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            try {
+                node.close();
+                node.awaitClose(20, TimeUnit.SECONDS);
+            } catch (Exception e) {
+                e.printStackTrace();
+            } finally {
+                stopped.countDown();
+            }
+        }, "local-node-shutdown"));
+        node.start();
+        System.out.println("local node started: http://127.0.0.1:" + args[1]);
+        stopped.await();
+    }
+}
