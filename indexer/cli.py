@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 
 from indexer import __version__, pipeline
+from indexer import reconcile as reconciling
 from indexer.config import TargetConfig, load_job, parse_param
 from indexer.errors import ConfigError, IndexerError
 from indexer.sink import Progress
@@ -233,6 +234,8 @@ def sync(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         while True:
+            if pause is not None and job.job.reconcile_every is not None:
+                await _reconcile_if_due(job, options)
             try:
                 with _progress_bar(_show_progress(options.progress and pause is None, options.as_json)) as progress:
                     summary = await pipeline.sync(
@@ -260,6 +263,47 @@ def sync(
     _run(options.debug, main)
 
 
+async def _reconcile_if_due(job, options: RunOptions) -> None:
+    """``sync --every``: a reconcile pass once ``job.reconcile_every`` has passed since the last one
+    started. A failed or refused pass is reported and tried again after the next interval (it is
+    recorded as ``last_reconcile``); the sync passes go on meanwhile."""
+    try:
+        if await reconciling.due(job, state_file=options.state_file):
+            summary = await pipeline.reconcile(job, state_file=options.state_file,
+                                               dead_letter_file=options.dead_letter_file,
+                                               include_doc=options.dead_letter_include_doc)
+            _print_summary(summary, options.as_json)
+    except ConfigError:
+        raise
+    except IndexerError as exc:
+        err.print(f"error: {exc} (sync --every: reconcile runs again in {job.job.reconcile_every})",
+                  markup=False, highlight=False)
+
+
+@app.command()
+@run_options
+def reconcile(
+    job_file: JobArg,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Compare, print the counts and sample ids, write nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write even when the index would keep fewer than job.min_ratio of its documents, or the source yields no ids.")] = False,
+    temp_dir: Annotated[Optional[Path], typer.Option("--temp-dir", help="Folder for the sorted id files (ids only, removed at the end). Default: the system's temporary folder.")] = None,
+    *, options: RunOptions,
+) -> None:
+    """Make the alias hold exactly the query's ids: delete documents whose rows are gone, index missing rows."""
+
+    async def main() -> int:
+        job = _load(job_file, options.param)
+        with _progress_bar(_show_progress(options.progress, options.as_json)) as progress:
+            summary = await pipeline.reconcile(
+                job, dry_run=dry_run, force=force, progress=progress, state_file=options.state_file,
+                dead_letter_file=options.dead_letter_file, include_doc=options.dead_letter_include_doc,
+                temp_dir=temp_dir)
+        _print_summary(summary, options.as_json)
+        return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
+
+    _run(options.debug, main, terminate=True)
+
+
 @app.command()
 def status(
     job_file: JobArg,
@@ -276,11 +320,14 @@ def status(
         if as_json:
             sys.stdout.write(json.dumps(info.as_dict(), default=str) + "\n")
             return 0
-        last = info.last_run or {}
+        last, reconciled = info.last_run or {}, info.last_reconcile or {}
         for label, value in (
             ("alias", f"{info.alias} -> {', '.join(info.alias_indices) or '(missing)'}"),
             ("watermark", info.watermark),
             ("last run", f"{last.get('command', '-')} {last.get('outcome', '-')} at {last.get('ended') or last.get('started') or '-'}"),
+            ("last reconcile", f"{reconciled['outcome']} at {reconciled.get('ended') or reconciled.get('started')}: "
+                               f"{reconciled.get('deleted', 0)} deleted, {reconciled.get('indexed', 0)} indexed"
+                               + (f" ({reconciled['error']})" if reconciled.get("error") else "") if reconciled else "-"),
             ("documents in alias", info.documents_in_alias),
             ("rows in source", info.rows_in_source),
             ("difference", info.difference),
@@ -367,6 +414,9 @@ def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
         err.print(f"warning: {warning}", markup=False, highlight=False)
     if s.dead_letter_file:
         out.print(f"dead letters: {s.dead_lettered} in {s.dead_letter_file}", markup=False, highlight=False)
+    if isinstance(s, pipeline.ReconcileSummary):
+        for line in reconciling.describe(s):
+            out.print(line, markup=False, highlight=False)
     if s.command != "reindex":
         return
     out.print(f"alias {s.alias} -> {s.index}" + (f" (was {', '.join(s.previous)})" if s.previous else " (new alias)"),

@@ -198,6 +198,8 @@ class JobSettings(_Model):
     sync_query: str | None = None
     lookback: str | int | float = DEFAULT_LOOKBACK
     deleted: str | None = None
+    # `sync --every` also runs `reconcile` when the last one started at least this long ago
+    reconcile_every: str | int | float | None = None
     # documents that fail for good go to the dead-letter file until one of these is exceeded
     max_errors: int = Field(default=DEFAULT_MAX_ERRORS, ge=0)
     max_error_rate: float = Field(default=DEFAULT_MAX_ERROR_RATE, ge=0, le=1)
@@ -232,6 +234,17 @@ class JobSettings(_Model):
             parse_duration(value)
         elif value < 0:
             raise ValueError("must not be negative")
+        return value
+
+    @field_validator("reconcile_every")
+    @classmethod
+    def _reconcile_every(cls, value: str | int | float | None) -> str | int | float | None:
+        if value is None:
+            return value
+        from indexer.watermark import parse_duration
+
+        if parse_duration(value).total_seconds() <= 0:
+            raise ValueError("must be a positive duration like 1h or 24h")
         return value
 
     @model_validator(mode="after")

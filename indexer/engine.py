@@ -32,13 +32,14 @@ path above; the client construction is already apart, in ``clients``.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import quote
 
 from indexer.clients import client_options, make_client
@@ -98,7 +99,9 @@ class BulkAnswer:
     resent: bool
 
 
-_BULK_FILTER = "errors,took,items.*.status,items.*.result,items.*.error.type,items.*.error.reason"
+# caused_by: Elasticsearch 8/9 give the telling part (an immense term, a number format) only there.
+_BULK_FILTER = ("errors,took,items.*.status,items.*.result,items.*.error.type,items.*.error.reason,"
+                "items.*.error.caused_by.type,items.*.error.caused_by.reason")
 _JSON = {"accept": "application/json", "content-type": "application/json"}
 _NDJSON = {"accept": "application/json", "content-type": "application/x-ndjson"}
 # The elasticsearch client speaks the 8.x compatibility media types, which also
@@ -309,6 +312,32 @@ class Engine:
             self._send, "POST", f"/{segment(target)}/_bulk", {"filter_path": _BULK_FILTER}, body, True, False, what,
         ), retry)
         return BulkAnswer(items=(response or {}).get("items") or [], resent=retry.attempts > 0)
+
+    async def ids(self, index: str, *, page: int = 10_000, keep: str = "5m") -> AsyncIterator[list[str]]:
+        """Every document id of ``index``, a page at a time, in no particular order (``reconcile``).
+
+        A scroll sorted by ``_doc`` without ``_source``: the cheapest full read that OpenSearch 2
+        and Elasticsearch 7-9 all serve (sorting by ``_id`` is refused from Elasticsearch 8 on, so
+        the caller sorts). A continuation retried after an unanswered attempt may skip a page;
+        the caller must treat a missing id as "maybe absent" (reconcile then re-indexes it,
+        never deletes). The scroll is cleared at the end, also when the caller stops early.
+        """
+        params = {"scroll": keep, "filter_path": "_scroll_id,hits.hits._id"}
+        what = f"read the ids of {index}"
+        body = await self.request("POST", f"/{segment(index)}/_search", params=params, what=what,
+                                  body={"size": page, "_source": False, "sort": ["_doc"]}) or {}
+        scroll_id = body.get("_scroll_id")
+        try:
+            while hits := (body.get("hits") or {}).get("hits"):
+                yield [hit["_id"] for hit in hits]
+                body = await self.request("POST", "/_search/scroll", params={"filter_path": params["filter_path"]},
+                                          body={"scroll": keep, "scroll_id": scroll_id}, what=what) or {}
+                scroll_id = body.get("_scroll_id") or scroll_id
+        finally:
+            if scroll_id:
+                with contextlib.suppress(EngineError):  # it expires on its own after ``keep``
+                    await asyncio.shield(self.request("DELETE", "/_search/scroll", body={"scroll_id": [scroll_id]},
+                                                      missing_ok=True, retry=False, what="clear scroll"))
 
     # -------------------------------------------------------------- documents (the state store's)
 

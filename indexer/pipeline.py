@@ -9,6 +9,9 @@
     sync:      run frame (lease) -> the alias's write index -> incremental.since/skip
                -> sink.load(extract.Reader -> Sender) -> incremental.Advance -> state after every
                acknowledged chunk
+    reconcile: run frame (lease) -> the alias's write index -> both sides' ids, sorted on disk (spill)
+               -> merge-join -> refusals -> sink.load(deletes, then the missing rows) -> state
+               (the composition lives in ``reconcile``: its comparison and spill files are its own)
     status:    state + alias count + source count
 
 Where things live: reading and encoding rows in ``extract``; sending and counting in
@@ -31,12 +34,13 @@ from indexer.config import Job, TargetConfig
 from indexer.engine import Engine, open_engine
 from indexer.errors import ConfigError, EngineError, VerificationError
 from indexer.extract import Chunk, ReadPlan, user_params
+from indexer.reconcile import ReconcileSummary, reconcile
 from indexer.run import Run, Summary, run, state_store, utc_now
 from indexer.sink import Counts, Progress, Sender, check_error_budget, load
 from indexer.state import RunRecord
 from indexer.templates import TemplateFile, diff, load_templates, normalise
 
-__all__ = ["Progress", "Summary", "Status", "bootstrap", "reindex", "status", "sync"]
+__all__ = ["Progress", "ReconcileSummary", "Summary", "Status", "bootstrap", "reconcile", "reindex", "status", "sync"]
 
 
 # ------------------------------------------------------------------ bootstrap
@@ -258,6 +262,7 @@ class Status:
     alias_indices: list[str]
     watermark: Any
     last_run: dict | None
+    last_reconcile: dict | None
     documents_in_alias: int | None  # as of the alias's last refresh (reindex and sync refresh at their end)
     rows_in_source: int
     difference: int | None
@@ -278,7 +283,8 @@ async def status(job: Job, *, engine: Engine | None = None, state_file: Path | N
             await engine.close()
     rows = await asyncio.to_thread(_source_count, job)
     return Status(job.name, job.job.alias, live, state.watermark,
-                  state.last_run.as_dict() if state.last_run else None, in_alias, rows,
+                  state.last_run.as_dict() if state.last_run else None,
+                  state.last_reconcile.as_dict() if state.last_reconcile else None, in_alias, rows,
                   None if in_alias is None else rows - in_alias)
 
 

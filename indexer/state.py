@@ -17,7 +17,8 @@ is the one reader of the stored form and ``JobState.to_stored`` its one writer::
     {"watermark": {"type": "datetime", "value": "2025-01-01T00:00:00"},   # watermark.to_state
      "marks": [["2025-01-01T00:00:00", "<fingerprint>"], ...],            # values in the watermark's type
      "index": "sensors-20250101000000",
-     "last_run": {"command": "sync", "started": "...", "outcome": "ok", "sent": 12, ...}}
+     "last_run": {"command": "sync", "started": "...", "outcome": "ok", "sent": 12, ...},
+     "last_reconcile": {"command": "reconcile", ...}}                     # only once a reconcile ran
 
 The lock refuses a second run of the same alias. It is a lease: it carries an
 expiry (``INDEXER_LEASE_SECONDS``, default 600) that a background task pushes
@@ -101,6 +102,7 @@ class JobState:
     marks: list[Mark] = field(default_factory=list)  # rows inside the lookback window, already indexed
     index: str | None = None
     last_run: RunRecord | None = None
+    last_reconcile: RunRecord | None = None  # when the last ``reconcile`` ran (``sync --every`` spaces them)
 
     @classmethod
     def from_stored(cls, stored: dict | None) -> JobState:
@@ -115,17 +117,21 @@ class JobState:
                          for value, fp in stored.get("marks") or []]
             except (TypeError, ValueError) as exc:
                 raise ConfigError("the stored marks are not valid; run `indexer reindex` to record new ones") from exc
-        last = stored.get("last_run")
-        return cls(watermark, marks, stored.get("index"), RunRecord.from_dict(last) if isinstance(last, dict) else None)
+        last, reconciled = stored.get("last_run"), stored.get("last_reconcile")
+        return cls(watermark, marks, stored.get("index"), RunRecord.from_dict(last) if isinstance(last, dict) else None,
+                   RunRecord.from_dict(reconciled) if isinstance(reconciled, dict) else None)
 
     def to_stored(self) -> dict:
         """The stored form: JSON types only, every value as ``watermark.to_state`` writes it."""
-        return {
+        stored = {
             "watermark": None if self.watermark is None else wm.to_state(self.watermark),
             "marks": [[wm.to_state(mark.value)["value"], mark.fingerprint] for mark in self.marks],
             "index": self.index,
             "last_run": self.last_run.as_dict() if self.last_run else None,
         }
+        if self.last_reconcile is not None:  # absent until a reconcile ran: older readers see nothing new
+            stored["last_reconcile"] = self.last_reconcile.as_dict()
+        return stored
 
 
 # ------------------------------------------------------------------ the lock

@@ -381,3 +381,16 @@ def test_a_query_binding_a_name_without_a_value_is_refused(tmp_path):
     assert config_error(write(tmp_path, text), env={}) == (
         "sensors.toml: job.query binds site but job.params has no site (add it to [job.params] or pass --param site=...)"
     )
+
+
+def test_reconcile_every_is_optional_and_takes_a_duration(tmp_path):
+    assert load_job(write(tmp_path, SQLITE_JOB), env={}).job.reconcile_every is None
+    for value in ('"24h"', '"90m"', "3600", '"1d"'):
+        text = SQLITE_JOB.replace("[job]\n", f"[job]\nreconcile_every = {value}\n")
+        assert load_job(write(tmp_path, text), env={}).job.reconcile_every is not None
+
+
+@pytest.mark.parametrize("value", ['"daily"', '"0s"', "0", "-5", '"-1h"'])
+def test_a_reconcile_every_that_is_no_positive_duration_is_refused_naming_the_field(tmp_path, value):
+    text = SQLITE_JOB.replace("[job]\n", f"[job]\nreconcile_every = {value}\n")
+    assert "sensors.toml: job.reconcile_every:" in config_error(write(tmp_path, text), env={})

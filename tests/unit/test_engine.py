@@ -285,3 +285,61 @@ def test_matching_engines_and_auto_still_connect():
     assert _connect("elasticsearch", ELASTICSEARCH_ROOT, elastic_header=True)[0] == "ok: elasticsearch"
     assert _connect("auto", ELASTICSEARCH_ROOT, elastic_header=True)[0] == "ok: elasticsearch"
     assert _connect("auto", OPENSEARCH_ROOT, elastic_header=False)[0] == "ok: opensearch"
+
+
+# ---------------------------------------------------------------- the ids of an index (reconcile)
+
+
+class ScrollClient:
+    """Answers a scroll page by page (a list of pages of ids); records (method, path, params, body)."""
+
+    def __init__(self, pages):
+        self.pages = list(pages)
+        self.calls = []
+        self.transport = self
+
+    async def perform_request(self, method, path, params=None, body=None, headers=None):
+        self.calls.append((method, path, params, body))
+        if method == "DELETE":
+            return {"succeeded": True}
+        page = self.pages.pop(0) if self.pages else []
+        return {"_scroll_id": f"s{len(self.calls)}", **({"hits": {"hits": [{"_id": i} for i in page]}} if page else {})}
+
+    async def close(self):
+        pass
+
+
+def _ids(pages, stop_after=None):
+    client = ScrollClient(pages)
+
+    async def read():
+        got = []
+        async for page in Engine(client, "opensearch", "http://127.0.0.1:9200").ids("adv-é", page=2):
+            got.append(page)
+            if stop_after is not None and len(got) == stop_after:
+                break
+        return got
+
+    return asyncio.run(read()), client.calls
+
+
+def test_ids_scroll_every_page_without_source_and_clear_the_scroll():
+    got, calls = _ids([["a", "b"], ["c"]])
+    assert got == [["a", "b"], ["c"]]
+    first, *follow, clear = calls
+    assert first[:2] == ("POST", "/adv-%C3%A9/_search")
+    assert first[3] == {"size": 2, "_source": False, "sort": ["_doc"]} and first[2]["scroll"]
+    assert [c[:2] for c in follow] == [("POST", "/_search/scroll")] * 2
+    assert follow[0][3]["scroll_id"] == "s1" and follow[1][3]["scroll_id"] == "s2"
+    assert clear[:2] == ("DELETE", "/_search/scroll") and clear[3] == {"scroll_id": ["s3"]}
+
+
+def test_ids_clear_the_scroll_when_the_reader_stops_early():
+    got, calls = _ids([["a", "b"], ["c", "d"], ["e"]], stop_after=1)
+    assert got == [["a", "b"]]
+    assert calls[-1][:2] == ("DELETE", "/_search/scroll")
+
+
+def test_the_ids_of_an_empty_index_are_no_pages():
+    got, calls = _ids([])
+    assert got == [] and [c[0] for c in calls] == ["POST", "DELETE"]

@@ -102,3 +102,15 @@ def test_a_stored_value_not_of_its_type_is_a_config_error_that_says_to_reindex(s
     with pytest.raises(ConfigError, match=f"{message}; run `indexer reindex`") as caught:
         JobState.from_stored(stored)
     assert caught.value.exit_code == 2
+
+
+def test_the_last_reconcile_round_trips_and_is_absent_from_documents_until_one_ran():
+    reconciled = RunRecord("reconcile", "2025-01-02T00:00:00+00:00", outcome="ok", sent=4, indexed=1, deleted=3)
+    job_state = JobState(watermark=7, last_run=FINISHED, last_reconcile=reconciled)
+    stored = job_state.to_stored()
+    assert stored["last_reconcile"] == reconciled.as_dict()
+    assert JobState.from_stored(json.loads(json.dumps(stored))) == job_state
+    assert "last_reconcile" not in JobState(watermark=7).to_stored()   # what earlier versions wrote, unchanged
+    assert JobState.from_stored({"last_reconcile": None}) == JobState()
+    assert JobState.from_stored({"last_reconcile": {"command": "reconcile", "outcome": "failed", "new": 1}}) == \
+        JobState(last_reconcile=RunRecord("reconcile", "", outcome="failed"))

@@ -169,3 +169,16 @@ def test_an_invalid_lease_length_is_a_config_error_naming_the_variable(tmp_path,
     with pytest.raises(ConfigError, match="INDEXER_LEASE_SECONDS"):
         asyncio.run(store.acquire(ALIAS))
     assert not os.path.exists(tmp_path / "state.json.lock")
+
+
+def test_record_run_keeps_the_last_reconcile(path):
+    reconciled = RunRecord("reconcile", "2025-01-01T00:00:00", outcome="ok", deleted=2)
+    record = RunRecord("sync", "2025-01-02T00:00:00", outcome="failed", error="cluster down")
+
+    async def scenario():
+        async with FileState(path).lease(ALIAS):
+            await FileState(path).save(ALIAS, JobState(watermark=7, last_run=reconciled, last_reconcile=reconciled))
+            await FileState(path).record_run(ALIAS, record)
+        return await FileState(path).load(ALIAS)
+
+    assert asyncio.run(scenario()) == JobState(watermark=7, last_run=record, last_reconcile=reconciled)

@@ -1,0 +1,162 @@
+"""Sets of ids too large for memory: sorted runs on disk, merged back in order (an external sort).
+
+::
+
+    workspace(alias, temp_dir) --> indexer-reconcile-<alias>-<pid>-XXXX/   (removed on exit, also on failure;
+                                    ones left by a killed run, whose pid is dead, removed first)
+    SortedIds.add(ids) --> buffer of at most ``run_size`` ids --sorted--> run-N.ids (one id a line)
+    SortedIds.sorted() --> heapq.merge(run files) --> each distinct id once, in ascending order
+
+Why sorted runs rather than hash buckets: two sorted streams compare with one merge-join
+that holds two ids at a time, the differences come out sorted too (so they spill the
+same way), and memory is set by the run size alone, whatever the number of ids.
+
+Files hold ids only, never row values. An id is written with ``\\`` and newline escaped,
+so any text is one line; the order is Python's ``str`` order of the ids themselves.
+Temporary directories are recognised by their name (prefix, alias, pid): this assumes
+the temp directory is local to the host, as the system one is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from indexer.errors import ConfigError
+
+PREFIX = "indexer-reconcile-"
+DEFAULT_RUN_SIZE = 200_000  # ids held in memory per run (~15 MB of short ids)
+_ESCAPED = re.compile(r"\\(.)")
+
+
+def _encode(id_: str) -> str:
+    if "\\" in id_ or "\n" in id_:
+        id_ = id_.replace("\\", "\\\\").replace("\n", "\\n")
+    return id_ + "\n"
+
+
+def _decode(line: str) -> str:
+    line = line[:-1]  # every line ends with its newline
+    if "\\" not in line:
+        return line
+    return _ESCAPED.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), line)
+
+
+def _open(path: Path, mode: str):
+    # newline="\n": no translation either way, so a "\r" inside an id survives
+    return open(path, mode, encoding="utf-8", errors="surrogatepass", newline="\n", buffering=1 << 16)
+
+
+def read_run(path: Path) -> Iterator[str]:
+    with _open(path, "r") as fh:
+        for line in fh:
+            yield _decode(line)
+
+
+class SortedIds:
+    """Ids added in any order, read back sorted and distinct; at most ``run_size`` of them in memory."""
+
+    def __init__(self, folder: Path, name: str, run_size: int = DEFAULT_RUN_SIZE) -> None:
+        if run_size < 1:
+            raise ValueError("run_size must be at least 1")
+        self.folder, self.name, self.run_size = folder, name, run_size
+        self.runs: list[Path] = []
+        self.buffer: list[str] = []
+        self.spilled = 0  # ids written to runs so far
+
+    @property
+    def added(self) -> int:
+        """Ids added so far, repeats included."""
+        return self.spilled + len(self.buffer)
+
+    def add(self, ids: Iterable[str]) -> None:
+        for id_ in ids:
+            self.append(id_)
+
+    def append(self, id_: str) -> None:
+        self.buffer.append(id_)
+        if len(self.buffer) >= self.run_size:
+            self._spill()
+
+    def _spill(self) -> None:
+        if not self.buffer:
+            return
+        self.buffer.sort()
+        path = self.folder / f"{self.name}-{len(self.runs)}.ids"
+        with _open(path, "w") as fh:
+            fh.writelines(map(_encode, self.buffer))
+        self.runs.append(path)
+        self.spilled += len(self.buffer)
+        self.buffer = []
+
+    def sorted(self) -> Iterator[str]:
+        """Each distinct id once, ascending (the last partial run is written first, to bound memory)."""
+        self._spill()
+        last = None
+        for id_ in heapq.merge(*(read_run(p) for p in self.runs)):
+            if id_ != last:
+                yield id_
+                last = id_
+
+
+def in_slices(ids: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Consecutive lists of at most ``size`` ids."""
+    batch: list[str] = []
+    for id_ in ids:
+        batch.append(id_)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ------------------------------------------------------------------ the temporary directory
+
+
+def _pattern(alias: str) -> re.Pattern[str]:
+    # mkdtemp's suffix has no "-": alias "a" never matches the folder of alias "a-1"
+    return re.compile(re.escape(f"{PREFIX}{alias}-") + r"(\d+)-[a-z0-9_]+")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def remove_leftovers(base: Path, alias: str) -> list[Path]:
+    """Remove the folders of this alias's runs whose process is gone (killed mid-run); the ones removed."""
+    pattern, removed = _pattern(alias), []
+    with contextlib.suppress(OSError):
+        for entry in base.iterdir():
+            match = pattern.fullmatch(entry.name)
+            if match and entry.is_dir() and not _alive(int(match.group(1))):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def workspace(alias: str, temp_dir: Path | None = None) -> Iterator[Path]:
+    """A fresh folder for one run's id files, in ``temp_dir`` (default: the system's), removed on exit."""
+    base = Path(temp_dir) if temp_dir else Path(tempfile.gettempdir())
+    remove_leftovers(base, alias)
+    try:
+        path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{alias}-{os.getpid()}-", dir=base))
+    except OSError as exc:
+        raise ConfigError(f"--temp-dir {base}: cannot create a folder there: {exc.strerror or type(exc).__name__}") from exc
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,70 @@
+"""`indexer reconcile` through the CLI (needs the wiring in indexer/cli.py): exit codes, one-line refusals,
+--dry-run, --json, --temp-dir, `status`, and `sync --every` running a reconcile at `reconcile_every`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+
+from tests.support.harness import count, documents, run_indexer, sqlite_rows, sqlite_source, start_indexer, write_job
+
+QUERY = "SELECT code, description, site, value, date_updated FROM sensors"
+
+
+def _sql(db, statement):
+    conn = sqlite3.connect(db)
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+def test_the_command_repairs_refuses_in_one_line_and_dry_runs(tmp_path, target, alias, sqlite_sensors):
+    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target,
+                    {"alias": alias, "key": ["code"], "query": QUERY})
+    assert run_indexer("reindex", str(job)).returncode == 0
+    _sql(sqlite_sensors, "DELETE FROM sensors WHERE rowid % 10 = 0")
+    spill = tmp_path / "spill"
+    spill.mkdir()
+
+    dry = run_indexer("reconcile", str(job), "--dry-run", "--temp-dir", str(spill))
+    assert dry.returncode == 0, dry.stderr
+    assert "compared 3000 ids = 2700 unchanged + 300 to delete + 0 to index" in dry.stdout
+    assert "to delete, e.g.: 'SEN0000010', 'SEN0000020'" in dry.stdout and "dry run: nothing written" in dry.stdout
+    assert count(alias) == 3000
+
+    done = run_indexer("reconcile", str(job), "--json", "--temp-dir", str(spill))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["command"], summary["deleted"], summary["compared"]) == ("reconcile", 300, 3000)
+    assert documents(alias) == sqlite_rows(sqlite_sensors) and list(spill.iterdir()) == []
+
+    status = run_indexer("status", str(job))
+    assert "last reconcile: ok at " in status.stdout and "300 deleted, 0 indexed" in status.stdout
+
+    _sql(sqlite_sensors, "DELETE FROM sensors WHERE rowid > 1000")
+    refused = run_indexer("reconcile", str(job))
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("error: reconcile refused: 1800 of the 2700")
+    assert count(alias) == 2700
+    forced = run_indexer("reconcile", str(job), "--force")
+    assert forced.returncode == 0 and count(alias) == 900
+
+
+def test_sync_every_runs_a_reconcile_at_reconcile_every(tmp_path, target, alias, sqlite_sensors):
+    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target,
+                    {"alias": alias, "key": ["code"], "query": QUERY, "watermark": "date_updated",
+                     "reconcile_every": "1h"})
+    assert run_indexer("reindex", str(job)).returncode == 0
+    _sql(sqlite_sensors, "DELETE FROM sensors WHERE rowid % 10 = 0")
+    watch = start_indexer("sync", str(job), "--every", "1s", "--no-progress")
+    deadline = time.monotonic() + 60
+    while count(alias) != 2700 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2.5)  # two more sync passes, and no second reconcile within the hour
+    watch.send_signal(signal.SIGINT)
+    out, err = watch.communicate(timeout=60)
+    assert watch.returncode == 0, err
+    assert out.count("reconcile ") == 1 and out.count("sync ") >= 2
+    assert count(alias) == 2700

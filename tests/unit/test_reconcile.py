@@ -1,0 +1,93 @@
+"""The comparison of reconcile without a cluster (indexer.reconcile): the merge-join, the refusals,
+the projection of the query, and the lines the CLI prints."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from indexer.config import JobSettings
+from indexer.reconcile import SAMPLE, Diff, ReconcileSummary, compare, describe, projection, refusal
+from indexer.spill import SortedIds
+
+
+def _diff(tmp_path, source, index, run_size=3) -> Diff:
+    a, b = SortedIds(tmp_path, "s", run_size), SortedIds(tmp_path, "i", run_size)
+    a.add(source)
+    b.add(index)
+    diff = Diff(SortedIds(tmp_path, "delete", run_size), SortedIds(tmp_path, "add", run_size))
+    return compare(a.sorted(), b.sorted(), diff)
+
+
+def test_the_merge_join_splits_ids_into_unchanged_to_delete_and_to_index(tmp_path):
+    diff = _diff(tmp_path, source=["b", "d", "a", "e", "a"], index=["c", "a", "b", "z"])
+    assert list(diff.to_delete.sorted()) == ["c", "z"]
+    assert list(diff.to_index.sorted()) == ["d", "e"]
+    assert diff.unchanged == 2 and diff.in_source == 4 and diff.in_index == 4
+    assert diff.sample_to_delete == ["c", "z"] and diff.sample_to_index == ["d", "e"]
+
+
+def test_the_merge_join_agrees_with_set_arithmetic_on_random_sets(tmp_path):
+    rnd = random.Random(3)
+    source = {f"{rnd.randrange(5000):05d}" for _ in range(3000)}
+    index = {f"{rnd.randrange(5000):05d}" for _ in range(3000)}
+    diff = _diff(tmp_path, rnd.sample(sorted(source), len(source)), rnd.sample(sorted(index), len(index)), 97)
+    assert list(diff.to_delete.sorted()) == sorted(index - source)
+    assert list(diff.to_index.sorted()) == sorted(source - index)
+    assert diff.unchanged == len(source & index)
+    assert diff.sample_to_delete == sorted(index - source)[:SAMPLE]
+
+
+@pytest.mark.parametrize("source, index", [([], []), ([], ["a", "b"]), (["a", "b"], []), (["a"], ["a"])])
+def test_the_merge_join_handles_empty_sides(tmp_path, source, index):
+    diff = _diff(tmp_path, source, index)
+    assert list(diff.to_delete.sorted()) == sorted(set(index) - set(source))
+    assert list(diff.to_index.sorted()) == sorted(set(source) - set(index))
+
+
+def _settings(**extra) -> JobSettings:
+    return JobSettings(alias="sensors", key=["code"], query="SELECT code, site, is_deleted FROM sensors", **extra)
+
+
+def test_deleting_more_than_half_of_the_index_is_refused_by_default():
+    settings = _settings()
+    assert refusal(settings, "sensors-1", 100, 100, 50) is None               # keeps exactly half
+    assert refusal(settings, "sensors-1", 100, 100, 51) == (
+        "51 of the 100 documents in sensors-1 would be deleted, keeping fewer than job.min_ratio = 0.5 of them")
+    assert refusal(_settings(min_ratio=0.9), "sensors-1", 100, 100, 11) is not None
+    assert refusal(_settings(min_ratio=0), "sensors-1", 1, 100, 99) is None
+
+
+def test_a_source_without_ids_never_empties_an_index_that_holds_documents():
+    assert refusal(_settings(min_ratio=0), "sensors-1", 0, 3, 3) == "the source yields no ids while sensors-1 holds 3 documents"
+    assert refusal(_settings(), "sensors-1", 0, 0, 0) is None                 # empty both sides: nothing to do
+    assert refusal(_settings(), "sensors-1", 5, 0, 0) is None                 # an empty index may fill up
+
+
+def test_without_a_transform_only_the_key_and_soft_delete_columns_are_read():
+    columns = ("code", "site", "is_deleted")
+    assert projection(_settings(), columns) == "SELECT q.code FROM (SELECT code, site, is_deleted FROM sensors) q"
+    assert projection(_settings(deleted="is_deleted"), columns) == (
+        "SELECT q.code, q.is_deleted FROM (SELECT code, site, is_deleted FROM sensors) q")
+    composite = JobSettings(alias="s", key=["site", "code"], query="SELECT * FROM t")
+    assert projection(composite, columns) == "SELECT q.site, q.code FROM (SELECT * FROM t) q"
+
+
+def test_whole_rows_are_read_with_a_transform_or_a_key_that_is_no_plain_column():
+    assert projection(_settings(transform="mod:fn"), ("code", "site")) is None
+    nested = JobSettings(alias="s", key=["meta.code"], query="SELECT code AS \"meta.code\" FROM t")
+    assert projection(nested, ("meta.code",)) is None
+
+
+def test_the_cli_lines_name_the_counts_and_the_samples():
+    s = ReconcileSummary(command="reconcile", started="t", job="job", alias="sensors", index="sensors-1",
+                         in_source=4, in_index=5, compared=6, unchanged=3, to_delete=2, to_index=1,
+                         sample_to_delete=["x", "y"], sample_to_index=["a"], dry_run=True, ids_per_second=12.0)
+    assert describe(s) == [
+        "compared 6 ids = 3 unchanged + 2 to delete + 1 to index (4 in the source, 5 in sensors-1; "
+        "0 source rows without an id); 12 ids/s; dry run: nothing written",
+        "to delete, e.g.: 'x', 'y'",
+        "to index, e.g.: 'a'",
+    ]
+    assert s.as_dict()["compared"] == 6 and s.as_dict()["sample_to_delete"] == ["x", "y"]
