@@ -53,7 +53,7 @@ audit: venv
 	scripts/audit.sh $(VENV)
 
 bench: venv
-	ENGINE=opensearch scripts/with-services.sh $(BIN)/python bench/run.py --sweep
+	ENGINE=opensearch scripts/with-services.sh sh -c '$(BIN)/python bench/run.py --sweep && $(BIN)/python bench/reconcile_bench.py --cli --append BENCHMARKS.md'
 
 engine:
 	ENGINE=$(ENGINE) scripts/engine.sh start

@@ -112,14 +112,25 @@ def report(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,5000000", help="row counts, comma-separated")
-    parser.add_argument("--cli", action="store_true", help="time `python -m indexer.cli reconcile` (once wired)")
+    parser.add_argument("--cli", action="store_true", help="time `python -m indexer.cli reconcile`")
+    parser.add_argument("--append", type=Path, help="also append the table, with the machine and date, to this file")
     args = parser.parse_args()
     url = f"http://127.0.0.1:{os.environ.get('ENGINE_PORT', '9200')}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("INDEXER_URL", None)
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as folder:
         results = [measure(int(n), url, Path(folder), env, args.cli) for n in args.sizes.split(",")]
-    print(report(results))
+    table = report(results)
+    print(table)
+    if args.append:
+        import datetime as dt
+        import platform
+
+        when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        with args.append.open("a", encoding="utf-8") as fh:
+            fh.write(f"\n## Reconcile (issue 11)\n\n{when}; {platform.machine()}, {os.cpu_count()} cores, "
+                     f"Python {platform.python_version()}; SQLite, the OpenSearch node of this run, "
+                     f"`python -m indexer.cli reconcile` as a child process.\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from indexer.engine import open_engine
 from indexer.state import ClusterState, JobState, LeaseLostError, LockedError, RunRecord
 from indexer.watermark import Mark
 from tests.support.harness import (
-    alias_targets, count, http, indices, run_indexer, sqlite_source, start_indexer, write_job,
+    alias_targets, count, http, indices, run_indexer, slow_job, start_indexer,
 )
 from tests.support.httpproxy import ProxyServer
 
@@ -212,16 +212,10 @@ def test_a_non_ascii_alias_keeps_its_own_name_in_the_state_and_lock_documents(ta
 
 # ------------------------------------------------------------------ the CLI, end to end
 
-SLOW = "import time\n\ndef slow(docs):\n    time.sleep(0.3)\n    return docs\n"
-QUERY = "SELECT code, description, site, value, date_updated FROM sensors"
 
 
 def _slow_job(tmp_path, target, alias, db):
-    (tmp_path / "slowdown.py").write_text(SLOW)
-    return write_job(tmp_path / "job.toml", sqlite_source(db), target, {
-        "alias": alias, "key": ["code"], "query": QUERY, "chunk_size": 100, "concurrency": 1,
-        "transform": "slowdown:slow",
-    })
+    return slow_job(tmp_path, target, alias, db, pause=0.3)
 
 
 def _wait_for_lock(alias: str, proc, timeout: float = 30) -> dict:

@@ -7,20 +7,15 @@ import signal
 import time
 
 from tests.support.harness import (
-    alias_targets, count, documents, http, indices, run_indexer, sqlite_rows, sqlite_source, start_indexer,
-    write_job,
+    alias_targets, count, documents, http, indices, run_indexer, slow_job, sqlite_rows, sqlite_source,
+    start_indexer, write_job,
 )
 
 QUERY = "SELECT code, description, site, value, date_updated FROM sensors"
-SLOW = "import time\n\ndef slow(docs):\n    time.sleep(0.15)\n    return docs\n"
 
 
 def _slow_job(tmp_path, target, alias, db):
-    (tmp_path / "slowdown.py").write_text(SLOW)
-    return write_job(tmp_path / "job.toml", sqlite_source(db), target, {
-        "alias": alias, "key": ["code"], "query": QUERY, "chunk_size": 100, "concurrency": 1,
-        "transform": "slowdown:slow",
-    })
+    return slow_job(tmp_path, target, alias, db, pause=0.15)
 
 
 def _wait_for_second_index(alias, first, proc, timeout=60):

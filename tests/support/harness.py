@@ -202,6 +202,16 @@ def sqlite_rows(path: Path, query: str = "SELECT code, description, site, value,
     return rows
 
 
+def slow_job(tmp_path: Path, target: dict, alias: str, db: Path, *, pause: float,
+             query: str = "SELECT code, description, site, value, date_updated FROM sensors", **job: Any) -> Path:
+    """A sensors job whose transform sleeps ``pause`` seconds per chunk of 100 rows: a run that lasts."""
+    (tmp_path / "slowdown.py").write_text(f"import time\n\ndef slow(docs):\n    time.sleep({pause})\n    return docs\n")
+    return write_job(tmp_path / "job.toml", sqlite_source(db), target, {
+        "alias": alias, "key": ["code"], "query": query, "chunk_size": 100, "concurrency": 1,
+        "transform": "slowdown:slow", **job,
+    })
+
+
 def sqlite_source(path: Path) -> dict:
     return {"dbtype": "SQLITE", "filename": str(path)}
 
