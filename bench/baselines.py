@@ -22,11 +22,11 @@ and prints one JSON line on stdout. The runner measures the process from outside
   helper defaults (500 actions per request), ``_id`` = the key column. (The node is
   OpenSearch, so opensearch-py stands in for ``elasticsearch.helpers.bulk``.)
 * ``ceiling`` - the engine's ceiling: the exact NDJSON bodies the indexer would send
-  (``pipeline.read_chunks`` -> ``documents.byte_batches``) are built in memory first,
+  (``extract.read_chunks`` -> ``documents.byte_batches``) are built in memory first,
   untimed; then they are POSTed to ``/<index>/_bulk`` with aiohttp at each concurrency,
   each into a fresh index with the indexer's load settings, timed up to and including
   the final ``_refresh``. No database, no conversion while timed.
-* ``extract`` - extraction only: the indexer's reader (``pipeline.read_chunks``: database
+* ``extract`` - extraction only: the indexer's reader (``extract.read_chunks``: database
   read + row -> document -> NDJSON), nothing sent.
 
 The indices are created here (the runner's ``bench`` template gives them 1 shard, 0
@@ -204,20 +204,15 @@ def naive(job, rows: int, index: str) -> dict:
 
 
 def indexer_chunks(job):
-    """The indexer's own reader for a full reindex of ``job`` (indexer.extract; indexer.pipeline before it)."""
-    try:
-        from indexer.extract import ReadPlan, read_chunks, user_params
-    except ImportError:
-        from indexer.pipeline import ReadPlan, read_chunks
+    """The indexer's own reader for a full reindex of ``job`` (indexer.extract)."""
+    from indexer.extract import ReadPlan, read_chunks, user_params
 
-        def user_params(job):
-            return job.job.params
     return read_chunks(job, ReadPlan(job.job.query, user_params(job), "reindex"))
 
 
 def chunk_lines(chunk) -> list[bytes]:
     """One encoded action (action line + source line) per document of a chunk."""
-    return [a.line for a in chunk.actions] if hasattr(chunk, "actions") else chunk.lines
+    return [a.line for a in chunk.actions]
 
 
 def indexer_bodies(job) -> tuple[list[tuple[int, bytes]], int]:
@@ -228,10 +223,7 @@ def indexer_bodies(job) -> tuple[list[tuple[int, bytes]], int]:
     for chunk in indexer_chunks(job):
         if chunk.rejected:
             raise SystemExit(f"ceiling: {len(chunk.rejected)} rows rejected by the indexer's conversion")
-        if hasattr(chunk, "actions"):
-            batches = ([a.line for a in batch] for batch in documents.byte_batches(chunk.actions, job.job.chunk_bytes))
-        else:
-            batches = (lines for _, lines in documents.byte_batches(chunk.ids, chunk.lines, job.job.chunk_bytes))
+        batches = ([a.line for a in batch] for batch in documents.byte_batches(chunk.actions, job.job.chunk_bytes))
         for lines in batches:
             bodies.append((len(lines), b"".join(lines)))
     return bodies, sum(len(b) for _, b in bodies)
@@ -275,10 +267,7 @@ def process_cpu(pid: int | None) -> float | None:
 
 def ceiling(job, rows: int, index: str, concurrencies: list[int], engine_pid: int | None = None) -> dict:
     """Pre-serialised indexer bodies posted at each concurrency into a fresh index; docs/s per concurrency."""
-    try:
-        from indexer.indices import LOAD_SETTINGS  # where it lives since the index steps left pipeline.py
-    except ImportError:
-        from indexer.pipeline import LOAD_SETTINGS
+    from indexer.indices import LOAD_SETTINGS
 
     started = time.perf_counter()
     bodies, nbytes = indexer_bodies(job)

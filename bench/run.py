@@ -828,7 +828,7 @@ def report(args, info: dict, startup: dict, record: Record, sources: list[str],
             "- The naive script uses opensearch-py's `helpers.bulk` with the synchronous `OpenSearch` client because the "
             "node is OpenSearch (`elasticsearch.helpers.bulk` refuses a non-Elasticsearch server); helper defaults "
             "(500 actions per request), `_id` = code, etlhelper's dict rows.",
-            "- Engine ceiling: the exact NDJSON bodies the indexer would send (`pipeline.read_chunks` and "
+            "- Engine ceiling: the exact NDJSON bodies the indexer would send (`extract.read_chunks` and "
             "`documents.byte_batches` over the same rows) are built in memory first, untimed, then POSTed at each "
             "concurrency into a fresh index; the best concurrency counts.",
             "- The machine is shared and noisy (2 cores); compare the spread column before reading much into small differences.",

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import json
 import logging
 import signal
 import sys
@@ -21,21 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Coroutine, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.progress import Progress as RichProgress
 
 from indexer import __version__, pipeline
 from indexer import reconcile as reconciling
 from indexer.config import TargetConfig, load_job, parse_param
 from indexer.errors import ConfigError, IndexerError
-from indexer.sink import Progress
+from indexer.terminal import err, out, print_status, print_summary, progress_bar
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Copy rows from a relational database into Elasticsearch or OpenSearch.")
-# soft_wrap: piped output is never cut at 80 columns in the middle of a name
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 JobArg = Annotated[Path, typer.Argument(help="The job file (TOML).", show_default=False)]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
@@ -206,12 +199,12 @@ def reindex(
 
     async def main() -> int:
         job = _load(job_file, options.param)
-        with _progress_bar(_show_progress(options.progress, options.as_json)) as progress:
+        with progress_bar(options.progress, options.as_json) as progress:
             summary = await pipeline.reindex(
                 job, allow_duplicates=allow_duplicates, force_swap=force_swap, progress=progress,
                 state_file=options.state_file, dead_letter_file=options.dead_letter_file,
                 include_doc=options.dead_letter_include_doc)
-        _print_summary(summary, options.as_json)
+        print_summary(summary, options.as_json)
         return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
 
     _run(options.debug, main, terminate=True)
@@ -237,7 +230,7 @@ def sync(
             if pause is not None and job.job.reconcile_every is not None:
                 await _reconcile_if_due(job, options)
             try:
-                with _progress_bar(_show_progress(options.progress and pause is None, options.as_json)) as progress:
+                with progress_bar(options.progress and pause is None, options.as_json) as progress:
                     summary = await pipeline.sync(
                         job, progress=progress, state_file=options.state_file, stop=stop,
                         dead_letter_file=options.dead_letter_file, include_doc=options.dead_letter_include_doc)
@@ -250,7 +243,7 @@ def sync(
                 # held by a reindex, a timeout) is reported, recorded by the pipeline, and retried.
                 err.print(f"error: {exc} (sync --every: trying again in {every})", markup=False, highlight=False)
             else:
-                _print_summary(summary, options.as_json)
+                print_summary(summary, options.as_json)
                 if pause is None or stop.is_set():
                     return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
             if stop.is_set():
@@ -272,7 +265,7 @@ async def _reconcile_if_due(job, options: RunOptions) -> None:
             summary = await pipeline.reconcile(job, state_file=options.state_file,
                                                dead_letter_file=options.dead_letter_file,
                                                include_doc=options.dead_letter_include_doc)
-            _print_summary(summary, options.as_json)
+            print_summary(summary, options.as_json)
     except ConfigError:
         raise
     except IndexerError as exc:
@@ -293,12 +286,12 @@ def reconcile(
 
     async def main() -> int:
         job = _load(job_file, options.param)
-        with _progress_bar(_show_progress(options.progress, options.as_json)) as progress:
+        with progress_bar(options.progress, options.as_json) as progress:
             summary = await pipeline.reconcile(
                 job, dry_run=dry_run, force=force, progress=progress, state_file=options.state_file,
                 dead_letter_file=options.dead_letter_file, include_doc=options.dead_letter_include_doc,
                 temp_dir=temp_dir)
-        _print_summary(summary, options.as_json)
+        print_summary(summary, options.as_json)
         return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
 
     _run(options.debug, main, terminate=True)
@@ -317,22 +310,7 @@ def status(
     async def main() -> int:
         job = _load(job_file, param)
         info = await pipeline.status(job, state_file=state_file)
-        if as_json:
-            sys.stdout.write(json.dumps(info.as_dict(), default=str) + "\n")
-            return 0
-        last, reconciled = info.last_run or {}, info.last_reconcile or {}
-        for label, value in (
-            ("alias", f"{info.alias} -> {', '.join(info.alias_indices) or '(missing)'}"),
-            ("watermark", info.watermark),
-            ("last run", f"{last.get('command', '-')} {last.get('outcome', '-')} at {last.get('ended') or last.get('started') or '-'}"),
-            ("last reconcile", f"{reconciled['outcome']} at {reconciled.get('ended') or reconciled.get('started')}: "
-                               f"{reconciled.get('deleted', 0)} deleted, {reconciled.get('indexed', 0)} indexed"
-                               + (f" ({reconciled['error']})" if reconciled.get("error") else "") if reconciled else "-"),
-            ("documents in alias", info.documents_in_alias),
-            ("rows in source", info.rows_in_source),
-            ("difference", info.difference),
-        ):
-            out.print(f"{label:>20}: {value}", markup=False, highlight=False)
+        print_status(info, as_json)
         return 0
 
     _run(debug, main)
@@ -352,77 +330,6 @@ def _duration(text: str) -> float:
     if seconds < MIN_EVERY:
         raise ConfigError(f"--every {text}: the pause must be at least {MIN_EVERY:g}s")
     return seconds
-
-
-def _show_progress(wanted: bool, as_json: bool) -> bool:
-    return wanted and not as_json and (err.is_terminal or _force_progress())
-
-
-def _force_progress() -> bool:
-    import os
-
-    return os.environ.get("INDEXER_PROGRESS") == "1"
-
-
-class _progress_bar(Progress):
-    """A rich progress bar on stderr, reported into by the run (a :class:`Progress`)."""
-
-    counting = True
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = RichProgress(
-            TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
-        )
-        self.task: Any = None
-
-    def __enter__(self) -> Progress:
-        if not self.enabled:
-            return Progress()
-        self.bar.start()
-        self.task = self.bar.add_task("index", total=None)
-        return self
-
-    def total(self, rows: int) -> None:
-        self.bar.update(self.task, total=rows)
-
-    def rows(self, done: int) -> None:  # rows finished (sent, skipped or rejected): ends at the total
-        self.bar.update(self.task, completed=done)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self.bar.stop()
-
-
-def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(summary.as_dict(), default=str) + "\n")
-        return
-    s = summary
-    # Every count, so that they visibly add up (README "Exit codes and counts"):
-    # rows read = skipped + rejected + sent; sent = indexed + duplicates + deleted + not found + failed.
-    out.print(
-        f"{s.command} {s.job}: {s.outcome}: {s.rows_read} rows read = {s.skipped} skipped + {s.rejected} rejected "
-        f"+ {s.sent} sent; {s.sent} sent = {s.indexed} indexed + {s.duplicates} duplicates + {s.deleted} deleted "
-        f"+ {s.not_found} not found + {s.failed} failed; into {s.index}; {s.retried} retried, "
-        f"{s.dead_lettered} dead-lettered; {s.seconds:.1f}s ({s.docs_per_second:.0f} docs/s)"
-        + (f"; watermark {s.watermark}" if s.watermark is not None else ""),
-        markup=False, highlight=False,
-    )
-    for warning in s.warnings:
-        err.print(f"warning: {warning}", markup=False, highlight=False)
-    if s.dead_letter_file:
-        out.print(f"dead letters: {s.dead_lettered} in {s.dead_letter_file}", markup=False, highlight=False)
-    if isinstance(s, pipeline.ReconcileSummary):
-        for line in reconciling.describe(s):
-            out.print(line, markup=False, highlight=False)
-    if s.command != "reindex":
-        return
-    out.print(f"alias {s.alias} -> {s.index}" + (f" (was {', '.join(s.previous)})" if s.previous else " (new alias)"),
-              markup=False, highlight=False)
-    if s.deleted_indices:
-        out.print(f"deleted old indices: {', '.join(s.deleted_indices)}", markup=False, highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

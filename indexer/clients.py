@@ -3,8 +3,9 @@
 ::
 
     TargetConfig + environment --client_options()--> auth and TLS, validated --make_client()--> client
+    a client's exception --status_of()--> (HTTP status, error body) | --reason_of()--> why no answer came
 
-``engine.open_engine`` calls these two and wraps the client in an ``Engine``. Secrets
+``engine.open_engine`` calls the first two and wraps the client in an ``Engine``. Secrets
 are read from the environment variables the job file names, here and nowhere else.
 The clients' transports retry nothing (``max_retries=0``): ``Engine`` retries, once,
 by its ``RetryPolicy``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
 from typing import Any
 from urllib.parse import urlsplit
@@ -129,3 +131,33 @@ def _ssl_context(opts: dict[str, Any]) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+# ------------------------------------------------------------------ what a client's exception says
+
+
+def status_of(exc: Exception) -> tuple[int | None, Any]:
+    """(HTTP status or None for no answer, error body) from either client's exception."""
+    meta = getattr(exc, "meta", None)
+    if meta is not None and hasattr(exc, "body"):  # elasticsearch.ApiError
+        return int(meta.status), exc.body
+    status = getattr(exc, "status_code", None)  # opensearchpy.TransportError
+    if isinstance(status, int):
+        return status, getattr(exc, "info", None)
+    return None, None
+
+
+def reason_of(exc: Exception) -> str:
+    """A short cause for an unanswered request, without URLs or credentials."""
+    text = f"{exc!r} {getattr(exc, 'message', '')} {getattr(exc, 'info', '')}"
+    for pattern, reason in (
+        (r"(?i)certificate.verify|CERTIFICATE_VERIFY_FAILED|SSLCertVerification", "TLS certificate not trusted (see target.ca_certs)"),
+        (r"(?i)refused|Connect call failed", "connection refused"),
+        (r"(?i)timed? ?out", "timed out"),
+        (r"(?i)SSLError|wrong version number", "TLS handshake failed"),
+        (r"(?i)name or service not known|nodename|getaddrinfo", "host name not found"),
+        (r"(?i)reset|closed|disconnect", "connection closed by the server"),
+    ):
+        if re.search(pattern, text):
+            return reason
+    return type(exc).__name__

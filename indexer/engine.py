@@ -25,8 +25,8 @@ kept as ``Engine.policy``; each operation's retries are one ``Retry``):
 Everything else is an error at once. The first request of a run (``GET /``) is
 not retried: an unreachable cluster at start is a configuration problem.
 
-(About 430 lines: one short method per cluster operation, all on the one request
-path above; the client construction is already apart, in ``clients``.)
+(About 400 lines: one short method per cluster operation, all on the one request
+path above; the client construction and what a client's exception says are apart, in ``clients``.)
 """
 
 from __future__ import annotations
@@ -36,13 +36,12 @@ import contextlib
 import functools
 import logging
 import random
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import quote
 
-from indexer.clients import client_options, make_client
+from indexer.clients import client_options, make_client, reason_of, status_of
 from indexer.config import TargetConfig
 from indexer.errors import ConfigError, EngineError
 
@@ -212,11 +211,11 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - mapped to our tree right here, by type
             if type(exc).__name__ == "UnsupportedProductError":  # the elasticsearch client's product check
                 raise ProductCheckError(getattr(exc, "body", None), what) from exc
-            status, body_ = _status_of(exc)
+            status, body_ = status_of(exc)
             if status == 404 and missing_ok:
                 return None
             if status is None:
-                raise EngineError(f"{what}: cannot reach the cluster at {self.url}: {_reason_of(exc)}") from exc
+                raise EngineError(f"{what}: cannot reach the cluster at {self.url}: {reason_of(exc)}") from exc
             etype, reason = _error_fields(body_)
             raise ApiStatusError(status, etype, reason, what) from exc
 
@@ -381,33 +380,6 @@ def _doc_params(if_seq_no: int | None, if_primary_term: int | None, refresh: boo
 
 def _template_path(kind: str, name: str) -> str:
     return f"/_component_template/{segment(name)}" if kind == "component" else f"/_index_template/{segment(name)}"
-
-
-def _status_of(exc: Exception) -> tuple[int | None, Any]:
-    """(HTTP status or None for no answer, error body) from either client's exception."""
-    meta = getattr(exc, "meta", None)
-    if meta is not None and hasattr(exc, "body"):  # elasticsearch.ApiError
-        return int(meta.status), exc.body
-    status = getattr(exc, "status_code", None)  # opensearchpy.TransportError
-    if isinstance(status, int):
-        return status, getattr(exc, "info", None)
-    return None, None
-
-
-def _reason_of(exc: Exception) -> str:
-    """A short cause for an unanswered request, without URLs or credentials."""
-    text = f"{exc!r} {getattr(exc, 'message', '')} {getattr(exc, 'info', '')}"
-    for pattern, reason in (
-        (r"(?i)certificate.verify|CERTIFICATE_VERIFY_FAILED|SSLCertVerification", "TLS certificate not trusted (see target.ca_certs)"),
-        (r"(?i)refused|Connect call failed", "connection refused"),
-        (r"(?i)timed? ?out", "timed out"),
-        (r"(?i)SSLError|wrong version number", "TLS handshake failed"),
-        (r"(?i)name or service not known|nodename|getaddrinfo", "host name not found"),
-        (r"(?i)reset|closed|disconnect", "connection closed by the server"),
-    ):
-        if re.search(pattern, text):
-            return reason
-    return type(exc).__name__
 
 
 def _cluster_info(body: Any) -> ClusterInfo:

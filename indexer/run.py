@@ -27,7 +27,8 @@ from indexer.deadletter import DeadLetters
 from indexer.engine import Engine, open_engine
 from indexer.errors import IndexerError
 from indexer.sink import Counts
-from indexer.state import ClusterState, FileState, Lease, RunRecord, StateStore
+from indexer.lease import Lease
+from indexer.state import ClusterState, FileState, RunRecord, StateStore
 
 
 def utc_now() -> dt.datetime:

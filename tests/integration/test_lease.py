@@ -16,7 +16,8 @@ import pytest
 
 from indexer.config import TargetConfig
 from indexer.engine import open_engine
-from indexer.state import ClusterState, JobState, LeaseLostError, LockedError, RunRecord
+from indexer.lease import LeaseLostError, LockedError
+from indexer.state import ClusterState, JobState, RunRecord
 from indexer.watermark import Mark
 from tests.support.harness import (
     alias_targets, count, http, indices, run_indexer, slow_job, start_indexer,

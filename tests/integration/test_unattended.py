@@ -11,7 +11,7 @@ import sqlite3
 import time
 
 from tests.support.harness import (
-    CLIENT_ENGINE, alias_targets, count, documents, http, indices, run_indexer, sqlite_rows, sqlite_source, start_indexer,
+    CLIENT_ENGINE, alias_targets, count, documents, http, indices, run_indexer, sqlite_source, start_indexer,
     write_job,
 )
 from tests.support.httpproxy import ProxyServer

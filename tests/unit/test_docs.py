@@ -52,7 +52,7 @@ def test_the_summary_arithmetic_in_the_readme_names_real_summary_fields():
 
 def test_the_safety_section_states_the_defaults_the_code_uses():
     from indexer.config import DEFAULT_MIN_RATIO
-    from indexer.state import DEFAULT_LEASE_SECONDS, LEASE_ENV
+    from indexer.lease import DEFAULT_LEASE_SECONDS, LEASE_ENV
 
     assert f"`min_ratio` (default {DEFAULT_MIN_RATIO:g})" in README
     assert f"`{LEASE_ENV}` (default {DEFAULT_LEASE_SECONDS:g})" in README

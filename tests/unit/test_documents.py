@@ -12,7 +12,6 @@ import pytest
 from indexer.documents import (
     byte_batches,
     MAX_ID_BYTES,
-    Encoded,
     check_key_columns,
     column_names,
     doc_id,

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from indexer.errors import ConfigError
-from indexer.state import FileState, JobState, LeaseLostError, LockedError, RunRecord
+from indexer.lease import LeaseLostError, LockedError
+from indexer.state import FileState, JobState, RunRecord
 from indexer.watermark import Mark
 
 LEASE = 0.5
