@@ -44,7 +44,8 @@ DUPLICATE_SAMPLE = 5
 # Where the engine's reasons quote a document's values (OpenSearch 2 and Elasticsearch 7-9 wording).
 _VALUE_ECHOES = (
     (re.compile(r"\.?\s*Preview of field's value: .*", re.S), ""),
-    (re.compile(r"The prefix of the first immense term is: '.*?\]\.\.\.',\s*", re.S), ""),
+    # OpenSearch goes on with ", original message: ..."; Elasticsearch's cause ends at the term.
+    (re.compile(r"The prefix of the first immense term is: '.*?\]\.\.\.'(,\s*)?", re.S), ""),
     (re.compile(r"(failed to parse date field|Failed to parse value|in geohash) \[.*?\](?= with format| as only|$)",
                 re.S), r"\1 [...]"),
     (re.compile(r'For input string: ".*"', re.S), 'For input string: "..."'),

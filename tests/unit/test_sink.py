@@ -267,6 +267,14 @@ ECHOES = [
     ("'SECRETip' is not an IP string literal.", "the value is not an IP string literal."),
     ("unsupported symbol [S] in geohash [SECRETgeo]", "unsupported symbol [S] in geohash [...]"),
     ("Numeric value (99999999) out of range of Java short", "Numeric value (...) out of range of Java short"),
+    # Elasticsearch 8/9: the immense term is in the cause, put first (sink._with_cause), and ends there
+    ("illegal_argument_exception: Document contains at least one immense term in field=\"k\" (whose UTF8 "
+     "encoding is longer than the max length 32766), all of which were skipped. Please correct the analyzer to not "
+     "produce such terms. The prefix of the first immense term is: '[83, 69, 67, 82, 69, 84, 83, 69]...'; "
+     "[1:6] failed to parse field [k] of type [keyword] in document with id 'a'. Preview of field's value: 'SECRET'",
+     "illegal_argument_exception: Document contains at least one immense term in field=\"k\" (whose UTF8 "
+     "encoding is longer than the max length 32766), all of which were skipped. Please correct the analyzer to not "
+     "produce such terms. ; [1:6] failed to parse field [k] of type [keyword] in document with id 'a'"),
 ]
 
 
