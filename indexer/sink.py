@@ -115,7 +115,7 @@ class Sender:
         while batch:
             try:
                 sent.requests += 1
-                answer = await self.engine.bulk(self.target, b"".join(a.line for a in batch))
+                answer = await self.engine.bulk(self.target, b"".join([a.line for a in batch]))
             except ApiStatusError as exc:
                 if exc.status != 413:
                     raise
@@ -141,22 +141,24 @@ class Sender:
             raise EngineError(f"bulk response has {len(items)} items for {len(batch)} actions")
         retry: list[Action] = []
         refused: list[tuple[int, str, str]] = []
+        # A body sent again after an unanswered attempt may have been applied twice:
+        # its "updated" results are then its own echo, not a second row with the same key.
+        updated_is_duplicate = self.fresh_index and not answer.resent
         for action, item in zip(batch, items):
             (op, result), = item.items()
             status = result.get("status", 0)
-            error = result.get("error") or {}
-            type_, reason = error.get("type", ""), error.get("reason", "")
             if status < 300:
                 outcome = result.get("result")
-                # A body sent again after an unanswered attempt may have been applied twice:
-                # its "updated" results are its own echo, not a second row with the same key.
-                if outcome == "created" or (outcome == "updated" and not (self.fresh_index and not answer.resent)):
+                if outcome == "created" or (outcome == "updated" and not updated_is_duplicate):
                     sent.indexed += 1
                 elif outcome == "updated":
                     self._duplicate(sent, action.id)
                 elif outcome == "deleted":
                     sent.deleted += 1
-            elif self.versioned and status == 409 and type_ == "version_conflict_engine_exception":
+                continue
+            error = result.get("error") or {}
+            type_, reason = error.get("type", ""), error.get("reason", "")
+            if self.versioned and status == 409 and type_ == "version_conflict_engine_exception":
                 # A newer row of this key is already in: this one lost, as it should. Never an
                 # echo of a resend (an equal version is accepted), so a duplicate even when resent.
                 self._duplicate(sent, action.id)
