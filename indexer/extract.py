@@ -262,13 +262,16 @@ class Reader:
         floor, skip = self.floor, self.plan.skip
         kept = []
         for action in chunk.actions:
-            fp = _fingerprint(action.line)
-            if fp in skip:
+            k = keys[action.at]
+            marked = k is not None and (floor is None or k >= floor)
+            # A fingerprint only where it is used: a reindex skips nothing and marks only the
+            # rows inside the lookback window, so most rows of a reindex need none.
+            fp = _fingerprint(action.line) if skip or marked else None
+            if skip and fp in skip:
                 chunk.skipped += 1
                 continue
             kept.append(action)
-            k = keys[action.at]
-            if k is not None and (floor is None or k >= floor):
+            if marked:
                 chunk.marks.append(Mark(values[action.at], fp))
         chunk.actions = kept
 
