@@ -301,7 +301,12 @@ def ceiling(job, rows: int, index: str, concurrencies: list[int], engine_pid: in
 
 
 def extract(job, rows: int) -> dict:
-    """The indexer's reader alone: database read + conversion to NDJSON; nothing is sent."""
+    """The indexer's reader alone: database read + conversion to NDJSON; nothing is sent.
+
+    In a process set up as the command line sets up its own (``indexer.tune_gc``)."""
+    from indexer import tune_gc
+
+    tune_gc()
     started = time.perf_counter()
     docs = nbytes = rejected = 0
     for chunk in indexer_chunks(job):

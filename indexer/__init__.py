@@ -1,13 +1,27 @@
 """indexer: copy rows from a relational database into Elasticsearch or OpenSearch.
 
-Data flows one way::
+Data flows one way, config -> source -> transform -> sink -> state::
 
-    config -> source -> documents -> bridge -> engine -> state
-    (job)     (rows)    (NDJSON)     (thread    (bulk)
-                                      -> async)
+    config -> extract (source, documents, watermark) -> bridge -> sink (engine) -> state
+    (job)     (rows -> chunks of NDJSON actions)       (thread    (bulk)
+                                                        -> async)
 
-``pipeline`` composes the stages into ``bootstrap`` and ``reindex``; ``cli`` is
-a thin typer layer on top of ``pipeline``.
+``pipeline`` composes the stages into the commands; ``cli`` is a thin typer layer on
+top. README "How it is built" names every module and what it owns.
 """
 
+import gc
+
 __version__ = "0.1.0"
+
+# The cyclic garbage collector's thresholds for a command's process (Python's are 700, 10, 10).
+# A run allocates a dict and an action per row, nearly all freed by reference counting, and at
+# the default the collector walks them every 700 allocations: about a fifth of a reindex's CPU
+# (BENCHMARKS.md, "Garbage collection"). mypy tunes its collector the same way for the same reason.
+GC_THRESHOLDS = (100_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Collect cyclic garbage less often (see GC_THRESHOLDS): the command line's process setting,
+    also used by the benchmark's extraction-only reader. Library callers keep their own."""
+    gc.set_threshold(*GC_THRESHOLDS)

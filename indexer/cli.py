@@ -21,7 +21,7 @@ from typing import Annotated, Any, Callable, Coroutine, Optional
 
 import typer
 
-from indexer import __version__, pipeline
+from indexer import __version__, pipeline, tune_gc
 from indexer import reconcile as reconciling
 from indexer.config import TargetConfig, load_job, parse_param
 from indexer.errors import ConfigError, IndexerError
@@ -62,6 +62,7 @@ def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate
     (``sync`` handles both signals itself: it finishes the chunk in flight and exits 0).
     """
     _setup_logging(debug)
+    tune_gc()
     terminated = False
 
     async def main() -> int:

@@ -17,6 +17,7 @@ from indexer.documents import (
     doc_id,
     dumps,
     encode_chunk,
+    index_action,
     make_row_mapper,
 )
 from indexer.errors import ConfigError, RowError
@@ -338,6 +339,29 @@ def test_encode_chunk_writes_one_index_action_and_source_per_document():
         {"index": {"_id": "a"}}, {"id": "a", "n": 1}, {"index": {"_id": "b"}}, {"id": "b", "n": 2},
     ]
     assert out.nbytes == len(ndjson)
+
+
+@pytest.mark.parametrize("value", [
+    "a", "é" * 128, "é" * 129, "x" * 600, "a|b", 7, -7, 10**600, True, 2.5, 3.0, Decimal("4.50"),
+    dt.date(2024, 1, 2), b"\x01", None,
+])
+def test_encode_chunk_fast_path_gives_the_bytes_of_doc_id_and_index_action(value):
+    """encode_chunk writes the common case (one str/int key) inline: same id, same bytes, same refusals."""
+    doc = {"id": value, "n": 1}
+    out = encode_chunk([doc], ["id"], first_row=5)
+    try:
+        expected = index_action(doc_id(doc, ["id"]), dumps(doc))
+    except RowError as exc:
+        assert out.actions == [] and out.rejected[0].reason == str(exc) and out.rejected[0].row == 5
+        return
+    assert [a.line for a in out.actions] == [expected] and out.rejected == []
+    assert out.actions[0].id == doc_id(doc, ["id"]) and out.nbytes == len(expected)
+
+
+def test_encode_chunk_a_missing_or_nested_key_takes_the_general_path():
+    out = encode_chunk([{"m": {"k": "z"}}, {"other": 1}], ["m.k"], first_row=0)
+    assert [a.id for a in out.actions] == ["z"] and [r.row for r in out.rejected] == [1]
+    assert "missing" in out.rejected[0].reason
 
 
 # ---------------------------------------------------------------- byte_batches
