@@ -23,7 +23,7 @@ import typer
 
 from indexer import __version__, pipeline, tune_gc
 from indexer import reconcile as reconciling
-from indexer.config import TargetConfig, load_job, parse_param
+from indexer.config import TargetConfig, load_job, parse_param, with_partitions
 from indexer.errors import ConfigError, IndexerError
 from indexer.terminal import err, out, print_status, print_summary, progress_bar
 
@@ -194,21 +194,15 @@ def reindex(
     job_file: JobArg,
     allow_duplicates: Annotated[bool, typer.Option("--allow-duplicates", help="Keep the row latest in source order for a repeated key instead of failing.")] = False,
     force_swap: Annotated[bool, typer.Option("--force-swap", help="Move the alias even when the new index holds fewer than job.min_ratio of the documents the alias serves now (or none).")] = False,
+    partitions: Annotated[Optional[int], typer.Option("--partitions", min=1, help="Read the query as this many slices of job.partition_by, in parallel (overrides job.partitions).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Local worker processes for the slices (default: the number of partitions, at most the CPU count).")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run the slices on this Dask distributed scheduler, tcp://HOST:PORT (overrides job.cluster).")] = None,
     *, options: RunOptions,
 ) -> None:
     """Rebuild the job's alias from scratch: fresh index, verify, then one atomic alias swap."""
-
-    async def main() -> int:
-        job = _load(job_file, options.param)
-        with progress_bar(options.progress, options.as_json) as progress:
-            summary = await pipeline.reindex(
-                job, allow_duplicates=allow_duplicates, force_swap=force_swap, progress=progress,
-                state_file=options.state_file, dead_letter_file=options.dead_letter_file,
-                include_doc=options.dead_letter_include_doc)
-        print_summary(summary, options.as_json)
-        return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
-
-    _run(options.debug, main, terminate=True)
+    _summarised(job_file, options, lambda job, **run: pipeline.reindex(
+        with_partitions(job, partitions, cluster), allow_duplicates=allow_duplicates, force_swap=force_swap,
+        workers=workers, **run))
 
 
 @app.command()
@@ -284,14 +278,20 @@ def reconcile(
     *, options: RunOptions,
 ) -> None:
     """Make the alias hold exactly the query's ids: delete documents whose rows are gone, index missing rows."""
+    _summarised(job_file, options, lambda job, **run: pipeline.reconcile(
+        job, dry_run=dry_run, force=force, temp_dir=temp_dir, **run))
+
+
+def _summarised(job_file: Path, options: RunOptions, command: Callable[..., Coroutine[Any, Any, Any]]) -> None:
+    """Run one command that ends with a summary: load the job, show progress, print the summary;
+    exit 3 when documents went to the dead-letter file."""
 
     async def main() -> int:
         job = _load(job_file, options.param)
         with progress_bar(options.progress, options.as_json) as progress:
-            summary = await pipeline.reconcile(
-                job, dry_run=dry_run, force=force, progress=progress, state_file=options.state_file,
-                dead_letter_file=options.dead_letter_file, include_doc=options.dead_letter_include_doc,
-                temp_dir=temp_dir)
+            summary = await command(job, progress=progress, state_file=options.state_file,
+                                    dead_letter_file=options.dead_letter_file,
+                                    include_doc=options.dead_letter_include_doc)
         print_summary(summary, options.as_json)
         return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
 

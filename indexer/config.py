@@ -33,6 +33,7 @@ DEFAULT_MAX_ERRORS = 100
 DEFAULT_MAX_ERROR_RATE = 0.01
 DEFAULT_MIN_RATIO = 0.5
 ERROR_RATE_MIN_ROWS = 1000
+MAX_PARTITIONS = 1024
 URL_ENV = "INDEXER_URL"
 
 # Elasticsearch/OpenSearch index naming rules: lowercase, none of these characters,
@@ -206,6 +207,11 @@ class JobSettings(_Model):
     # the swap guard: a reindex refuses to move the alias onto an index holding fewer than
     # min_ratio x the documents the alias serves now
     min_ratio: float = Field(default=DEFAULT_MIN_RATIO, ge=0, le=1)
+    # partitioned reindex: read the query as `partitions` disjoint slices of this column, in
+    # parallel: local worker processes, or the Dask distributed scheduler at `cluster`
+    partition_by: str | None = None
+    partitions: int = Field(default=1, ge=1, le=MAX_PARTITIONS)
+    cluster: str | None = None
 
     @field_validator("query", "sync_query")
     @classmethod
@@ -218,7 +224,7 @@ class JobSettings(_Model):
             raise ValueError("is empty")
         return value
 
-    @field_validator("watermark", "deleted")
+    @field_validator("watermark", "deleted", "partition_by")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None and not SQL_IDENTIFIER.match(value):
@@ -247,10 +253,19 @@ class JobSettings(_Model):
             raise ValueError("must be a positive duration like 1h or 24h")
         return value
 
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(tcp|tls)://[^\s/]+:\d+/?$", value):
+            raise ValueError("must be a Dask scheduler address, tcp://HOST:PORT (or tls://HOST:PORT)")
+        return value
+
     @model_validator(mode="after")
     def _sync_needs_watermark(self) -> JobSettings:
         if self.sync_query and not self.watermark:
             raise ValueError("job.sync_query needs job.watermark")
+        if self.partitions > 1 and not self.partition_by:
+            raise ValueError("job.partitions needs job.partition_by (the column the slices are ranges of)")
         return self
 
     @field_validator("alias")
@@ -387,3 +402,17 @@ def load_job(path: str | Path, params: dict[str, Any] | None = None, env: dict[s
         raise ConfigError(f"{path.name}: {exc}") from exc
     _check_params(loaded, file_params, params, path.name)
     return loaded
+
+
+def with_partitions(job: Job, partitions: int | None, cluster: str | None) -> Job:
+    """``job`` with ``--partitions`` / ``--cluster`` in place of the job file's, checked as the file's are."""
+    if partitions is None and cluster is None:
+        return job
+    update = {k: v for k, v in (("partitions", partitions), ("cluster", cluster)) if v is not None}
+    try:
+        settings = JobSettings.model_validate({**job.job.model_dump(), **update})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "partitions"
+        raise ConfigError(f"--{field}: {error['msg']}".replace("Value error, ", "")) from None
+    return job.model_copy(update={"job": settings})

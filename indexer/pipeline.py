@@ -90,9 +90,11 @@ async def _bootstrap(engine: Engine, templates: list[TemplateFile], write: bool)
 async def reindex(
     job: Job, *, allow_duplicates: bool = False, force_swap: bool = False, progress: Progress = Progress(),
     engine: Engine | None = None, state_file: Path | None = None,
-    dead_letter_file: Path | None = None, include_doc: bool = False,
+    dead_letter_file: Path | None = None, include_doc: bool = False, workers: int | None = None,
 ) -> Summary:
     """Full rebuild into a fresh index, verified, then an atomic alias swap."""
+    if job.job.partitions > 1 or job.job.cluster:
+        raise ConfigError("job.partitions / job.cluster: partitioned reindex is not available in this version")
     async with run("reindex", job, engine, state_file, dead_letter_file, include_doc) as frame:
         await _reindex(job, frame, allow_duplicates, force_swap, progress)
     return frame.summary

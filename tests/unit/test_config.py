@@ -394,3 +394,28 @@ def test_reconcile_every_is_optional_and_takes_a_duration(tmp_path):
 def test_a_reconcile_every_that_is_no_positive_duration_is_refused_naming_the_field(tmp_path, value):
     text = SQLITE_JOB.replace("[job]\n", f"[job]\nreconcile_every = {value}\n")
     assert "sensors.toml: job.reconcile_every:" in config_error(write(tmp_path, text), env={})
+
+
+# ---------------------------------------------------------------- partitioned reindex
+
+
+def test_partitions_need_a_partition_column_and_the_cli_overrides_are_checked_alike(tmp_path):
+    from indexer.config import with_partitions
+
+    with pytest.raises(ConfigError, match="job.partitions needs job.partition_by"):
+        load_job(_with_job_lines(tmp_path, "partitions = 3"), env={})
+    job = load_job(_with_job_lines(tmp_path, 'partition_by = "ID"', "partitions = 2"), env={})
+    assert (job.job.partition_by, job.job.partitions, job.job.cluster) == ("id", 2, None)
+    assert with_partitions(job, 4, "tcp://10.0.0.5:8786").job.partitions == 4
+    with pytest.raises(ConfigError, match="^--cluster: must be a Dask scheduler address"):
+        with_partitions(job, None, "http://10.0.0.5:8786")
+    plain = load_job(write(tmp_path, SQLITE_JOB), env={})
+    with pytest.raises(ConfigError, match="needs job.partition_by"):
+        with_partitions(plain, 2, None)
+    with pytest.raises(ConfigError, match="partition_by: must be a plain column name"):
+        load_job(_with_job_lines(tmp_path, 'partition_by = "id; drop table x"'), env={})
+
+
+def _with_job_lines(tmp_path, *lines):
+    text = SQLITE_JOB.replace("[job.params]", "\n".join(lines) + "\n\n[job.params]")
+    return write(tmp_path, text)
