@@ -16,8 +16,9 @@ __version__ = "0.1.0"
 
 # The cyclic garbage collector's thresholds for a command's process (Python's are 700, 10, 10).
 # A run allocates a dict and an action per row, nearly all freed by reference counting, and at
-# the default the collector walks them every 700 allocations: about a fifth of a reindex's CPU
-# (BENCHMARKS.md, "Garbage collection"). mypy tunes its collector the same way for the same reason.
+# the default the collector walks them every 700 allocations: 3 of every 10 CPU seconds of a reindex
+# (BENCHMARKS.md, "Before and after the restructuring", last line). mypy tunes its collector the same
+# way for the same reason.
 GC_THRESHOLDS = (100_000, 20, 20)
 
 
