@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import operator
 import os
 import sys
 import time
@@ -210,11 +211,6 @@ def indexer_chunks(job):
     return read_chunks(job, ReadPlan(job.job.query, user_params(job), "reindex"))
 
 
-def chunk_lines(chunk) -> list[bytes]:
-    """One encoded action (action line + source line) per document of a chunk."""
-    return [a.line for a in chunk.actions]
-
-
 def indexer_bodies(job) -> tuple[list[tuple[int, bytes]], int]:
     """The _bulk bodies the indexer would send for this job: (actions, body) each, and the total bytes."""
     from indexer import documents
@@ -309,10 +305,10 @@ def extract(job, rows: int) -> dict:
     tune_gc()
     started = time.perf_counter()
     docs = nbytes = rejected = 0
+    line = operator.attrgetter("line")
     for chunk in indexer_chunks(job):
-        lines = chunk_lines(chunk)
-        docs += len(lines)
-        nbytes += sum(map(len, lines))
+        docs += len(chunk.actions)
+        nbytes += sum(map(len, map(line, chunk.actions)))
         rejected += len(chunk.rejected)
     seconds = time.perf_counter() - started
     if rejected:

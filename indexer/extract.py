@@ -153,7 +153,7 @@ class Reader:
             if any(flags):
                 live_at = [i for i, gone in enumerate(flags) if not gone]
                 gone_at = [i for i, gone in enumerate(flags) if gone]
-        docs = [mapper(rows[i]) for i in live_at]
+        docs = list(map(mapper, rows)) if not gone_at else [mapper(rows[i]) for i in live_at]
         if self.d_at is not None:
             for doc in docs:
                 doc.pop(settings.deleted, None)  # the flag decides; it is not part of the document
