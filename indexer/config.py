@@ -3,8 +3,9 @@
 A job file is TOML with three tables (``[source]``, ``[target]``, ``[job]``); see
 README "The job file". Unknown fields are errors, relative paths are relative to
 the job file, and secrets are never values: only the *names* of environment
-variables that hold them (``password_env``, ``api_key_env``...). (About 380 lines: the
-model and every check of it stay together, so the job file is validated in one place.)
+variables that hold them (``password_env``, ``api_key_env``...). Each field's ``description``
+is its documentation (``indexer.reference`` writes docs/config-reference.md from them). (About
+420 lines: the model, its descriptions and every check of it stay together, in one place.)
 """
 
 from __future__ import annotations
@@ -115,14 +116,14 @@ class _Model(BaseModel):
 class SourceConfig(_Model):
     """Where rows come from: etlhelper's DbParams fields plus the password's variable name."""
 
-    dbtype: Literal["ORACLE", "PG", "SQLITE", "MSSQL"]
-    filename: Path | None = None
-    host: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    dbname: str | None = None
-    user: str | None = None
-    odbc_driver: str | None = None
-    password_env: str | None = None
+    dbtype: Literal["ORACLE", "PG", "SQLITE", "MSSQL"] = Field(description="The database type (any case).")
+    filename: Path | None = Field(None, description="Required for SQLITE: the database file, relative to the job file.")
+    host: str | None = Field(None, description="Required for PG, ORACLE, MSSQL: the database host.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="Required for PG, ORACLE, MSSQL: the port.")
+    dbname: str | None = Field(None, description="Required for PG, MSSQL (the database), ORACLE (the service name).")
+    user: str | None = Field(None, description="Required for PG, ORACLE, MSSQL: the user to connect as.")
+    odbc_driver: str | None = Field(None, description='Required for MSSQL: the ODBC driver ("ODBC Driver 18 for SQL Server").')
+    password_env: str | None = Field(None, description="Required for PG, ORACLE, MSSQL: the NAME of the password's variable.")
 
     @field_validator("dbtype", mode="before")
     @classmethod
@@ -144,17 +145,19 @@ class SourceConfig(_Model):
 class TargetConfig(_Model):
     """The cluster. Secrets come from the environment variables named here."""
 
-    url: str = DEFAULT_URL
-    engine: Literal["auto", "elasticsearch", "opensearch"] = "auto"
-    username: str | None = None
-    password_env: str | None = None
-    api_key_env: str | None = None
-    bearer_env: str | None = None
-    cloud_id: str | None = None
-    ca_certs: Path | None = None
-    verify_certs: bool = True
-    request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0)
-    max_retry_time: float = Field(default=DEFAULT_MAX_RETRY_TIME, gt=0)
+    url: str = Field(DEFAULT_URL, description=f"The cluster, http(s)://host:port[/path], without credentials "
+                     f"or a query; the environment variable {URL_ENV} overrides it.")
+    engine: Literal["auto", "elasticsearch", "opensearch"] = Field("auto", description="The client; auto asks GET /.")
+    username: str | None = Field(None, description="Basic auth user; needs password_env.")
+    password_env: str | None = Field(None, description="Basic auth: the NAME of the password's variable; needs username.")
+    api_key_env: str | None = Field(None, description="The NAME of the variable holding an API key (encoded, as issued).")
+    bearer_env: str | None = Field(None, description="The NAME of the variable holding a bearer token.")
+    cloud_id: str | None = Field(None, description="Elastic Cloud: the deployment's Cloud ID, used instead of url.")
+    ca_certs: Path | None = Field(None, description="A PEM file of CA certificates to trust, relative to the job file.")
+    verify_certs: bool = Field(True, description="Verify the TLS certificate; false works but warns on every run.")
+    request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0, description="Seconds to wait for one answer.")
+    max_retry_time: float = Field(default=DEFAULT_MAX_RETRY_TIME, gt=0, description="Seconds of retrying 429/502/503/504 "
+                                  "and unanswered requests.")
 
     _env = field_validator("password_env", "api_key_env", "bearer_env")(
         classmethod(lambda cls, v: _check_env_name(v))
@@ -185,33 +188,37 @@ def check_url(value: str) -> str:
 
 
 class JobSettings(_Model):
-    alias: str
-    key: list[str] = Field(min_length=1)
-    query: str = Field(min_length=1)
-    transform: str | None = None
-    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=100_000)
-    chunk_bytes: int = Field(default=DEFAULT_CHUNK_BYTES, ge=1024)
-    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64)
-    keep: int = Field(default=DEFAULT_KEEP, ge=0)
-    params: dict[str, Any] = Field(default_factory=dict)
-    # incremental sync
-    watermark: str | None = None
-    sync_query: str | None = None
-    lookback: str | int | float = DEFAULT_LOOKBACK
-    deleted: str | None = None
-    # `sync --every` also runs `reconcile` when the last one started at least this long ago
-    reconcile_every: str | int | float | None = None
-    # documents that fail for good go to the dead-letter file until one of these is exceeded
-    max_errors: int = Field(default=DEFAULT_MAX_ERRORS, ge=0)
-    max_error_rate: float = Field(default=DEFAULT_MAX_ERROR_RATE, ge=0, le=1)
-    # the swap guard: a reindex refuses to move the alias onto an index holding fewer than
-    # min_ratio x the documents the alias serves now
-    min_ratio: float = Field(default=DEFAULT_MIN_RATIO, ge=0, le=1)
-    # partitioned reindex: read the query as `partitions` disjoint slices of this column, in
-    # parallel: local worker processes, or the Dask distributed scheduler at `cluster`
-    partition_by: str | None = None
-    partitions: int = Field(default=1, ge=1, le=MAX_PARTITIONS)
-    cluster: str | None = None
+    """What to copy and how: the ``[job]`` table (and ``[job.params]``)."""
+
+    alias: str = Field(description="The alias the job writes; each reindex builds <alias>-<UTC yyyymmddhhmmss>.")
+    key: list[str] = Field(min_length=1, description="The id: one or more columns of the document (after any transform).")
+    query: str = Field(min_length=1, description="The SELECT whose rows become documents; a trailing ; is fine.")
+    transform: str | None = Field(None, description="package.module:function; the job file's folder is importable.")
+    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=100_000, description="Rows per fetch and per bulk request.")
+    chunk_bytes: int = Field(default=DEFAULT_CHUNK_BYTES, ge=1024, description="A bulk request is cut at this many bytes.")
+    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64, description="Bulk requests in flight.")
+    keep: int = Field(default=DEFAULT_KEEP, ge=0, description="Previous indices kept after a swap, for rollback.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Bind parameters (name = TOML value; dates stay "
+                                   "dates); --param name=value overrides one. since is reserved for sync.")
+    watermark: str | None = Field(None, description="Incremental sync: the column that grows when a row changes.")
+    sync_query: str | None = Field(None, description="Sync's own query instead of the wrapped query; binds since "
+                                   "and must ORDER BY the watermark. Needs watermark.")
+    lookback: str | int | float = Field(DEFAULT_LOOKBACK, description="Sync re-reads from the stored watermark "
+                                        "minus this: a duration (30s, 5m, 1h), or a number for numeric watermarks.")
+    deleted: str | None = Field(None, description="Soft-delete flag column: reindex leaves them out, sync deletes them.")
+    reconcile_every: str | int | float | None = Field(None, description="sync --every also runs reconcile when "
+                                                      "the last one started at least this long ago (e.g. 24h).")
+    max_errors: int = Field(default=DEFAULT_MAX_ERRORS, ge=0, description="Dead letters allowed before the run stops.")
+    max_error_rate: float = Field(default=DEFAULT_MAX_ERROR_RATE, ge=0, le=1, description="Dead letters allowed as a "
+                                  f"fraction of rows read, checked from {ERROR_RATE_MIN_ROWS} rows on.")
+    min_ratio: float = Field(default=DEFAULT_MIN_RATIO, ge=0, le=1, description="The swap guard: a reindex refuses "
+                             "to move the alias onto an index holding fewer than this x the documents it serves now.")
+    partition_by: str | None = Field(None, description="Partitioned reindex: the integer, numeric, date or timestamp "
+                                     "column the slices are ranges of.")
+    partitions: int = Field(default=1, ge=1, le=MAX_PARTITIONS, description="Partitioned reindex: slices of the "
+                            "query read in parallel (--partitions overrides). Over 1 needs partition_by.")
+    cluster: str | None = Field(None, description="Partitioned reindex: run the slices on this Dask scheduler, "
+                                "tcp://HOST:PORT or tls://HOST:PORT (--cluster overrides); unset: local processes.")
 
     @field_validator("query", "sync_query")
     @classmethod
@@ -295,11 +302,11 @@ class JobSettings(_Model):
 class Job(_Model):
     """A validated job file. ``base_dir`` is the job file's folder."""
 
-    source: SourceConfig
-    target: TargetConfig = TargetConfig()
-    job: JobSettings
-    base_dir: Path = Path(".")
-    name: str = "job"
+    source: SourceConfig = Field(description="Where rows come from: etlhelper's DbParams fields.")
+    target: TargetConfig = Field(TargetConfig(), description="The cluster; every field has a default.")
+    job: JobSettings = Field(description="What to copy and how.")
+    base_dir: Path = Field(Path("."), description="Not in the file: the job file's folder (set by load_job).")
+    name: str = Field("job", description="Not in the file: the job file's name without .toml (set by load_job).")
 
 
 def _check_params(job: Job, file_params: dict[str, Any], cli_params: dict[str, Any], file_name: str) -> None:
