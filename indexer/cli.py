@@ -2,7 +2,8 @@
 
 Every failure is an ``IndexerError`` mapped to one line on stderr and an exit
 code in :func:`_run`, the only place that does so (``--debug`` shows the
-traceback instead).
+traceback instead). (About 400 lines: every command's options are declared here, the one
+place typer reads them; the work is in ``pipeline``, ``scaffold`` and ``preview``.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from indexer.config import TargetConfig, load_job, parse_param, with_partitions
 from indexer.errors import ConfigError, IndexerError
 from indexer.terminal import err, out, print_status, print_summary, progress_bar
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Copy rows from a relational database into Elasticsearch or OpenSearch.")
 
 JobArg = Annotated[Path, typer.Argument(help="The job file (TOML).", show_default=False)]
@@ -315,6 +316,73 @@ def status(
         return 0
 
     _run(debug, main)
+
+
+@app.command()
+def init(
+    table: Annotated[str, typer.Option("--table", help="The table or view to start from: NAME or SCHEMA.NAME.", show_default=False)],
+    dbtype: Annotated[str, typer.Option("--dbtype", help="ORACLE | PG | SQLITE | MSSQL", show_default=False)],
+    filename: Annotated[Optional[Path], typer.Option("--filename", help="SQLite: the database file.")] = None,
+    host: Annotated[Optional[str], typer.Option("--host", help="Database host (ORACLE, PG, MSSQL).")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", help="Database port.")] = None,
+    dbname: Annotated[Optional[str], typer.Option("--dbname", help="Database (PG, MSSQL) or service name (ORACLE).")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", help="Database user.")] = None,
+    password_env: Annotated[Optional[str], typer.Option("--password-env", help="The NAME of the environment variable holding the password (the job file keeps only the name).")] = None,
+    odbc_driver: Annotated[Optional[str], typer.Option("--odbc-driver", help="MSSQL: the ODBC driver name.")] = None,
+    alias: Annotated[Optional[str], typer.Option("--alias", help="The alias the job writes (default: the table name).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the job file and its mappings/.")] = Path("."),
+    key: Annotated[Optional[list[str]], typer.Option("--key", help="Key column (repeat for a composite key) when the table has no primary key.")] = None,
+    url: Annotated[Optional[str], typer.Option("--url", help="The cluster URL written into the job's \\[target].")] = None,
+    engine: Annotated[str, typer.Option(help="auto | elasticsearch | opensearch")] = "auto",
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a job file and its templates from a table's catalogue entry (never overwrites a file)."""
+
+    async def main() -> int:
+        from indexer.scaffold import init_job
+
+        given = {"dbtype": dbtype, "filename": str(filename) if filename else None, "host": host, "port": port,
+                 "dbname": dbname, "user": user, "password_env": password_env, "odbc_driver": odbc_driver}
+        target = {"engine": engine, **({"url": url} if url else {})}
+        written = await asyncio.to_thread(
+            init_job, {k: v for k, v in given.items() if v is not None}, table, out=out_dir, alias=alias,
+            key=key or None, target=target)
+        if as_json:
+            out.print_json(data={"written": [str(p) for p in written]})
+        else:
+            for path in written:
+                out.print(f"wrote {path}", markup=False, highlight=False)
+        return 0
+
+    _run(debug, main)
+
+
+@app.command()
+def preview(
+    job_file: JobArg,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to read and show.")] = 5,
+    param: ParamOpt = None,
+    state_file: StateOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show the first rows as documents, the index the cluster would create, and the problems found; write nothing.
+
+    Exit 0 when no problem was found, 1 when one was."""
+
+    async def main() -> int:
+        from indexer.preview import preview as previewing
+
+        report = await previewing(_load(job_file, param), limit=limit, state_file=state_file)
+        if as_json:
+            out.print_json(data=report.as_dict())
+        else:
+            for line in report.lines():
+                out.print(line, markup=False, highlight=False)
+        return 1 if report.problems else 0
+
+    _run(debug, main, terminate=True)
 
 
 def _load(job_file: Path, param: list[str] | None):

@@ -241,9 +241,14 @@ class Engine:
 
     async def simulate_index(self, index: str) -> dict:
         """The settings the index templates would give a new index of this name."""
+        return (await self.simulate_template(index) or {}).get("settings", {})
+
+    async def simulate_template(self, index: str) -> dict | None:
+        """What the index templates would give a new index of this name (settings, mappings, aliases);
+        None when no index template matches it (the cluster then answers an empty body)."""
         body = await self.request("POST", f"/_index_template/_simulate_index/{segment(index)}",
                                   what=f"simulate index {index}")
-        return (body or {}).get("template", {}).get("settings", {})
+        return (body or {}).get("template")
 
     async def create_index(self, index: str, settings: dict, *, mappings: dict | None = None,
                            what: str | None = None) -> None:
