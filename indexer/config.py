@@ -177,6 +177,11 @@ class TargetConfig(_Model):
             raise _field_error("password_env", "needs username (basic auth takes both)")
         return self
 
+    @property
+    def where(self) -> str:
+        """The cluster as messages name it: the url, or the Cloud ID's deployment name (the url is unused then)."""
+        return f"Elastic Cloud deployment {self.cloud_id.split(':', 1)[0]!r}" if self.cloud_id else self.url
+
 
 def check_url(value: str) -> str:
     """The cluster's URL without a trailing slash; ValueError (never echoing the value) when malformed."""
@@ -390,6 +395,8 @@ def load_job(path: str | Path, params: dict[str, Any] | None = None, env: dict[s
     target = raw.setdefault("target", {})
     if isinstance(target, dict):
         if env.get(URL_ENV):
+            if target.get("cloud_id"):
+                raise ConfigError(f"{URL_ENV} and target.cloud_id both name the cluster: unset one of them")
             try:
                 target["url"] = check_url(env[URL_ENV])
             except ValueError as exc:

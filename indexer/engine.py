@@ -399,12 +399,12 @@ def _mismatch(target: TargetConfig, info: ClusterInfo) -> ConfigError:
     """The one line for ``target.engine`` naming the other product than the one that answered."""
     product = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch"}.get(info.flavor)
     if product is None:
-        return ConfigError(f"target.engine is {target.engine!r} but the server at {target.url} does not "
+        return ConfigError(f"target.engine is {target.engine!r} but the server at {target.where} does not "
                            "answer GET / like Elasticsearch or OpenSearch")
     if info.flavor == target.engine:  # Elasticsearch older than 7.14 sends no product header
-        return ConfigError(f"the cluster at {target.url} is {product} {info.version}, which the elasticsearch "
+        return ConfigError(f"the cluster at {target.where} is {product} {info.version}, which the elasticsearch "
                            "client does not support (it needs 7.14 or later)")
-    return ConfigError(f'target.engine is "{target.engine}" but the cluster at {target.url} is {product} '
+    return ConfigError(f'target.engine is "{target.engine}" but the cluster at {target.where} is {product} '
                        f'{info.version}; set engine = "{info.flavor}" or "auto"')
 
 
@@ -420,7 +420,7 @@ async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -
     flavor = target.engine
     if flavor == "auto":
         flavor = "elasticsearch" if target.cloud_id else "opensearch"
-    engine = Engine(make_client(flavor, target, opts), flavor, target.url, policy)
+    engine = Engine(make_client(flavor, target, opts), flavor, target.where, policy)
     try:
         info = await engine.info()
     except ProductCheckError as exc:
@@ -435,5 +435,5 @@ async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -
     if target.engine == "auto" and info.flavor != flavor:
         await engine.close()
         flavor = "opensearch" if info.flavor == "opensearch" else "elasticsearch"
-        engine = Engine(make_client(flavor, target, opts), flavor, target.url, policy)
+        engine = Engine(make_client(flavor, target, opts), flavor, target.where, policy)
     return engine

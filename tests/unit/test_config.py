@@ -419,3 +419,12 @@ def test_partitions_need_a_partition_column_and_the_cli_overrides_are_checked_al
 def _with_job_lines(tmp_path, *lines):
     text = SQLITE_JOB.replace("[job.params]", "\n".join(lines) + "\n\n[job.params]")
     return write(tmp_path, text)
+
+
+def test_a_cloud_id_names_the_deployment_in_messages_and_refuses_indexer_url_beside_it(tmp_path):
+    text = SQLITE_JOB.replace("[job]", '[target]\ncloud_id = "prod-search:ZXUtd2VzdC0xLmF3cy5mb3VuZC5pbyRhYmMkZGVm"\n\n[job]')
+    job = load_job(write(tmp_path, text), env={})
+    assert job.target.where == "Elastic Cloud deployment 'prod-search'"
+    assert load_job(write(tmp_path, SQLITE_JOB), env={}).target.where == DEFAULT_URL
+    with pytest.raises(ConfigError, match="^INDEXER_URL and target.cloud_id both name the cluster"):
+        load_job(write(tmp_path, text), env={"INDEXER_URL": "http://other:9200"})
