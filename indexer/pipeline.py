@@ -3,9 +3,9 @@
 ::
 
     bootstrap: mappings/ -> templates -> Engine (component templates, then index templates)
-    reindex:   run frame (lease) -> indices: orphans out, fresh index -> extract.probe
-               -> sink.load(extract.Reader -> Sender) -> counts verified, swap guard -> one alias swap
-               -> incremental.after_reindex -> state
+    reindex:   run frame (lease) -> indices: orphans out, fresh index -> extract.probe [-> partitions.plan_slices]
+               -> sink.load(extract.Reader -> Sender)  |  partitioned: slices.run_slices, the slices' counts
+               added up -> counts verified, swap guard -> one alias swap -> incremental.after_reindex -> state
     sync:      run frame (lease) -> the alias's write index -> incremental.since/skip
                -> sink.load(extract.Reader -> Sender) -> incremental.Advance -> state after every
                acknowledged chunk
@@ -24,21 +24,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer import documents, extract, incremental, indices, source
+from indexer import documents, extract, incremental, indices, slices, source
 from indexer import watermark as wm
 from indexer.config import Job, TargetConfig
 from indexer.engine import Engine, open_engine
 from indexer.errors import ConfigError, EngineError, VerificationError
 from indexer.extract import Chunk, ReadPlan, user_params
+from indexer.partitions import Slice, plan_slices
 from indexer.reconcile import ReconcileSummary, reconcile
 from indexer.run import Run, Summary, run, state_store, utc_now
-from indexer.sink import Counts, Progress, Sender, check_error_budget, load
+from indexer.sink import Counts, Progress, Sender, check_error_budget, load, write_dead_letters
 from indexer.state import RunRecord
 from indexer.templates import TemplateFile, diff, load_templates, normalise
+from indexer.watermark import Mark
 
 __all__ = ["Progress", "ReconcileSummary", "Summary", "Status", "bootstrap", "reconcile", "reindex", "status", "sync"]
 
@@ -92,15 +95,25 @@ async def reindex(
     engine: Engine | None = None, state_file: Path | None = None,
     dead_letter_file: Path | None = None, include_doc: bool = False, workers: int | None = None,
 ) -> Summary:
-    """Full rebuild into a fresh index, verified, then an atomic alias swap."""
-    if job.job.partitions > 1 or job.job.cluster:
-        raise ConfigError("job.partitions / job.cluster: partitioned reindex is not available in this version")
+    """Full rebuild into a fresh index, verified, then an atomic alias swap.
+
+    With ``job.partitions`` > 1 or ``job.cluster``, the query is read as slices in parallel
+    (``workers`` local processes, default one per slice up to the CPU count; or the Dask cluster).
+    """
+    if _partitioned(job) and allow_duplicates:
+        raise ConfigError("--allow-duplicates cannot be used with partitions: slices read in parallel have no "
+                          "source order to pick the latest row by (reindex without partitions)")
     async with run("reindex", job, engine, state_file, dead_letter_file, include_doc) as frame:
-        await _reindex(job, frame, allow_duplicates, force_swap, progress)
+        await _reindex(job, frame, allow_duplicates, force_swap, progress, workers)
     return frame.summary
 
 
-async def _reindex(job: Job, frame: Run, allow_duplicates: bool, force_swap: bool, progress: Progress) -> None:
+def _partitioned(job: Job) -> bool:
+    return job.job.partitions > 1 or bool(job.job.cluster)
+
+
+async def _reindex(job: Job, frame: Run, allow_duplicates: bool, force_swap: bool, progress: Progress,
+                   workers: int | None) -> None:
     settings, alias = job.job, job.job.alias
     engine, summary = frame.engine, frame.summary
     state = await frame.store.load(alias)
@@ -116,25 +129,13 @@ async def _reindex(job: Job, frame: Run, allow_duplicates: bool, force_swap: boo
         progress.total(found.total)
     keep_from = wm.minus(found.source_max, settings.lookback) if found.source_max is not None else None
     plan = dataclasses.replace(plan, kind=found.kind, keep_from=keep_from)
+    planned = await asyncio.to_thread(plan_slices, job, settings.partitions) if _partitioned(job) else None
     wanted = await indices.create_for_load(engine, index)
-    counts, marks = Counts(), []
-
-    async def remember(chunks: list[Chunk]) -> None:
-        for chunk in chunks:
-            marks.extend(chunk.marks)
-            _note_watermarks(summary, chunk, settings.watermark)
-
-    sender = Sender(engine, index, fresh_index=True, max_bytes=settings.chunk_bytes,
-                    scrub_reasons=not frame.dead.include_doc, versioned=allow_duplicates)
     try:
-        try:
-            await load(lambda: extract.read_chunks(job, plan), sender, settings, counts, dead=frame.dead,
-                       progress=progress, on_acked=remember)
-        finally:
-            summary.count(counts)
-        check_error_budget(settings, counts, final=True)
-        summary.documents_in_index = await indices.finish_load(engine, index, wanted)
-        _verify(summary, counts, allow_duplicates)
+        if planned is None:
+            marks = await _load(job, frame, plan, index, wanted, progress)
+        else:
+            marks = await _load_slices(job, frame, plan, planned, wanted, progress, workers)
         if live:
             await engine.refresh(alias)
             summary.documents_in_alias_before = await engine.count(alias)
@@ -161,8 +162,56 @@ async def _reindex(job: Job, frame: Run, allow_duplicates: bool, force_swap: boo
     summary.deleted_indices += await indices.retire(engine, index, ours, settings.keep)
 
 
-def _note_watermarks(summary: Summary, chunk: Chunk, column: str | None) -> None:
-    """Carry a chunk's watermark warnings into the summary, once each."""
+async def _load(job: Job, frame: Run, plan: ReadPlan, index: str, wanted: dict, progress: Progress) -> list[Mark]:
+    """One reader, one sender: the query's rows into ``index``, counted and verified; their marks."""
+    settings, summary = job.job, frame.summary
+    counts, marks = Counts(), []
+
+    async def remember(chunks: list[Chunk]) -> None:
+        for chunk in chunks:
+            marks.extend(chunk.marks)
+            _note_watermarks(summary, chunk, settings.watermark)
+
+    sender = Sender(frame.engine, index, fresh_index=True, max_bytes=settings.chunk_bytes,
+                    scrub_reasons=not frame.dead.include_doc, versioned=plan.versioned)
+    try:
+        await load(lambda: extract.read_chunks(job, plan), sender, settings, counts, dead=frame.dead,
+                   progress=progress, on_acked=remember)
+    finally:
+        summary.count(counts)
+    check_error_budget(settings, counts, final=True)
+    summary.documents_in_index = await indices.finish_load(frame.engine, index, wanted)
+    _verify(summary, counts, plan.versioned)
+    return marks
+
+
+async def _load_slices(job: Job, frame: Run, plan: ReadPlan, planned: list[Slice], wanted: dict, progress: Progress,
+                       workers: int | None) -> list[Mark]:
+    """The slices in parallel into the new index; their counts added up and verified, their dead letters
+    written here, the error budget judged on the totals; their marks."""
+    settings, summary = job.job, frame.summary
+    tasks = [slices.SliceTask(job, s, summary.index, plan.kind, plan.keep_from, frame.dead.include_doc)
+             for s in planned]
+    summary.partitions = len(tasks)
+    summary.workers = 0 if settings.cluster else min(workers or os.cpu_count() or 1, max(len(tasks), 1))
+    results = await slices.run_slices(job, tasks, summary.workers, slices.RowTotal(progress))
+    counts = slices.merged(results)
+    write_dead_letters(frame.dead, counts.rejected, counts.failed)
+    for result in results:
+        _note_watermarks(summary, result, settings.watermark)
+    summary.count(counts)
+    check_error_budget(settings, counts, final=True)
+    summary.documents_in_index = await indices.finish_load(frame.engine, summary.index, wanted)
+    # a rerun slice's "updated" answers echo its failed attempt: duplicates are counted from the index
+    counts.duplicates = slices.duplicates(results, summary.documents_in_index)
+    counts.indexed = summary.documents_in_index
+    summary.count(counts)
+    _verify(summary, counts, False)
+    return [mark for result in results for mark in result.marks]
+
+
+def _note_watermarks(summary: Summary, chunk: Chunk | slices.SliceResult, column: str | None) -> None:
+    """Carry a chunk's (or a slice's) watermark warnings into the summary, once each."""
     summary.null_watermarks += chunk.null_watermarks
     if chunk.odd_watermark and not any("cannot be compared" in w for w in summary.warnings):
         summary.warnings.append(f"watermark values that cannot be compared (first: {chunk.odd_watermark})")
@@ -174,9 +223,9 @@ def _note_watermarks(summary: Summary, chunk: Chunk, column: str | None) -> None
 def _verify(summary: Summary, counts: Counts, allow_duplicates: bool) -> None:
     """Dead letters were within budget (``load`` checks); what remains must be exact."""
     if counts.duplicates and not allow_duplicates:
-        sample = ", ".join(repr(i) for i in counts.duplicate_ids)
+        sample = f" (e.g. {', '.join(repr(i) for i in counts.duplicate_ids)})" if counts.duplicate_ids else ""
         raise VerificationError(
-            f"{counts.duplicates} duplicate key(s) in the query result (e.g. {sample}); alias not changed "
+            f"{counts.duplicates} duplicate key(s) in the query result{sample}; alias not changed "
             "(fix job.key, or pass --allow-duplicates to keep the row latest in source order)"
         )
     if summary.documents_in_index != counts.indexed:

@@ -60,6 +60,8 @@ class Summary(RunRecord):
     documents_in_alias_before: int | None = None  # reindex: what the alias served before the swap
     force_swap: bool = False                      # reindex: the swap guard was overridden
     null_watermarks: int = 0                      # reindex: rows indexed whose watermark is NULL or unusable
+    partitions: int = 0                           # reindex: slices read in parallel (0: not partitioned)
+    workers: int = 0                              # reindex: local worker processes for them (0: none, or Dask)
     warnings: list[str] = field(default_factory=list)
     deleted_indices: list[str] = field(default_factory=list)
     watermark_before: Any = None

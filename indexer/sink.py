@@ -230,6 +230,14 @@ class Counts(Sent):
         self.failed.extend(sent.failed)
         self.duplicate_ids.extend(sent.duplicate_ids[:DUPLICATE_SAMPLE - len(self.duplicate_ids)])
 
+    def merge(self, other: Counts) -> None:
+        """Add another run's counts to these (a partitioned reindex adds up its slices')."""
+        for name in (*_COUNTED, "rows_read", "skipped", "sent"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.rejected.extend(other.rejected)
+        self.failed.extend(other.failed)
+        self.duplicate_ids.extend(other.duplicate_ids[:DUPLICATE_SAMPLE - len(self.duplicate_ids)])
+
     @property
     def dead(self) -> int:
         return len(self.rejected) + len(self.failed)
@@ -265,13 +273,14 @@ class Acks:
 
 async def load(
     chunks: Callable[[], Iterator[Chunk]], sender: Sender, settings: JobSettings, counts: Counts, *,
-    dead: DeadLetters, progress: Progress = Progress(), on_acked: Callable[[list[Chunk]], Awaitable[Any]] | None = None,
+    dead: DeadLetters | None, progress: Progress = Progress(), on_acked: Callable[[list[Chunk]], Awaitable[Any]] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Stream ``chunks()`` (run in a worker thread) through ``sender`` with ``concurrency`` requests in flight.
 
     ``on_acked`` is awaited with the chunks that became acknowledged in source
-    order: every action answered 2xx or written to the dead-letter file. When the
+    order: every action answered 2xx or written to the dead-letter file (``dead``; None: kept
+    in ``counts`` only, for a partitioned reindex's coordinator to write). When the
     dead letters exceed ``max_errors`` or ``max_error_rate`` the run stops with a
     VerificationError and the chunk that crossed the line is never released.
     """
@@ -283,10 +292,8 @@ async def load(
         while not (stop and stop.is_set()) and (chunk := await feed.get()) is not None:
             sent = await sender.send(chunk.actions) if chunk.actions else Sent()
             counts.add(chunk, sent)
-            for rejected in chunk.rejected:
-                dead.rejected(rejected.row, rejected.reason, rejected.doc)
-            for failure in sent.failed:
-                dead.failed(failure.id, failure.status, failure.type, failure.reason, failure.line)
+            if dead is not None:
+                write_dead_letters(dead, chunk.rejected, sent.failed)
             check_error_budget(settings, counts)
             progress.rows(counts.rows_read)
             async with ack_lock:
@@ -302,6 +309,13 @@ async def load(
         raise eg.exceptions[0] from None  # (it keeps its own traceback and cause; the group adds nothing)
     finally:
         await feed.close()
+
+
+def write_dead_letters(dead: DeadLetters, rejected: Sequence[Rejected], failed: Sequence[Failure]) -> None:
+    for row in rejected:
+        dead.rejected(row.row, row.reason, row.doc)
+    for failure in failed:
+        dead.failed(failure.id, failure.status, failure.type, failure.reason, failure.line)
 
 
 def check_error_budget(settings: JobSettings, counts: Counts, *, final: bool = False) -> None:

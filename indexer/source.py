@@ -3,17 +3,17 @@
 ::
 
     dbtype --dialect()--> Dialect (one class per database, chosen once): placeholders, parameter
-                          shapes, the sync wrapper, how to connect, which exceptions are the driver's
+                          shapes, the sync and slice wrappers, how to connect, which exceptions are the driver's
     SourceConfig --connect()--> Connection (DB-API connection + its Dialect)
                  --iter_row_chunks()--> (columns, [tuple row, ...]) ...
-                 --columns_of / count_rows / max_value / count_by--> one answer each
+                 --columns_of / count_rows / max_value / count_by / bounds--> one answer each
 
 Rows are streamed with ``etlhelper.iter_chunks`` and plain tuples (the cheapest
 row shape); column names come from the cursor description. Connections are
 opened with keyword arguments, never with a connection string, so a password
 with spaces, ``@`` or ``%`` is neither mangled nor echoed in a driver error.
 Nothing outside this module asks which database it is: a new database is one
-more ``Dialect`` subclass here. (About 400 lines: the dialects stay next to the
+more ``Dialect`` subclass here. (About 420 lines: the dialects stay next to the
 queries they serve, in the one module allowed to import the drivers.)
 """
 
@@ -33,6 +33,8 @@ import etlhelper
 from etlhelper.exceptions import ETLHelperError
 
 from indexer.config import SINCE, SourceConfig, bind_names, same_bind_name
+
+SLICE_LO, SLICE_HI = "slice_lo", "slice_hi"  # a partitioned reindex's bounds (bind names Oracle accepts too)
 from indexer.errors import ConfigError, SourceError
 
 
@@ -71,6 +73,14 @@ class Dialect:
         """
         # bandit B608 accepted: column passed config.SQL_IDENTIFIER; the value is bound
         return f"SELECT * FROM ({query}) q WHERE q.{column} >= {self.bind(SINCE)} ORDER BY q.{column}"  # nosec B608
+
+    def slice_query(self, query: str, column: str, upper: str | None) -> str:
+        """``query``'s rows from the bound ``slice_lo`` up to the bound ``slice_hi`` of ``column`` (``upper``:
+        ``<`` or ``<=``); with ``upper`` None, its rows where ``column`` is NULL (nothing more bound)."""
+        if upper is None:  # bandit B608 accepted (both): column passed config.SQL_IDENTIFIER; values bound
+            return f"SELECT * FROM ({query}) q WHERE q.{column} IS NULL"  # nosec B608
+        return (f"SELECT * FROM ({query}) q WHERE q.{column} >= {self.bind(SLICE_LO)} "  # nosec B608
+                f"AND q.{column} {upper} {self.bind(SLICE_HI)}")
 
     @property
     def errors(self) -> tuple[type[BaseException], ...]:
@@ -111,6 +121,11 @@ class Postgres(Dialect):
         if has_user_params is None:
             has_user_params = bool(self.binds(query))
         return super().sync_query(query if has_user_params else query.replace("%", "%%"), column)
+
+    def slice_query(self, query: str, column: str, upper: str | None) -> str:
+        """As the base's; a range binds its bounds, so a query binding nothing has its ``%`` doubled (as above)."""
+        return super().slice_query(query if upper is None or self.binds(query) else query.replace("%", "%%"),
+                                   column, upper)
 
     def connect(self, source: SourceConfig, password: str | None, chunk_size: int) -> Any:
         try:
@@ -389,6 +404,14 @@ def max_value(conn: Connection, query: str, params: Any, column: str, what: str 
     """The largest value of ``column`` among the query's rows (None when there are none)."""
     # bandit B608 accepted: column passed config.SQL_IDENTIFIER
     return _fetch_all(conn, f"SELECT MAX(q.{column}) FROM ({query}) q", params, what)[0][0]  # nosec B608
+
+
+def bounds(conn: Connection, query: str, params: Any, column: str, what: str = "job.query") -> tuple[Any, Any, int]:
+    """MIN and MAX of ``column`` among the query's rows, and how many of them have it NULL: one aggregate."""
+    # bandit B608 accepted: column passed config.SQL_IDENTIFIER
+    sql = f"SELECT MIN(q.{column}), MAX(q.{column}), COUNT(*) - COUNT(q.{column}) FROM ({query}) q"  # nosec B608
+    low, high, nulls = _fetch_all(conn, sql, params, what)[0]
+    return low, high, int(nulls)
 
 
 def count_by(conn: Connection, query: str, params: Any, column: str, what: str = "job.query") -> list[tuple[Any, int]]:
