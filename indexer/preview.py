@@ -196,7 +196,9 @@ def _walk(node: dict, mapping: dict, dynamic: str, prefix: str, found: list[str]
                 found.append(prefix + name)
             continue
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, dict) and field.get("type", "object") in ("object", "nested"):
+            # an object with enabled: false takes any shape (its fields are kept in _source, not mapped)
+            if isinstance(item, dict) and field.get("type", "object") in ("object", "nested") \
+                    and str(field.get("enabled", True)).lower() != "false":
                 _walk(item, field, dynamic, f"{prefix}{name}.", found)
 
 

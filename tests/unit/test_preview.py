@@ -44,6 +44,12 @@ def test_an_object_may_be_strict_under_a_dynamic_root():
     assert preview.unmapped({"top": 1, "meta": {"x": 1}}, mapping) == ["meta.x"]
 
 
+def test_an_object_with_enabled_false_takes_any_shape_under_a_strict_root():
+    mapping = {"dynamic": "strict", "properties": {"j": {"type": "object", "enabled": False}}}
+    assert preview.unmapped({"j": {"a": 1, "b": {"c": [1]}}}, mapping) == []
+    assert preview.unmapped({"j": {"a": 1}}, {"dynamic": "strict", "properties": {"j": {"properties": {}}}}) == ["j.a"]
+
+
 def test_unmapped_fields_are_one_line_each_with_how_many_documents_have_them():
     lines = preview.unmapped_fields([{"code": "a", "extra": 1}, {"code": "b", "extra": 2}, {"code": "c"}], STRICT, "t-1")
     assert len(lines) == 1 and "'extra'" in lines[0] and "2 of 3 documents" in lines[0]

@@ -1,0 +1,287 @@
+"""``indexer init``: a job file and its templates, written from a table's catalogue entry.
+
+::
+
+    [source] dict --SourceConfig--> connect --catalogue.read_table--> Table (columns, primary key)
+        --plan()--> Plan (key, query, a mapping per field, guessed watermark and deleted)
+        --render--> DIR/<alias>.toml, DIR/mappings/component/<alias>-{mappings,settings}.json,
+                    DIR/mappings/index/<alias>.json   (all four checked absent first; never overwritten)
+
+The job file keeps only the *name* of the password's variable; the password is read once, to
+connect. The SQL type -> mapping table and the reasons for it: docs/init.md and ``indexer.catalogue``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ValidationError
+
+from indexer import catalogue
+from indexer.catalogue import Column, Table
+from indexer.config import INDEX_SUFFIX_LEN, Job, SourceConfig, TargetConfig, check_index_name
+from indexer.documents import make_row_mapper
+from indexer.errors import ConfigError
+from indexer.source import connect
+
+# Column names that suggest "changed when the row changed" (a date or timestamp column) and
+# "this row is deleted" (a boolean, integer or Y/N column).
+WATERMARK_NAME = re.compile(r"updat|modif|chang|mtime")
+DELETED_NAME = re.compile(r"delet|remov|purg|(^|_)del(_|$)|(^|_)del_?fla?g")
+# Index template priority: above the demo's 100, and longer aliases higher, so that "a-*" and "a-b-*"
+# (which overlap) never share one; same-length patterns "x-*" and "y-*" cannot overlap.
+PRIORITY_BASE = 200
+SETTINGS = {"number_of_shards": 1, "auto_expand_replicas": "0-1", "refresh_interval": "1s"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What the files say, decided before any is written."""
+
+    alias: str
+    key: list[str]
+    key_from: str                        # "the primary key" or "--key"
+    query: str
+    properties: dict
+    watermark: str | None
+    deleted: str | None
+    unknown: list[tuple[str, str]]       # (field, SQL type) of the types mapped as keyword by default
+
+
+def init_job(source: dict, table: str, *, out: Path, alias: str | None = None,
+             key: list[str] | None = None, target: dict | None = None) -> list[Path]:
+    """Write the job file and its three templates for ``table``; the files written, in order."""
+    src = _validated(SourceConfig, source)
+    tgt = _validated(TargetConfig, target or {})
+    cat = catalogue.catalogue(src.dbtype)
+    name = cat.parse_table(table, src.user)
+    alias = _alias(alias, name.name)
+    paths = output_paths(Path(out), alias)
+    for path in paths:
+        if path.exists():
+            raise ConfigError(f"{path} already exists: indexer init never overwrites a file (choose another --out or --alias)")
+    with connect(src) as conn:
+        found = catalogue.read_table(conn, name)
+        if src.dbtype == "SQLITE":
+            dates = catalogue.sqlite_date_columns(conn, found.name, found.columns)
+            columns = tuple(dataclasses.replace(c, is_date=c.name in dates) for c in found.columns)
+            found = dataclasses.replace(found, columns=columns)
+    job_plan = plan(src.dbtype, found, alias, key)
+    texts = [render_job(src, tgt, job_plan, table, Path(out)), *render_templates(job_plan, src.dbtype, table)]
+    _write_all(paths, texts)
+    return paths
+
+
+def output_paths(out: Path, alias: str) -> list[Path]:
+    return [out / f"{alias}.toml", out / "mappings" / "component" / f"{alias}-mappings.json",
+            out / "mappings" / "component" / f"{alias}-settings.json", out / "mappings" / "index" / f"{alias}.json"]
+
+
+def _validated(model: type[BaseModel], values: dict) -> Any:
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = f"--{str(first['loc'][0]).replace('_', '-')}: " if first["loc"] else ""
+        # from None: pydantic's text quotes the input, and a --url may carry credentials
+        raise ConfigError(where + first["msg"].removeprefix("Value error, ")) from None
+
+
+def _alias(given: str | None, table_name: str) -> str:
+    """``--alias``, or the table's name made a valid alias (lower case, unusable characters as ``-``)."""
+    alias = given if given is not None else re.sub(r'[\\/*?"<>|,#:\s]+', "-", table_name.lower()).strip("-_+")
+    try:
+        check_index_name(alias, "alias")
+        if len(alias.encode()) > 255 - INDEX_SUFFIX_LEN:
+            raise ValueError(f"alias is longer than {255 - INDEX_SUFFIX_LEN} bytes")
+    except ValueError as exc:
+        if given is not None:
+            raise ConfigError(f"--alias: {exc}") from None
+        raise ConfigError(f"table {table_name!r} gives no valid alias ({exc}): name one with --alias") from None
+    return alias
+
+
+# ------------------------------------------------------------------ deciding (pure)
+
+
+def plan(dbtype: str, table: Table, alias: str, key: list[str] | None = None) -> Plan:
+    """The job for ``table``: key, query, mappings and guesses (ConfigError for a bad or missing key)."""
+    cat = catalogue.catalogue(dbtype)
+    fields = [c.name.lower() for c in table.columns]
+    make_row_mapper(fields)  # the checks a reindex makes: a field twice ("Code" and "code"), "a" and "a.b"
+    keys = _key_fields(table, fields, key)
+    by_field = dict(zip(fields, table.columns))
+
+    def guess(pattern: re.Pattern, fits: Callable[[str, Column], bool]) -> str | None:
+        return next((f for f, c in by_field.items() if pattern.search(f) and fits(dbtype, c) and catalogue.plain(f)
+                     and f not in keys), None)
+
+    watermark = guess(WATERMARK_NAME, catalogue.is_date)
+    deleted = guess(DELETED_NAME, catalogue.is_flag)
+    items = []
+    for field, column in by_field.items():
+        item = cat.quote(column.name)
+        if field in (watermark, deleted) and cat.needs_alias(column.name, field):
+            item += f" AS {field}"  # the sync wrapper names it q.<field>, unquoted
+        items.append(item)
+    # bandit B608 accepted: every name is the catalogue's own, quoted for the database
+    query = "SELECT\n  " + ",\n  ".join(items) + f"\nFROM {cat.qualified(table.name)}"  # nosec B608
+    properties, unknown = _properties(dbtype, by_field, keys)
+    return Plan(alias, keys, "--key" if key else "the primary key", query, properties, watermark, deleted, unknown)
+
+
+def _key_fields(table: Table, fields: list[str], key: list[str] | None) -> list[str]:
+    if key:
+        for name in key:
+            if name.lower() not in fields:
+                raise ConfigError(f"--key {name}: table {table.name.given} has no column {name} "
+                                  f"(columns: {', '.join(fields)})")
+        return [name.lower() for name in key]
+    if not table.key:
+        raise ConfigError(f"table {table.name.given} has no primary key: name the key columns with --key COL")
+    return [name.lower() for name in table.key]
+
+
+def _properties(dbtype: str, by_field: dict[str, Column], keys: list[str]) -> tuple[dict, list]:
+    """Mappings by field; a dotted field ("metadata.source") nests, as documents nest it."""
+    properties: dict = {}
+    unknown = []
+    for field, column in by_field.items():
+        mapping = catalogue.field_mapping(dbtype, column, is_key=field in keys)
+        if mapping is None:
+            mapping = dict(catalogue.SAFE_KEYWORD)
+            unknown.append((field, column.type or "no declared type"))
+        node = properties
+        *parents, leaf = field.split(".")
+        for part in parents:
+            node = node.setdefault(part, {"properties": {}})["properties"]
+        node[leaf] = mapping
+    return properties, unknown
+
+
+# ------------------------------------------------------------------ writing
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string: backslash, quote and control characters escaped."""
+    escaped = []
+    for ch in text:
+        if ch in '"\\':
+            escaped.append("\\" + ch)
+        elif ch < " " or ch == "\x7f":
+            escaped.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, f"\\u{ord(ch):04x}"))
+        else:
+            escaped.append(ch)
+    return '"' + "".join(escaped) + '"'
+
+
+def _toml_query(query: str) -> str:
+    """A multi-line literal string (no escapes: quoted identifiers read as written) when it can be one."""
+    if "'''" in query or any(ch < " " and ch not in "\n\t" for ch in query) or "\x7f" in query:
+        return toml_string(query)
+    return f"'''\n{query}\n'''"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return toml_string(str(value))
+
+
+def _relative(path: Path, base: Path) -> str:
+    """A source file as the job file reads it: relative to the job file's folder."""
+    try:
+        return os.path.relpath(path.resolve(), base.resolve())
+    except ValueError:  # another drive (Windows)
+        return str(path.resolve())
+
+
+def render_job(src: SourceConfig, tgt: TargetConfig, job: Plan, table: str, out: Path) -> str:
+    """The job file's text, checked by reading it back as the tool will."""
+    source_fields = src.model_dump(exclude_none=True)
+    if src.filename is not None:
+        source_fields["filename"] = _relative(src.filename, out)
+    target_fields = {"url": tgt.url, "engine": tgt.engine, **tgt.model_dump(exclude_unset=True)}
+    name = f"{job.alias}.toml"
+    lines = [f"# Written by `indexer init` from {src.dbtype} table {toml_string(table)}: a starting point, read it first.",
+             f"# From this folder: indexer bootstrap --mappings mappings --job {name}; indexer preview {name};"
+             f" indexer reindex {name}", "", "[source]"]
+    for field, value in source_fields.items():
+        note = "   # the NAME of the variable; the password is never written" if field == "password_env" else ""
+        lines.append(f"{field} = {_toml_value(value)}{note}")
+    lines += ["", "[target]", *(f"{n} = {_toml_value(v)}" for n, v in target_fields.items()), "", "[job]",
+              f"alias = {toml_string(job.alias)}", f"key = {_toml_value(job.key)}   # {job.key_from}",
+              f"query = {_toml_query(job.query)}"]
+    lines += _guess_lines(job)
+    lines += [f"# field {toml_string(f)} ({toml_string(t)}): mapped as keyword, as init could tell no more "
+              "from its type (and values); check it" for f, t in job.unknown]
+    text = "\n".join(lines) + "\n"
+    try:
+        Job(**tomllib.loads(text))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+    return text
+
+
+def _guess_lines(job: Plan) -> list[str]:
+    lines = []
+    if job.watermark:
+        lines.append(f"watermark = {toml_string(job.watermark)}   # guessed from its name and type: "
+                     "check that it grows whenever a row changes")
+    else:
+        lines.append('# watermark = "..."   # none guessed (no date column named like updated/modified/changed); '
+                     "sync needs one")
+    if job.deleted:
+        lines.append(f"deleted = {toml_string(job.deleted)}   # guessed from its name and type: rows where it is "
+                     "true are left out (reindex) and deleted (sync)")
+    return lines
+
+
+def render_templates(job: Plan, dbtype: str, table: str) -> list[str]:
+    """The component templates (mappings, settings) and the index template composing them."""
+    origin = f"indexer init, from {dbtype} table {table}"
+    mappings = {"template": {"mappings": {"dynamic": "strict", "properties": job.properties}},
+                "_meta": {"description": f"One field per column ({origin}); dynamic strict: a new column is refused."}}
+    settings = {"template": {"settings": dict(SETTINGS)},
+                "_meta": {"description": "One shard; a replica once a second node exists (auto_expand_replicas 0-1)."}}
+    index = {"index_patterns": [f"{job.alias}-*"], "composed_of": [f"{job.alias}-settings", f"{job.alias}-mappings"],
+             "priority": PRIORITY_BASE + len(job.alias), "_meta": {"managed_by": "indexer"}}
+    return [_json(body) + "\n" for body in (mappings, settings, index)]
+
+
+def _json(value: Any, depth: int = 0) -> str:
+    """Indented JSON with each field's mapping (a dict whose "type" is a string) and each list on one line."""
+    if isinstance(value, dict) and value and not isinstance(value.get("type"), str):
+        pad = "  " * (depth + 1)
+        inner = ",\n".join(f"{pad}{json.dumps(k, ensure_ascii=False)}: {_json(v, depth + 1)}" for k, v in value.items())
+        return "{\n" + inner + "\n" + "  " * depth + "}"
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _write_all(paths: list[Path], texts: list[str]) -> None:
+    """Create each file (never replacing one); on any failure this call's files are removed again."""
+    written: list[Path] = []
+    try:
+        for path, text in zip(paths, texts):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "x", encoding="utf-8") as f:
+                written.append(path)
+                f.write(text)
+    except OSError as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if isinstance(exc, FileExistsError):
+            raise ConfigError(f"{exc.filename} already exists: indexer init never overwrites a file") from None
+        raise ConfigError(f"cannot write {exc.filename or paths[len(written)]}: {exc.strerror or exc}") from None

@@ -1,0 +1,301 @@
+"""`indexer init` without a server: table names, quoting, catalogue SQL and rows, type mappings, the job text.
+
+Oracle and MSSQL catalogues are checked here on rows as their catalogues return them (no server runs
+here); SQLite and PostgreSQL run end to end in tests/integration/test_init.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import tomllib
+
+import pytest
+
+from indexer.catalogue import (
+    DATE_FORMAT, ISO_TEXT, Column, Table, TableName, catalogue, field_mapping, is_flag, read_table,
+)
+from indexer.config import Job, SourceConfig, TargetConfig
+from indexer.errors import ConfigError
+from indexer.scaffold import _alias, init_job, plan, render_job, render_templates, toml_string
+from indexer.source import connect
+
+
+def _table(dbtype: str, name: TableName, rows: list[tuple], key_rows: list[tuple]) -> Table:
+    cat = catalogue(dbtype)
+    return Table(name, cat.parse_columns(rows), cat.parse_key(key_rows))
+
+
+# ---------------------------------------------------------------- --table and quoting
+
+
+@pytest.mark.parametrize("dbtype, text, user, expected", [
+    ("PG", 'public."Order Items"', None, ("public", "Order Items")),
+    ("PG", "Sales.Orders", None, ("sales", "orders")),
+    ("ORACLE", "bgs.dic_sen_sensor", "reader", ("BGS", "DIC_SEN_SENSOR")),
+    ("ORACLE", '"MixedCase"', "reader", ("READER", "MixedCase")),
+    ("MSSQL", "[dbo].[Order Items]", None, ("dbo", "Order Items")),
+    ("MSSQL", "Orders", None, (None, "Orders")),
+    ("SQLITE", '"a ""quoted"" name"', None, (None, 'a "quoted" name')),
+    ("SQLITE", "main.sensors", None, ("main", "sensors")),
+])
+def test_a_table_name_is_split_unquoted_and_folded_as_the_database_reads_it(dbtype, text, user, expected):
+    name = catalogue(dbtype).parse_table(text, user)
+    assert (name.schema, name.name) == expected
+
+
+@pytest.mark.parametrize("text", ["a.b.c", "", "a.", '"unclosed', "."])
+def test_a_table_name_with_more_than_two_parts_or_an_empty_part_is_refused(text):
+    with pytest.raises(ConfigError, match="expected NAME or SCHEMA.NAME"):
+        catalogue("PG").parse_table(text)
+
+
+@pytest.mark.parametrize("dbtype, name, quoted", [
+    ("PG", "code", "code"), ("PG", "Order Date", '"Order Date"'), ("PG", "OrderId", '"OrderId"'),
+    ("PG", "select", '"select"'), ("PG", 'say "hi"', '"say ""hi"""'),
+    ("ORACLE", "CODE", "CODE"), ("ORACLE", "code", '"code"'), ("ORACLE", "DATE", '"DATE"'),
+    ("MSSQL", "Code", "Code"), ("MSSQL", "Order Date", "[Order Date]"), ("MSSQL", "a]b", "[a]]b]"),
+    ("MSSQL", "key", "[key]"), ("SQLITE", "Code", "Code"), ("SQLITE", "order", '"order"'),
+])
+def test_a_name_is_quoted_when_bare_it_would_mean_something_else(dbtype, name, quoted):
+    assert catalogue(dbtype).quote(name) == quoted
+
+
+# ---------------------------------------------------------------- catalogue SQL: names are bound
+
+
+def test_oracle_catalogue_queries_bind_the_owner_and_the_table():
+    name = catalogue("ORACLE").parse_table("bgs.sensors", "reader")
+    sql, binds = catalogue("ORACLE").columns_query(name)
+    assert "FROM all_tab_columns WHERE owner = :owner AND table_name = :name ORDER BY column_id" in sql
+    assert binds == {"owner": "BGS", "name": "SENSORS"}
+    sql, binds = catalogue("ORACLE").key_query(name)
+    assert "c.constraint_type = 'P'" in sql and sql.endswith("ORDER BY cc.position")
+    assert binds == {"owner": "BGS", "name": "SENSORS"} and "BGS" not in sql
+
+
+def test_mssql_catalogue_queries_bind_positionally_and_default_to_the_users_schema():
+    cat = catalogue("MSSQL")
+    sql, binds = cat.columns_query(cat.parse_table("Orders"))
+    assert "TABLE_SCHEMA = COALESCE(?, SCHEMA_NAME()) AND TABLE_NAME = ?" in sql and binds == (None, "Orders")
+    sql, binds = cat.key_query(cat.parse_table("sales.[Order Lines]"))
+    assert "tc.TABLE_SCHEMA = COALESCE(?, SCHEMA_NAME()) AND tc.TABLE_NAME = ?" in sql
+    assert sql.endswith("ORDER BY kcu.ORDINAL_POSITION")
+    assert binds == ("sales", "Order Lines") and "Order Lines" not in sql
+
+
+def test_postgres_resolves_the_name_as_postgres_reads_it_then_binds_schema_and_table():
+    cat = catalogue("PG")
+    sql, binds = cat.resolve_query('public."Order Items"')
+    assert "to_regclass(%(name)s)" in sql and binds == {"name": 'public."Order Items"'}
+    sql, binds = cat.columns_query(TableName("public", "Order Items", ""))
+    assert binds == {"schema": "public", "name": "Order Items"} and "Order Items" not in sql
+
+
+# ---------------------------------------------------------------- Oracle and MSSQL catalogue rows -> a job
+
+ORACLE_COLUMNS = [  # ALL_TAB_COLUMNS: column_name, data_type, char_length, data_precision, data_scale
+    ("SAMPLE_ID", "NUMBER", 0, 10, 0), ("LINE_NO", "NUMBER", 0, 4, 0), ("CODE", "VARCHAR2", 20, None, None),
+    ("DESCRIPTION", "VARCHAR2", 4000, None, None), ("NOTES", "CLOB", 0, None, None),
+    ("VALUE", "NUMBER", 0, 10, 3), ("READING", "NUMBER", 0, None, None), ("COUNTER", "NUMBER", 0, None, 0),
+    ("BIG", "NUMBER", 0, 38, 0), ("RATIO", "BINARY_DOUBLE", 0, None, None), ("TAKEN", "DATE", 0, None, None),
+    ("UpdatedAt", "TIMESTAMP(6) WITH TIME ZONE", 0, None, 6), ("PHOTO", "BLOB", 0, None, None),
+    ("IS_DELETED", "CHAR", 1, None, None), ("LEVEL", "NUMBER", 0, 2, 0), ("DOC", "JSON", 0, None, None),
+    ("SPAN", "INTERVAL DAY(2) TO SECOND(6)", 0, 2, 6), ("GEOM", "SDO_GEOMETRY", 0, None, None),
+]
+
+
+def test_oracle_rows_become_a_query_key_mappings_and_guesses():
+    name = catalogue("ORACLE").parse_table("bgs.samples", "reader")
+    table = _table("ORACLE", name, ORACLE_COLUMNS, [("SAMPLE_ID",), ("LINE_NO",)])
+    job = plan("ORACLE", table, "samples")
+    assert job.key == ["sample_id", "line_no"]
+    assert job.query.startswith("SELECT\n  SAMPLE_ID,\n  LINE_NO,") and job.query.endswith("FROM BGS.SAMPLES")
+    assert '"UpdatedAt" AS updatedat' in job.query and '"LEVEL"' in job.query
+    assert (job.watermark, job.deleted) == ("updatedat", "is_deleted")
+    p = job.properties
+    assert p["sample_id"] == {"type": "long"} and p["line_no"] == {"type": "short"} and p["level"] == {"type": "byte"}
+    assert p["code"] == {"type": "keyword"} and p["description"]["type"] == "text" and p["notes"]["type"] == "text"
+    assert p["value"] == {"type": "scaled_float", "scaling_factor": 1000}
+    assert p["reading"] == {"type": "double"} and p["counter"] == {"type": "long"} and p["big"] == {"type": "keyword"}
+    assert p["taken"] == p["updatedat"] == {"type": "date", "format": DATE_FORMAT}
+    assert p["photo"] == {"type": "binary"} and p["doc"] == {"type": "object", "enabled": False}
+    assert p["span"] == {"type": "double"}
+    assert p["geom"] == {"type": "keyword", "ignore_above": 8191} and job.unknown == [("geom", "sdo_geometry")]
+
+
+MSSQL_COLUMNS = [  # INFORMATION_SCHEMA.COLUMNS: name, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE
+    ("OrderId", "int", None, 10, 0), ("Order Date", "datetime2", None, None, None), ("Notes", "nvarchar", -1, None, None),
+    ("Code", "varchar", 10, None, None), ("Price", "money", None, 19, 4), ("Rate", "decimal", None, 9, 2),
+    ("Ratio", "float", None, 53, None), ("Small", "real", None, 24, None), ("Tiny", "tinyint", None, 3, 0),
+    ("Deleted", "bit", None, None, None), ("Guid", "uniqueidentifier", None, None, None),
+    ("Blob", "varbinary", -1, None, None), ("Modified", "datetimeoffset", None, None, None),
+]
+
+
+def test_mssql_rows_become_a_query_key_mappings_and_guesses():
+    cat = catalogue("MSSQL")
+    job = plan("MSSQL", _table("MSSQL", cat.parse_table("dbo.[Orders]"), MSSQL_COLUMNS, [("OrderId",)]), "orders")
+    assert job.key == ["orderid"] and job.query.endswith("FROM dbo.Orders") and "[Order Date]" in job.query
+    assert " AS " not in job.query  # MSSQL names ignore case: q.modified finds Modified
+    assert (job.watermark, job.deleted) == ("modified", "deleted")
+    p = job.properties
+    assert p["orderid"] == {"type": "integer"} and p["order date"]["type"] == "date" and p["notes"]["type"] == "text"
+    assert p["code"] == {"type": "keyword"} and p["price"] == {"type": "double"}
+    assert p["rate"] == {"type": "scaled_float", "scaling_factor": 100}
+    assert p["ratio"] == {"type": "double"} and p["small"] == {"type": "float"} and p["tiny"] == {"type": "short"}
+    assert p["deleted"] == {"type": "boolean"} and p["guid"] == {"type": "keyword"} and p["blob"] == {"type": "binary"}
+    assert job.unknown == []
+
+
+# ---------------------------------------------------------------- the type table
+
+
+@pytest.mark.parametrize("udt, length, precision, scale, mapping", [
+    ("int2", None, 16, 0, {"type": "short"}), ("int4", None, 32, 0, {"type": "integer"}),
+    ("int8", None, 64, 0, {"type": "long"}), ("numeric", None, 10, 2, {"type": "scaled_float", "scaling_factor": 100}),
+    ("numeric", None, 15, 5, {"type": "scaled_float", "scaling_factor": 100000}),
+    ("numeric", None, 16, 2, {"type": "double"}), ("numeric", None, None, None, {"type": "double"}),
+    ("numeric", None, 9, 0, {"type": "integer"}), ("numeric", None, 19, 0, {"type": "keyword"}),
+    ("float4", None, None, None, {"type": "float"}), ("float8", None, None, None, {"type": "double"}),
+    ("varchar", 64, None, None, {"type": "keyword"}), ("bpchar", 3, None, None, {"type": "keyword"}),
+    ("varchar", 65, None, None, {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}),
+    ("text", None, None, None, {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}),
+    ("timestamptz", None, None, None, {"type": "date", "format": DATE_FORMAT}),
+    ("bool", None, None, None, {"type": "boolean"}), ("bytea", None, None, None, {"type": "binary"}),
+    ("jsonb", None, None, None, {"type": "object", "enabled": False}), ("_int4", None, None, None, {"type": "integer"}),
+    ("uuid", None, None, None, {"type": "keyword"}), ("tsvector", None, None, None, None),
+])
+def test_postgres_types_map_by_size_precision_and_length(udt, length, precision, scale, mapping):
+    assert field_mapping("PG", Column("c", udt, length, precision, scale)) == mapping
+
+
+def test_a_long_string_key_is_a_keyword_that_can_never_be_an_immense_term():
+    assert field_mapping("PG", Column("c", "text"), is_key=True) == {"type": "keyword", "ignore_above": 8191}
+
+
+@pytest.mark.parametrize("declared, mapping", [
+    ("INTEGER", {"type": "long"}), ("BOOLEAN", {"type": "long"}), ("VARCHAR(10)", {"type": "keyword"}),
+    ("TEXT", {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}),
+    ("REAL", {"type": "double"}), ("DECIMAL(10,2)", {"type": "double"}), ("BLOB", {"type": "binary"}),
+    ("JSON", {"type": "object", "enabled": False}), ("", None), ("DATETIME", None),
+])
+def test_sqlite_types_follow_its_affinity_rules(declared, mapping):
+    column = catalogue("SQLITE").parse_columns([("c", declared, 0)])[0]
+    assert field_mapping("SQLITE", column) == mapping
+
+
+def test_flags_are_booleans_integers_or_one_character_strings():
+    assert is_flag("PG", Column("d", "bool")) and is_flag("ORACLE", Column("d", "number", None, 1, 0))
+    assert is_flag("ORACLE", Column("d", "char", 1)) and not is_flag("ORACLE", Column("d", "char", 3))
+    assert not is_flag("PG", Column("d", "timestamptz")) and not is_flag("ORACLE", Column("d", "number"))
+    assert not is_flag("PG", Column("d", "_bool"))  # an array is no flag (nor a watermark)
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("2024-01-02", True), ("2024-01-02T03:04:05", True), ("2024-01-02T03:04:05.123456+05:30", True),
+    ("2024-01-02 03:04:05", True), ("2024-01-02 03:04:05.123", True), ("2024-01-02 03:04:05.1234", False),
+    ("02/01/2024", False), ("2024-01-02 03:04", False), ("yesterday", False),
+])
+def test_sqlite_text_is_called_a_date_only_in_layouts_the_date_format_reads(text, ok):
+    assert bool(ISO_TEXT.match(text)) is ok
+
+
+# ---------------------------------------------------------------- keys, names, errors
+
+
+def _pg_table(columns: list[tuple], key: tuple = ()) -> Table:
+    return Table(TableName("public", "t", "t"), tuple(Column(*c) for c in columns), key)
+
+
+def test_no_primary_key_and_no_key_option_is_one_clear_error():
+    with pytest.raises(ConfigError, match=r"^table t has no primary key: name the key columns with --key COL$"):
+        plan("PG", _pg_table([("a", "int4")]), "t")
+
+
+def test_a_key_option_names_columns_in_any_case_and_an_unknown_one_is_refused():
+    assert plan("PG", _pg_table([("Site", "text"), ("n", "int4")]), "t", ["SITE", "n"]).key == ["site", "n"]
+    with pytest.raises(ConfigError, match=r"--key nope: table t has no column nope \(columns: site, n\)"):
+        plan("PG", _pg_table([("Site", "text"), ("n", "int4")]), "t", ["nope"])
+
+
+def test_columns_that_become_the_same_field_are_refused():
+    with pytest.raises(ConfigError, match="more than once"):
+        plan("PG", _pg_table([("Code", "text"), ("code", "text")], ("code",)), "t")
+
+
+def test_a_dotted_column_nests_its_mapping_as_documents_nest_its_value():
+    job = plan("PG", _pg_table([("id", "int4"), ("metadata.source", "varchar", 20)], ("id",)), "t")
+    assert job.properties["metadata"] == {"properties": {"source": {"type": "keyword"}}}
+
+
+def test_the_default_alias_is_the_table_name_made_valid():
+    assert _alias(None, "Order Items") == "order-items"
+    with pytest.raises(ConfigError, match="--alias: alias 'Bad' contains 'B'"):
+        _alias("Bad", "t")
+
+
+# ---------------------------------------------------------------- the files' text
+
+
+@pytest.mark.parametrize("text", ['plain', 'a "quoted" \\ back', "tab\tnew\nline", "\x00\x1f\x7f", "é ü 😀"])
+def test_toml_strings_read_back_exactly(text):
+    assert tomllib.loads(f"v = {toml_string(text)}")["v"] == text
+
+
+def test_the_job_file_reads_back_as_the_tool_reads_it_and_holds_no_password(tmp_path):
+    source = SourceConfig(dbtype="PG", host="db", port=5432, dbname="d", user="u", password_env="DB_PASSWORD")
+    table = _pg_table([("id", "int4"), ("Say ''' hi", "text"), ("updated_at", "timestamptz")], ("id",))
+    job = plan("PG", table, "t")
+    text = render_job(source, TargetConfig(), job, 'public."t"', tmp_path)
+    loaded = Job(**tomllib.loads(text))
+    assert loaded.job.query == job.query and loaded.job.key == ["id"] and loaded.job.watermark == "updated_at"
+    assert loaded.source.password_env == "DB_PASSWORD" and loaded.target.url == "http://127.0.0.1:9200"
+    assert "# guessed" in text
+
+
+def test_the_index_template_composes_both_components_above_the_demos_priority():
+    job = plan("PG", _pg_table([("id", "int4")], ("id",)), "orders")
+    texts = render_templates(job, "PG", "orders")
+    assert '"id": {"type": "integer"}' in texts[0]  # one line per field, as a person reads and edits it
+    mappings, settings, index = (json.loads(t) for t in texts)
+    assert mappings["template"]["mappings"]["dynamic"] == "strict"
+    assert settings["template"]["settings"]["number_of_shards"] == 1
+    assert index["index_patterns"] == ["orders-*"] and index["composed_of"] == ["orders-settings", "orders-mappings"]
+    assert index["priority"] == 206 != 100
+    longer = json.loads(render_templates(plan("PG", _pg_table([("id", "int4")], ("id",)), "orders-eu"), "PG", "x")[2])
+    assert longer["priority"] > index["priority"]  # "orders-eu-*" overlaps "orders-*": never the same priority
+
+
+def test_a_sqlite_catalogue_reads_columns_and_a_composite_key_in_key_order(tmp_path):
+    path = tmp_path / "t.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute('CREATE TABLE lines (b TEXT, "Line No" INTEGER, a INTEGER, PRIMARY KEY (a, "Line No"))')
+    conn.close()
+    with connect(SourceConfig(dbtype="SQLITE", filename=path)) as db:
+        table = read_table(db, catalogue("SQLITE").parse_table("LINES"))
+        with pytest.raises(ConfigError, match="table nope not found"):
+            read_table(db, catalogue("SQLITE").parse_table("nope"))
+    assert [c.name for c in table.columns] == ["b", "Line No", "a"] and table.key == ("a", "Line No")
+
+
+def test_a_bad_source_option_is_one_line_naming_the_option(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--password-env: must be the name of an environment variable"):
+        init_job({"dbtype": "PG", "host": "h", "port": 1, "dbname": "d", "user": "u", "password_env": "not a name"},
+                 "t", out=tmp_path)
+    with pytest.raises(ConfigError, match=r"^dbtype PG needs host"):
+        init_job({"dbtype": "PG"}, "t", out=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_folder_that_cannot_be_made_is_one_line_and_leaves_no_file(tmp_path):
+    db = tmp_path / "t.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    conn.close()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match=r"^cannot write .*afile/jobs: Not a directory$"):
+        init_job({"dbtype": "SQLITE", "filename": str(db)}, "t", out=tmp_path / "afile" / "jobs")
+    written = init_job({"dbtype": "SQLITE", "filename": str(db)}, "t", out=tmp_path / "jobs")
+    assert [p.name for p in written] == ["t.toml", "t-mappings.json", "t-settings.json", "t.json"]
+    assert tomllib.loads(written[0].read_text())["source"]["filename"] == "../t.db"  # relative to the job file
