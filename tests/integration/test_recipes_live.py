@@ -28,7 +28,7 @@ import pytest
 import trustme
 
 from tests.support.harness import CLIENT_ENGINE, count, run_indexer, sqlite_source, start_indexer, write_job
-from tests.support.httpproxy import ProxyServer
+from tests.support.httpproxy import RecordingProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES, DEPLOY = ROOT / "examples", ROOT / "deploy"
@@ -45,18 +45,6 @@ def tls(tmp_path_factory):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     return {"ca_pem": folder / "root-ca.pem", "context": context}
-
-
-class RecordingProxy(ProxyServer):
-    """Remembers every Authorization header it was sent (the node behind it checks none)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.authorizations: list[str] = []
-
-    async def _dispatch(self, request):
-        self.authorizations.append(request.headers.get("Authorization", ""))
-        return await super()._dispatch(request)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ import trustme
 from tests.support.harness import (
     CLIENT_ENGINE, PARSING_EXCEPTION, count, http, indices, pg_connect, pg_source, run_indexer, sqlite_source, write_job,
 )
-from tests.support.httpproxy import ProxyServer
+from tests.support.httpproxy import ProxyServer, RecordingProxy
 
 USER = "indexer"
 PASSWORD = "c4n4ry p@ss%w0rd"
@@ -124,18 +124,6 @@ def _sensors_db(path: Path, rows: int = 10, start: int = 0) -> Path:
     return path
 
 
-class _RecordingProxy(ProxyServer):
-    """Remembers every Authorization header it was sent, to prove the canary was really in play."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.authorizations: list[str] = []
-
-    async def _dispatch(self, request):
-        self.authorizations.append(request.headers.get("Authorization", ""))
-        return await super()._dispatch(request)
-
-
 @pytest.fixture
 def sec_alias(engine_url):
     """A fresh alias; its indices, index template and indexer-state documents are deleted afterwards."""
@@ -195,7 +183,7 @@ def test_a_refused_connection_does_not_echo_credentials(tmp_path, sec_alias, db,
 ])
 def test_a_401_from_the_cluster_does_not_echo_credentials(tmp_path, engine_url, sec_alias, db, auth, fault):
     engine = CLIENT_ENGINE
-    with _RecordingProxy(upstream=engine_url) as proxy:
+    with RecordingProxy(upstream=engine_url) as proxy:
         proxy.faults.request_status = 401
         if fault == "every request":
             proxy.faults.request_status_match = lambda method, path: True

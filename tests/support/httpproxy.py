@@ -392,3 +392,15 @@ class ProxyServer:
                                "error": {"type": _ERROR_TYPES[429], "reason": reason}}})
         merged = {"took": took, "errors": errors or bool(rejected), "items": items}
         return self._respond(200, json.dumps(merged).encode())
+
+
+class RecordingProxy(ProxyServer):
+    """A proxy that remembers every Authorization header it was sent (the node behind it checks none)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.authorizations: list[str] = []
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        self.authorizations.append(request.headers.get("Authorization", ""))
+        return await super()._dispatch(request)
