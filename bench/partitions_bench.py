@@ -453,6 +453,13 @@ def us(value: float | None) -> str:
     return fmt(value, 1) + " us" if value is not None else "-"
 
 
+def measured(groups: dict, kind: str, source: str):
+    """(workers, its runs, the runs with 1 worker) for each worker count measured."""
+    for w in WORKERS:
+        if groups.get((kind, source, w)):
+            yield w, groups[(kind, source, w)], groups.get((kind, source, 1))
+
+
 def slices_table(groups: dict, kind: str, sources: list[str]) -> list[str]:
     sink = kind == "sink"
     out = ["| source | workers | docs/s | spread | vs 1 worker | planning + workers' start, s | docs/s of one slice in its "
@@ -460,11 +467,7 @@ def slices_table(groups: dict, kind: str, sources: list[str]) -> list[str]:
            + (" | free sink" if sink else "") + " | runs |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if sink else "") + "---:|"]
     for source in sources:
-        for w in WORKERS:
-            g = groups.get((kind, source, w))
-            if not g:
-                continue
-            one = groups.get((kind, source, 1))
+        for w, g, one in measured(groups, kind, source):
             out.append(f"| {SOURCE_NAMES[source]} | {w} | {dps(g):,.0f} | {spread(g)} | {ratio(g, one)} | "
                        f"{fmt(startup(g), 2)} | {fmt(slice_rate(g), 0)} | {each_slice(g)} | "
                        f"{us(per_row(g, lambda s: s.worker_cpu))} | {us(per_row(g, lambda s: s.client_cpu))} | "
@@ -479,11 +482,7 @@ def e2e_table(groups: dict, sources: list[str]) -> list[str]:
            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind, cpus in (("e2e", "shared"), ("e2e_pinned", "engine: CPU 0; indexer: CPU 1")):
         for source in sources:
-            for w in WORKERS:
-                g = groups.get((kind, source, w))
-                if not g:
-                    continue
-                one = groups.get((kind, source, 1))
+            for w, g, one in measured(groups, kind, source):
                 out.append(f"| {SOURCE_NAMES[source]} | {w} | {cpus} | {dps(g):,.0f} | {spread(g)} | {ratio(g, one)} | "
                            f"{us(per_row(g, lambda s: s.client_cpu))} | {us(per_row(g, lambda s: s.engine_cpu))} | "
                            f"{us(per_row(g, lambda s: s.db_cpu))} | {fmt(median(g, lambda s: s.maxrss_mib))} | {len(g)} |")
