@@ -47,7 +47,7 @@ from indexer.partitions import Slice, slice_query
 from indexer.sink import Counts, Progress, Sender, Sent, check_error_budget, load
 
 SLICE_ATTEMPTS = 3
-_FINAL = (ConfigError, VerificationError)  # failures an attempt more would only repeat
+NOT_RETRIED = (ConfigError, VerificationError)  # failures an attempt more would only repeat
 _POLL_SECONDS = 0.5                        # how soon the local runner notices a stop request
 
 
@@ -199,7 +199,7 @@ def _attempt(task: SliceTask, attempt: int) -> SliceResult:
     except Exception as exc:
         code = exc.exit_code if isinstance(exc, IndexerError) else 1
         text = str(exc) if isinstance(exc, IndexerError) else f"{type(exc).__name__}: {exc}"
-        raise _AttemptFailed(text, isinstance(exc, _FINAL), code) from None
+        raise _AttemptFailed(text, isinstance(exc, NOT_RETRIED), code) from None
 
 
 class _Rows:
