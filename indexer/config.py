@@ -5,7 +5,7 @@ README "The job file". Unknown fields are errors, relative paths are relative to
 the job file, and secrets are never values: only the *names* of environment
 variables that hold them (``password_env``, ``api_key_env``...). Each field's ``description``
 is its documentation (``indexer.reference`` writes docs/config-reference.md from them). (About
-420 lines: the model, its descriptions and every check of it stay together, in one place.)
+430 lines: the model, its descriptions and every check of it stay together, in one place.)
 """
 
 from __future__ import annotations
