@@ -372,17 +372,15 @@ def _integer(digits: int) -> dict:
 
 
 def _numeric(precision: int | None, scale: int | None) -> dict:
-    """Exact decimals: scaled_float while precision <= 15 (every value is then an exact double), else double.
-
-    The indexer writes a Decimal as a JSON number when the double prints it exactly, else as a string;
-    both types take both forms (coerce), and the exact value stays in _source.
+    """Decimals with a scale: double. The indexer writes a Decimal as a JSON number when the double
+    prints it exactly, else as a string; double takes both (coerce), and the exact value stays in
+    _source. Not scaled_float: it lives in the mapper-extras module, which a minimal node may lack
+    (the tests' Elasticsearch node does), and a generated file must install on every engine.
     """
     if precision is None:
         return {"type": "long"} if scale == 0 else {"type": "double"}  # Oracle INTEGER; unconstrained NUMERIC
     if not scale or scale < 0:
         return _integer(precision - (scale or 0))
-    if precision <= 15:
-        return {"type": "scaled_float", "scaling_factor": 10 ** scale}
     return {"type": "double"}
 
 

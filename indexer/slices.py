@@ -238,18 +238,21 @@ def run_local(tasks: list[SliceTask], *, workers: int, on_rows: Callable[[int], 
     good, or ``stop`` is set, the workers are stopped and SliceFailed raised.
     """
     context = multiprocessing.get_context("spawn")  # no fork of a process that runs threads
-    queue = context.Queue()
-    rows = _Rows(on_rows)
-    drain = threading.Thread(target=rows.drain, args=(queue,), daemon=True, name="slice-rows")
-    drain.start()
-    todo, results, tries = collections.deque(tasks), {}, collections.Counter()
-    try:
-        while todo:
-            _one_pool(context, queue, min(workers, len(todo)), todo, results, tries, rows, stop)
-    finally:
-        queue.put(None)
-        drain.join()
-        queue.close()
+    # Rows travel through a manager's queue, one request per put: a worker killed in the middle of
+    # one (SIGKILL, the OOM killer) breaks only its own connection. A plain multiprocessing.Queue
+    # shares one write lock between the workers, and a worker killed while holding it hangs the rest.
+    with context.Manager() as manager:
+        queue = manager.Queue()
+        rows = _Rows(on_rows)
+        drain = threading.Thread(target=rows.drain, args=(queue,), daemon=True, name="slice-rows")
+        drain.start()
+        todo, results, tries = collections.deque(tasks), {}, collections.Counter()
+        try:
+            while todo:
+                _one_pool(context, queue, min(workers, len(todo)), todo, results, tries, rows, stop)
+        finally:
+            queue.put(None)
+            drain.join()
     return [results[task.slice.number] for task in tasks]
 
 

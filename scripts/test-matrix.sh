@@ -69,7 +69,7 @@ for engine in $ENGINES; do
     continue
   fi
   echo "engine: ready in $(( $(date +%s) - start )) s"
-  run "$engine" ENGINE="$engine" INDEXER_TEST_ENGINE_KIND="$engine" "$PY" -m pytest -q "$@" $ENGINE_TESTS
+  run "$engine" ENGINE="$engine" INDEXER_TEST_ENGINE_KIND="$engine" "$PY" -m pytest -q --durations=12 "$@" $ENGINE_TESTS
   if [[ -n "$engine_started" ]]; then
     ENGINE="$engine" "$HERE/engine.sh" stop
     engine_started=""

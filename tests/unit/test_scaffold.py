@@ -116,7 +116,7 @@ def test_oracle_rows_become_a_query_key_mappings_and_guesses():
     p = job.properties
     assert p["sample_id"] == {"type": "long"} and p["line_no"] == {"type": "short"} and p["level"] == {"type": "byte"}
     assert p["code"] == {"type": "keyword"} and p["description"]["type"] == "text" and p["notes"]["type"] == "text"
-    assert p["value"] == {"type": "scaled_float", "scaling_factor": 1000}
+    assert p["value"] == {"type": "double"}
     assert p["reading"] == {"type": "double"} and p["counter"] == {"type": "long"} and p["big"] == {"type": "keyword"}
     assert p["taken"] == p["updatedat"] == {"type": "date", "format": DATE_FORMAT}
     assert p["photo"] == {"type": "binary"} and p["doc"] == {"type": "object", "enabled": False}
@@ -142,7 +142,7 @@ def test_mssql_rows_become_a_query_key_mappings_and_guesses():
     p = job.properties
     assert p["orderid"] == {"type": "integer"} and p["order date"]["type"] == "date" and p["notes"]["type"] == "text"
     assert p["code"] == {"type": "keyword"} and p["price"] == {"type": "double"}
-    assert p["rate"] == {"type": "scaled_float", "scaling_factor": 100}
+    assert p["rate"] == {"type": "double"}
     assert p["ratio"] == {"type": "double"} and p["small"] == {"type": "float"} and p["tiny"] == {"type": "short"}
     assert p["deleted"] == {"type": "boolean"} and p["guid"] == {"type": "keyword"} and p["blob"] == {"type": "binary"}
     assert job.unknown == []
@@ -153,8 +153,8 @@ def test_mssql_rows_become_a_query_key_mappings_and_guesses():
 
 @pytest.mark.parametrize("udt, length, precision, scale, mapping", [
     ("int2", None, 16, 0, {"type": "short"}), ("int4", None, 32, 0, {"type": "integer"}),
-    ("int8", None, 64, 0, {"type": "long"}), ("numeric", None, 10, 2, {"type": "scaled_float", "scaling_factor": 100}),
-    ("numeric", None, 15, 5, {"type": "scaled_float", "scaling_factor": 100000}),
+    ("int8", None, 64, 0, {"type": "long"}), ("numeric", None, 10, 2, {"type": "double"}),
+    ("numeric", None, 15, 5, {"type": "double"}),
     ("numeric", None, 16, 2, {"type": "double"}), ("numeric", None, None, None, {"type": "double"}),
     ("numeric", None, 9, 0, {"type": "integer"}), ("numeric", None, 19, 0, {"type": "keyword"}),
     ("float4", None, None, None, {"type": "float"}), ("float8", None, None, None, {"type": "double"}),
