@@ -199,7 +199,9 @@ def _toml_value(value: Any) -> str:
 
 
 def _relative(path: Path, base: Path) -> str:
-    """A source file as the job file reads it: relative to the job file's folder."""
+    """A source file as the job file reads it: as given when absolute, else relative to the job file's folder."""
+    if path.is_absolute():
+        return str(path)
     try:
         return os.path.relpath(path.resolve(), base.resolve())
     except ValueError:  # another drive (Windows)

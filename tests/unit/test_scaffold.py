@@ -288,7 +288,7 @@ def test_a_bad_source_option_is_one_line_naming_the_option(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_a_folder_that_cannot_be_made_is_one_line_and_leaves_no_file(tmp_path):
+def test_a_folder_that_cannot_be_made_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
     db = tmp_path / "t.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
@@ -298,4 +298,7 @@ def test_a_folder_that_cannot_be_made_is_one_line_and_leaves_no_file(tmp_path):
         init_job({"dbtype": "SQLITE", "filename": str(db)}, "t", out=tmp_path / "afile" / "jobs")
     written = init_job({"dbtype": "SQLITE", "filename": str(db)}, "t", out=tmp_path / "jobs")
     assert [p.name for p in written] == ["t.toml", "t-mappings.json", "t-settings.json", "t.json"]
-    assert tomllib.loads(written[0].read_text())["source"]["filename"] == "../t.db"  # relative to the job file
+    assert tomllib.loads(written[0].read_text())["source"]["filename"] == str(db)  # absolute: as given
+    monkeypatch.chdir(tmp_path)  # a relative path is relative to the current folder, and then to the job file
+    written = init_job({"dbtype": "SQLITE", "filename": "t.db"}, "t", out=tmp_path / "again")
+    assert tomllib.loads(written[0].read_text())["source"]["filename"] == "../t.db"
