@@ -23,6 +23,7 @@ from typing import Annotated, Any, Callable, Coroutine, Optional
 import typer
 
 from indexer import __version__, pipeline, tune_gc
+from indexer import bootstrap as bootstrapping
 from indexer import reconcile as reconciling
 from indexer.config import TargetConfig, load_job, parse_param, with_partitions
 from indexer.errors import ConfigError, IndexerError
@@ -107,7 +108,7 @@ def _main(
 
 @app.command()
 def bootstrap(
-    mappings: Annotated[Path, typer.Option(help="The templates folder.")] = Path("mappings"),
+    mappings: Annotated[Optional[Path], typer.Option(help="The templates folder (default: the --job file's job.mappings, else ./mappings).")] = None,
     url: Annotated[Optional[str], typer.Option(envvar="INDEXER_URL", help="Cluster URL.")] = None,
     job: Annotated[Optional[Path], typer.Option(help="Take the cluster settings from this job file's \\[target].")] = None,
     engine: Annotated[str, typer.Option(help="auto | elasticsearch | opensearch")] = "auto",
@@ -120,8 +121,10 @@ def bootstrap(
 
     async def main() -> int:
         try:
-            target = load_job(job).target if job else _target(url, engine)
-            changes = await pipeline.bootstrap(target, mappings, write=not (dry_run or check))
+            loaded = load_job(job) if job else None
+            target = loaded.target if loaded else _target(url, engine)
+            folder = mappings or (loaded.job.mappings if loaded and loaded.job.mappings else Path("mappings"))
+            changes = await bootstrapping.bootstrap(target, folder, write=not (dry_run or check))
         except IndexerError as exc:
             if check:
                 exc.exit_code = EXIT_COULD_NOT_CHECK  # 1 means drift; anything that stopped the check is 2

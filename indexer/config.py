@@ -224,6 +224,9 @@ class JobSettings(_Model):
                             "query read in parallel (--partitions overrides). Over 1 needs partition_by.")
     cluster: str | None = Field(None, description="Partitioned reindex: run the slices on this Dask scheduler, "
                                 "tcp://HOST:PORT or tls://HOST:PORT (--cluster overrides); unset: local processes.")
+    mappings: Path | None = Field(None, description="The job's templates folder (component/ and index/), relative "
+                                  "to the job file: bootstrap --job installs it unless --mappings is given, and "
+                                  "preview builds the next index from it, before any bootstrap.")
 
     @field_validator("query", "sync_query")
     @classmethod
@@ -404,6 +407,8 @@ def load_job(path: str | Path, params: dict[str, Any] | None = None, env: dict[s
         if target.get("ca_certs"):
             target["ca_certs"] = str(base_dir / target["ca_certs"])
     job = raw.get("job")
+    if isinstance(job, dict) and isinstance(job.get("mappings"), str):
+        job["mappings"] = str(base_dir / job["mappings"])
     file_params = job.get("params", {}) if isinstance(job, dict) else {}
     if params and isinstance(job, dict):
         job["params"] = {**file_params, **params}

@@ -2,7 +2,6 @@
 
 ::
 
-    bootstrap: mappings/ -> templates -> Engine (component templates, then index templates)
     reindex:   run frame (lease) -> indices: orphans out, fresh index -> extract.probe [-> partitions.plan_slices]
                -> sink.load(extract.Reader -> Sender)  |  partitioned: slices.run_slices, the slices' counts
                added up -> counts verified, swap guard -> one alias swap -> incremental.after_reindex -> state
@@ -31,7 +30,7 @@ from typing import Any
 
 from indexer import documents, extract, incremental, indices, slices, source
 from indexer import watermark as wm
-from indexer.config import Job, TargetConfig
+from indexer.config import Job
 from indexer.engine import Engine, open_engine
 from indexer.errors import ConfigError, EngineError, VerificationError
 from indexer.extract import Chunk, ReadPlan, user_params
@@ -40,51 +39,9 @@ from indexer.reconcile import ReconcileSummary, reconcile
 from indexer.run import Run, Summary, run, state_store, utc_now
 from indexer.sink import Counts, Progress, Sender, check_error_budget, load, write_dead_letters
 from indexer.state import RunRecord
-from indexer.templates import TemplateFile, diff, load_templates, normalise
 from indexer.watermark import Mark
 
-__all__ = ["Progress", "ReconcileSummary", "Summary", "Status", "bootstrap", "reconcile", "reindex", "status", "sync"]
-
-
-# ------------------------------------------------------------------ bootstrap
-
-
-@dataclass
-class TemplateChange:
-    kind: str
-    name: str
-    action: str  # created | updated | unchanged
-    diff: str = ""
-
-
-async def bootstrap(target: TargetConfig, mappings: Path, *, write: bool = True) -> list[TemplateChange]:
-    """Install (or, with ``write=False``, only compare) every template file; component templates first.
-
-    The files are read and validated before the first request.
-    """
-    templates = load_templates(mappings)
-    engine = await open_engine(target)
-    try:
-        return await _bootstrap(engine, templates, write)
-    finally:
-        await engine.close()
-
-
-async def _bootstrap(engine: Engine, templates: list[TemplateFile], write: bool) -> list[TemplateChange]:
-    changes = []
-    for tpl in templates:
-        installed = await engine.get_template(tpl.kind, tpl.name)
-        if installed is None:
-            action = "created"
-        elif normalise(installed) == normalise(tpl.body):
-            action = "unchanged"
-        else:
-            action = "updated"
-        if write and action != "unchanged":
-            await engine.put_template(tpl.kind, tpl.name, tpl.body)
-        text = diff(tpl.kind, tpl.name, installed, tpl.body) if action != "unchanged" else ""
-        changes.append(TemplateChange(tpl.kind, tpl.name, action, text))
-    return changes
+__all__ = ["Progress", "ReconcileSummary", "Summary", "Status", "reconcile", "reindex", "status", "sync"]
 
 
 # ------------------------------------------------------------------ reindex
