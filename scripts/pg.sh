@@ -3,6 +3,9 @@
 #   scripts/pg.sh start|stop|status|url
 # Env: PG_PORT (54329), PG_USER (indexer), PG_DB (indexer_test),
 #      PG_DIR (<repo>/.services/pg), PG_PASSWORD (required by start).
+# The server is private to its data folder (hence to its checkout): "ours" is the server whose
+# postmaster.pid in DIR names PG_PORT and a live process. Another server on PG_PORT (another
+# checkout's, a system one, anything listening) is never used: start and status refuse it in one line.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -57,6 +60,22 @@ pick_dir() {
 }
 
 ready() { [[ -n $BIN ]] && "$BIN/pg_isready" -q -h "$1" -p "$PORT" >/dev/null 2>&1; }
+
+# Anything (PostgreSQL or not) accepting TCP connections on 127.0.0.1:PORT.
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+
+# Our server is up on PORT: postmaster.pid in our DIR (line 1 the pid, line 4 the port) names PORT
+# and a live process, and it answers on our socket directory (a reused pid answers nothing there).
+ours_up() {
+  local pid port
+  [[ -f $DIR/postmaster.pid ]] || return 1
+  { read -r pid; read -r _; read -r _; read -r port; } <"$DIR/postmaster.pid" || return 1
+  [[ $pid =~ ^[0-9]+$ && $port == "$PORT" ]] && kill -0 "$pid" 2>/dev/null && ready "$DIR"
+}
+
+not_ours() {
+  die "127.0.0.1:$PORT is taken by another server, not the PostgreSQL of $DIR (another checkout's?); set PG_PORT to a free port"
+}
 
 init_cluster() {
   mkdir -p "$(dirname "$DIR")"
@@ -115,8 +134,10 @@ cmd_start() {
   exec 9>"/tmp/indexer-pg-$(printf %s "$DIR" | sha256sum | cut -c1-12).lock"
   flock -w 60 9 || die "another 'pg.sh start' holds the lock"
 
-  if ready 127.0.0.1; then
-    ready "$DIR" || die "port $PORT is used by a server that is not ours ($DIR)"
+  if ours_up; then
+    :  # already running: only the role and database below
+  elif port_taken; then
+    not_ours
   elif as_pg "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
     die "server in $DIR runs on another port than $PORT; run '$0 stop' first"
   else
@@ -136,7 +157,9 @@ cmd_stop() {
 }
 
 cmd_status() {
-  if ready "$DIR"; then echo "running on 127.0.0.1:$PORT"; else echo "not running" >&2; exit 1; fi
+  if ours_up; then echo "running on 127.0.0.1:$PORT (data: $DIR)"; exit 0; fi
+  port_taken && not_ours
+  echo "not running" >&2; exit 1
 }
 
 find_bin

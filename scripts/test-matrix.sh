@@ -5,8 +5,9 @@
 #   ENGINES="opensearch elasticsearch elasticsearch9"   which engines, in this order (the default)
 #   ENGINE_PORT=9200    every engine in turn on this port (some tests name 127.0.0.1:$ENGINE_PORT)
 #   UNIT_TESTS=tests/unit   ENGINE_TESTS="tests/integration tests/faults tests/support"
-# A node already answering on the port as the wanted engine (e.g. left by `make demo`) is used and left
-# running; a node of another engine there fails that engine's run with one line (nothing is skipped).
+# This checkout's node already answering on the port as the wanted engine (e.g. left by `make demo`) is
+# used and left running; a node of another engine, or another checkout's, fails that engine's run with
+# one line (nothing is skipped).
 # Each engine's run gets INDEXER_TEST_ENGINE_KIND (tests/support/harness.py) and ENGINE.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

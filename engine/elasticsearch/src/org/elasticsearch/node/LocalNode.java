@@ -23,7 +23,10 @@ import java.util.concurrent.TimeUnit;
 /**
  * A single-node Elasticsearch in one JVM, from the server jars on the class path.
  *
- * <pre>java -cp CLASSPATH org.elasticsearch.node.LocalNode HOME HTTP_PORT TRANSPORT_PORT [CLUSTER_NAME]</pre>
+ * <pre>java -cp CLASSPATH org.elasticsearch.node.LocalNode HOME HTTP_PORT TRANSPORT_PORT CLUSTER_NAME</pre>
+ *
+ * CLUSTER_NAME is unique to the node's folder (scripts/engine.sh derives it from the path), so that
+ * nodes of two checkouts never share a cluster; there is no shared default.
  *
  * Plugins: the Netty 4 HTTP/transport module and {@link RootPlugin} (GET / and HEAD /). No x-pack.
  * SIGTERM closes the node cleanly.
@@ -32,12 +35,12 @@ public final class LocalNode {
     private LocalNode() {}
 
     public static void main(String[] args) throws Exception {
-        if (args.length < 3) {
-            System.err.println("usage: LocalNode HOME HTTP_PORT TRANSPORT_PORT [CLUSTER_NAME]");
+        if (args.length != 4) {
+            System.err.println("usage: LocalNode HOME HTTP_PORT TRANSPORT_PORT CLUSTER_NAME");
             System.exit(2);
         }
         Path home = Path.of(args[0]).toAbsolutePath();
-        String clusterName = args.length > 3 ? args[3] : "indexer-local";
+        String clusterName = args[3];
         Files.createDirectories(home.resolve("config"));
         Settings settings = Settings.builder()
             .put("path.home", home.toString())
