@@ -96,7 +96,8 @@ def slices_child(argv: list[str]) -> None:
     job = load_job(args.job)
     started, cpu0 = time.perf_counter(), cpu()
     plan = plan_slices(job, args.workers)
-    results = run_local([SliceTask(job, s, args.index) for s in plan], workers=args.workers, on_rows=lambda n: None)
+    results = run_local([SliceTask(job, s, args.index) for s in plan.slices], workers=args.workers,
+                        on_rows=lambda n: None)
     seconds, client_cpu = time.perf_counter() - started, cpu() - cpu0
     totals = {f: sum(getattr(r.counts, f) for r in results) for f in ("rows_read", "sent", "indexed")}
     totals |= {"dead": sum(r.counts.dead for r in results), "slices": len(results),

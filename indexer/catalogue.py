@@ -6,10 +6,13 @@
         --read_table(conn)--> Table (columns in order, primary key in key order)
 
 One ``Catalogue`` per database holds its catalogue SQL (schema and table names are always bound,
-never pasted), how its rows read, and how it quotes a name in the generated query. The SQL type
--> mapping table is ``indexer.fieldtypes``. Oracle and MSSQL are exercised by unit tests on literal
-catalogue rows (no server runs here); SQLite and PostgreSQL end to end. (About 450 lines: a fifth of
-it is data, the reserved words and the four type tables, kept beside the rules that read them.)
+never pasted), how its rows read, and how it quotes a name in the generated query. An unquoted part
+of ``--table`` must be a plain name (letters, digits, ``_``, ``$``, ``#``), and a name PostgreSQL
+cannot read is an option error too (ConfigError, exit 2). The SQL type -> mapping table is the last
+part of this module (``field_mapping``; docs/init.md); every keyword it gives has ``ignore_above``.
+Oracle and MSSQL are exercised by unit tests on literal catalogue rows (no server runs here); SQLite
+and PostgreSQL end to end. (About 460 lines: a fifth of it is data, the reserved words and the four
+type tables, kept beside the rules that read them.)
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from indexer.source import Connection
 # Names that are safe unquoted in every database, once in the database's own case. Over-quoting
 # is always correct (the name is the catalogue's own spelling), so this set only keeps the query
 # readable: any name in it, or not a plain identifier, is quoted.
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# (A leading "_" is quoted: Oracle reads no unquoted name that starts with one.)
+_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 RESERVED = frozenset("""
 access add all alter analyse analyze and any array as asc asymmetric audit authorization backup begin between
 binary both break browse bulk by cascade case cast char character check checkpoint close cluster coalesce
@@ -83,6 +87,8 @@ class Table:
 
 
 _PART = re.compile(r'"((?:[^"]|"")+)"|\[((?:[^\]]|\]\])+)\]|([^."\[\]]+)')
+# An unquoted part of --table: what every database reads as one plain name (MSSQL's #temp, Oracle's A$B).
+_BARE_PART = re.compile(r"[\w$#]+")
 
 
 class Catalogue:
@@ -110,6 +116,9 @@ class Catalogue:
             elif bracketed is not None:
                 parts.append(bracketed.replace("]]", "]"))
             else:
+                if not _BARE_PART.fullmatch(bare.strip()):
+                    raise ConfigError(f"--table {text!r}: {bare.strip()!r} is not a plain name (letters, digits, "
+                                      f"_, $, #): quote it, as in SQL (\"{bare.strip()}\")")
                 parts.append(self.fold(bare.strip()))
             pos = match.end()
             if pos == len(text):
@@ -117,7 +126,7 @@ class Catalogue:
             if text[pos] != ".":
                 raise bad
             pos += 1
-        if len(parts) > 2 or not all(p.strip() for p in parts):
+        if len(parts) > 2 or not all(p.strip() for p in parts) or any(ch < " " for p in parts for ch in p):
             raise bad
         schema = parts[0] if len(parts) == 2 else self.default_schema(user)
         return TableName(schema, parts[-1], text)
@@ -262,6 +271,10 @@ def catalogue(dbtype: str) -> Catalogue:
     return _CATALOGUES[dbtype]
 
 
+# SQLSTATEs of a --table text PostgreSQL cannot read as a name: invalid_name, syntax_error (a.b.c.d).
+_PG_BAD_NAME = ("42602", "42601")
+
+
 def _fetch(conn: Connection, sql: str, binds: Any) -> list[tuple]:
     """Every row of one catalogue query; a driver error is a SourceError naming the catalogue."""
     cursor = conn.raw.cursor()
@@ -281,7 +294,15 @@ def read_table(conn: Connection, table: TableName) -> Table:
     """The table's columns and primary key; ConfigError when the catalogue does not know it."""
     cat = catalogue(conn.dialect.dbtype)
     if isinstance(cat, PostgresCatalogue):
-        found = _fetch(conn, *cat.resolve_query(table.given))
+        try:
+            found = _fetch(conn, *cat.resolve_query(table.given))
+        except SourceError as exc:
+            # to_regclass reads --table as SQL would: a text it cannot read as a name is an option error
+            if getattr(exc.__cause__, "pgcode", None) not in _PG_BAD_NAME:
+                raise
+            reason = str(exc.__cause__).strip().splitlines()[0]
+            raise ConfigError(f"--table {table.given!r}: PostgreSQL reads no table name in it ({reason}): "
+                              'quote a part that is not a plain name, as in SQL: schema."Name"') from None
         if not found:
             raise ConfigError(f"table {table.given} not found (PostgreSQL looks in the search_path and reads "
                               'unquoted names in lower case: give SCHEMA.NAME, quoting a mixed-case part: schema."Name")')
@@ -304,6 +325,8 @@ ISO_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?
                       r"| \d{2}:\d{2}:\d{2}(?:\.\d{3}|\.\d{6})?)?$")
 KEYWORD_MAX_CHARS = 64   # declared length up to which a string is a code: keyword, not text
 # A keyword of at most 8191 characters can never exceed Lucene's 32766-byte term limit (4 bytes a character).
+# Every keyword init writes has it: a longer value is then not indexed for that field (it stays in
+# _source) instead of failing the whole document.
 SAFE_KEYWORD = {"type": "keyword", "ignore_above": 8191}
 
 
@@ -368,7 +391,7 @@ def _integer(digits: int) -> dict:
     for limit, kind in ((2, "byte"), (4, "short"), (9, "integer"), (18, "long")):
         if digits <= limit:
             return {"type": kind}
-    return {"type": "keyword"}  # wider than a long: exact as text (the indexer writes such values as strings)
+    return dict(SAFE_KEYWORD)  # wider than a long: exact as text (the indexer writes such values as strings)
 
 
 def _numeric(precision: int | None, scale: int | None) -> dict:
@@ -393,7 +416,8 @@ def field_mapping(dbtype: str, column: Column, is_key: bool = False) -> dict | N
         return _numeric(column.precision, column.scale)
     if kind == "string":
         if column.length is not None and column.length <= KEYWORD_MAX_CHARS:
-            return {"type": "keyword"}
+            # A declared length is no promise (SQLite enforces none): a longer value must not fail the row.
+            return dict(SAFE_KEYWORD)
         return dict(SAFE_KEYWORD) if is_key else text_mapping()
     if kind == "text":
         return text_mapping()
@@ -401,7 +425,7 @@ def field_mapping(dbtype: str, column: Column, is_key: bool = False) -> dict | N
         return {"type": "date", "format": DATE_FORMAT}
     if kind == "json":
         return {"type": "object", "enabled": False}  # any JSON shape, kept in _source, not searched
-    return {"type": kind}
+    return dict(SAFE_KEYWORD) if kind == "keyword" else {"type": kind}
 
 
 def _is_array(dbtype: str, column: Column) -> bool:

@@ -2,7 +2,10 @@
 
 Every failure is an ``IndexerError`` mapped to one line on stderr and an exit
 code in :func:`_run`, the only place that does so (``--debug`` shows the
-traceback instead). (About 400 lines: every command's options are declared here, the one
+traceback instead); with ``--json`` the failure's summary also goes to stdout. Any other
+exception is a defect of ours: one line too, exit 1. Help is click's plain layout
+(``rich_markup_mode=None``): full option names with their metavars (``--workers N``), wrapped
+to the terminal, never cut at 80 columns. (About 400 lines: every command's options are declared here, the one
 place typer reads them; the work is in ``pipeline``, ``scaffold`` and ``preview``.)
 """
 
@@ -27,19 +30,21 @@ from indexer import bootstrap as bootstrapping
 from indexer import reconcile as reconciling
 from indexer.config import TargetConfig, load_job, parse_param, with_partitions
 from indexer.errors import ConfigError, IndexerError
-from indexer.terminal import err, out, print_status, print_summary, progress_bar
+from indexer.terminal import err, out, print_failure, print_status, print_summary, progress_bar
 
-app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Copy rows from a relational database into Elasticsearch or OpenSearch.")
 
-JobArg = Annotated[Path, typer.Argument(help="The job file (TOML).", show_default=False)]
+JobArg = Annotated[Path, typer.Argument(help="The job file (TOML).", metavar="JOB.toml", show_default=False)]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
-ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", help="Override a \\[job.params] value: name=value.")]
-StateOpt = Annotated[Optional[Path], typer.Option("--state-file", help="Keep the job state in this local JSON file instead of the cluster's indexer-state index.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (a failed run's too).")]
+ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", metavar="NAME=VALUE", help="Override a [job.params] value (repeatable).")]
+StateOpt = Annotated[Optional[Path], typer.Option("--state-file", metavar="PATH", help="Keep the job state in this local JSON file instead of the cluster's indexer-state index (the lock stays in the cluster).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")]
-DeadFileOpt = Annotated[Optional[Path], typer.Option("--dead-letter-file", help="Where documents that fail for good are appended (NDJSON). Default: <job>.dead-letters.ndjson beside the job file.")]
+DeadFileOpt = Annotated[Optional[Path], typer.Option("--dead-letter-file", metavar="PATH", help="Where documents that fail for good are appended (NDJSON). Default: <job>.dead-letters.ndjson beside the job file.")]
 DeadDocOpt = Annotated[bool, typer.Option("--dead-letter-include-doc", help="Also write each failed document (row values) to the dead-letter file.")]
+UrlOpt = Annotated[Optional[str], typer.Option("--url", metavar="URL", envvar="INDEXER_URL", help="The cluster, http(s)://host:port.")]
+EngineOpt = Annotated[str, typer.Option("--engine", metavar="auto|elasticsearch|opensearch", help="The client to use; auto asks GET /.")]
 EXIT_DEAD_LETTERS = 3  # finished, but some documents went to the dead-letter file
 EXIT_COULD_NOT_CHECK = 2  # bootstrap --check: the cluster or the files could not be compared
 MIN_EVERY = 1.0  # seconds: the shortest pause `sync --every` accepts
@@ -56,8 +61,10 @@ def _setup_logging(debug: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate: bool = False) -> None:
-    """Run one command; map IndexerError to one line and its exit code.
+def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate: bool = False,
+         command: str = "", as_json: bool = False) -> None:
+    """Run one command; map IndexerError to one line and its exit code (with ``as_json``, the failure's
+    summary on stdout too); any other exception is one line and exit 1.
 
     Ctrl-C (SIGINT) cancels the command, which cleans up and records the run as
     interrupted, then exits 130. With ``terminate``, SIGTERM does the same and exits 143
@@ -84,11 +91,18 @@ def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate
     except IndexerError as exc:
         if debug:
             traceback.print_exc()
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        print_failure(exc, command, as_json)
         raise typer.Exit(exc.exit_code) from None
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
         err.print("terminated" if terminated else "interrupted", markup=False)
+        if as_json and getattr(exc, "summary", None) is not None:
+            print_summary(exc.summary, as_json)  # type: ignore[attr-defined]
         raise typer.Exit(143 if terminated else 130) from None
+    except Exception as exc:  # noqa: BLE001 - a defect of ours: one line, never a traceback unless --debug
+        if debug:
+            traceback.print_exc()
+        print_failure(exc, command, as_json)
+        raise typer.Exit(1) from None
     raise typer.Exit(code)
 
 
@@ -108,10 +122,10 @@ def _main(
 
 @app.command()
 def bootstrap(
-    mappings: Annotated[Optional[Path], typer.Option(help="The templates folder (default: the --job file's job.mappings, else ./mappings).")] = None,
-    url: Annotated[Optional[str], typer.Option(envvar="INDEXER_URL", help="Cluster URL.")] = None,
-    job: Annotated[Optional[Path], typer.Option(help="Take the cluster settings from this job file's \\[target].")] = None,
-    engine: Annotated[str, typer.Option(help="auto | elasticsearch | opensearch")] = "auto",
+    mappings: Annotated[Optional[Path], typer.Option("--mappings", metavar="DIR", help="The templates folder (default: the --job file's job.mappings, else ./mappings).")] = None,
+    url: UrlOpt = None,
+    job: Annotated[Optional[Path], typer.Option("--job", metavar="JOB.toml", help="Take the cluster settings ([target]) and job.mappings from this job file.")] = None,
+    engine: EngineOpt = "auto",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would change (a diff); write nothing.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 0 when the cluster matches the files, 1 when it differs, 2 when it could not be checked.")] = False,
     as_json: JsonOpt = False,
@@ -141,7 +155,7 @@ def bootstrap(
                     out.print(c.diff, markup=False, highlight=False)
         return 1 if check and drift else 0
 
-    _run(debug, main)
+    _run(debug, main, command="bootstrap", as_json=as_json)
 
 
 def _target(url: str | None, engine: str) -> TargetConfig:
@@ -198,13 +212,13 @@ def reindex(
     job_file: JobArg,
     allow_duplicates: Annotated[bool, typer.Option("--allow-duplicates", help="Keep the row latest in source order for a repeated key instead of failing.")] = False,
     force_swap: Annotated[bool, typer.Option("--force-swap", help="Move the alias even when the new index holds fewer than job.min_ratio of the documents the alias serves now (or none).")] = False,
-    partitions: Annotated[Optional[int], typer.Option("--partitions", min=1, help="Read the query as this many slices of job.partition_by, in parallel (overrides job.partitions).")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Local worker processes for the slices (default: the number of partitions, at most the CPU count).")] = None,
-    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run the slices on this Dask distributed scheduler, tcp://HOST:PORT (overrides job.cluster).")] = None,
+    partitions: Annotated[Optional[int], typer.Option("--partitions", metavar="N", min=1, help="Read the query as this many slices of job.partition_by, in parallel (overrides job.partitions).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", metavar="N", min=1, help="Local worker processes for the slices (default: the number of partitions, at most the CPU count).")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="tcp://HOST:PORT", help="Run the slices on this Dask distributed scheduler (overrides job.cluster).")] = None,
     *, options: RunOptions,
 ) -> None:
     """Rebuild the job's alias from scratch: fresh index, verify, then one atomic alias swap."""
-    _summarised(job_file, options, lambda job, **run: pipeline.reindex(
+    _summarised("reindex", job_file, options, lambda job, **run: pipeline.reindex(
         with_partitions(job, partitions, cluster), allow_duplicates=allow_duplicates, force_swap=force_swap,
         workers=workers, **run))
 
@@ -213,7 +227,7 @@ def reindex(
 @run_options
 def sync(
     job_file: JobArg,
-    every: Annotated[Optional[str], typer.Option(help="Run again after this pause (30s, 5m, 1h; at least 1s) until SIGINT/SIGTERM; a failed pass is reported and retried.")] = None,
+    every: Annotated[Optional[str], typer.Option("--every", metavar="DURATION", help="Run again after this pause (30s, 5m, 1h; at least 1s) until SIGINT/SIGTERM; once a pass succeeded, a failed pass is reported and retried.")] = None,
     *, options: RunOptions,
 ) -> None:
     """Index the rows changed since the last run (by the job's watermark column) into the alias."""
@@ -225,23 +239,21 @@ def sync(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        watch = _Watch(every)
         while True:
             if pause is not None and job.job.reconcile_every is not None:
-                await _reconcile_if_due(job, options)
+                await _reconcile_if_due(job, options, watch)
             try:
                 with progress_bar(options.progress and pause is None, options.as_json) as progress:
                     summary = await pipeline.sync(
                         job, progress=progress, state_file=options.state_file, stop=stop,
                         dead_letter_file=options.dead_letter_file, include_doc=options.dead_letter_include_doc)
-            except ConfigError:
-                raise  # the job file or an option: no later pass can succeed
             except IndexerError as exc:
-                if pause is None:
+                if pause is None or not watch.retries(exc):
                     raise
-                # A watch loop runs for weeks: a failed pass (cluster or database down, the lock
-                # held by a reindex, a timeout) is reported, recorded by the pipeline, and retried.
-                err.print(f"error: {exc} (sync --every: trying again in {every})", markup=False, highlight=False)
+                print_failure(exc, "sync", options.as_json, f"sync --every: trying again in {every}")
             else:
+                watch.passed()
                 print_summary(summary, options.as_json)
                 if pause is None or stop.is_set():
                     return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
@@ -252,10 +264,28 @@ def sync(
             if stop.is_set():
                 return 0
 
-    _run(options.debug, main)
+    _run(options.debug, main, command="sync", as_json=options.as_json)
 
 
-async def _reconcile_if_due(job, options: RunOptions) -> None:
+class _Watch:
+    """``sync --every``: which failures a watch loop outlives. A watch loop runs for weeks: a failed pass
+    (the cluster or the database down, the lock held by a reindex, the SQLite file moved away by a backup
+    for a moment) is reported, recorded by the pipeline and retried. Only a ConfigError before any pass
+    succeeded ends it (exit 2): the job file or the options are wrong. Once a pass succeeded, the same job
+    against the same sources worked, so a ConfigError then is the world changing under it: an outage too."""
+
+    def __init__(self, every: str | None) -> None:
+        self.every = every
+        self.succeeded = False
+
+    def passed(self) -> None:
+        self.succeeded = True
+
+    def retries(self, exc: IndexerError) -> bool:
+        return self.succeeded or not isinstance(exc, ConfigError)
+
+
+async def _reconcile_if_due(job, options: RunOptions, watch: _Watch) -> None:
     """``sync --every``: a reconcile pass once ``job.reconcile_every`` has passed since the last one
     started. A failed or refused pass is reported and tried again after the next interval (it is
     recorded as ``last_reconcile``); the sync passes go on meanwhile."""
@@ -265,11 +295,11 @@ async def _reconcile_if_due(job, options: RunOptions) -> None:
                                                dead_letter_file=options.dead_letter_file,
                                                include_doc=options.dead_letter_include_doc)
             print_summary(summary, options.as_json)
-    except ConfigError:
-        raise
     except IndexerError as exc:
-        err.print(f"error: {exc} (sync --every: reconcile runs again in {job.job.reconcile_every})",
-                  markup=False, highlight=False)
+        if not watch.retries(exc):
+            raise
+        print_failure(exc, "reconcile", options.as_json,
+                      f"sync --every: reconcile runs again in {job.job.reconcile_every}")
 
 
 @app.command()
@@ -278,15 +308,15 @@ def reconcile(
     job_file: JobArg,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Compare, print the counts and sample ids, write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Write even when the index would keep fewer than job.min_ratio of its documents, or the source yields no ids.")] = False,
-    temp_dir: Annotated[Optional[Path], typer.Option("--temp-dir", help="Folder for the sorted id files (ids only, removed at the end). Default: the system's temporary folder.")] = None,
+    temp_dir: Annotated[Optional[Path], typer.Option("--temp-dir", metavar="DIR", help="Folder for the sorted id files (ids only, removed at the end). Default: the system's temporary folder.")] = None,
     *, options: RunOptions,
 ) -> None:
     """Make the alias hold exactly the query's ids: delete documents whose rows are gone, index missing rows."""
-    _summarised(job_file, options, lambda job, **run: pipeline.reconcile(
+    _summarised("reconcile", job_file, options, lambda job, **run: pipeline.reconcile(
         job, dry_run=dry_run, force=force, temp_dir=temp_dir, **run))
 
 
-def _summarised(job_file: Path, options: RunOptions, command: Callable[..., Coroutine[Any, Any, Any]]) -> None:
+def _summarised(name: str, job_file: Path, options: RunOptions, command: Callable[..., Coroutine[Any, Any, Any]]) -> None:
     """Run one command that ends with a summary: load the job, show progress, print the summary;
     exit 3 when documents went to the dead-letter file."""
 
@@ -299,7 +329,7 @@ def _summarised(job_file: Path, options: RunOptions, command: Callable[..., Coro
         print_summary(summary, options.as_json)
         return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
 
-    _run(options.debug, main, terminate=True)
+    _run(options.debug, main, terminate=True, command=name, as_json=options.as_json)
 
 
 @app.command()
@@ -318,25 +348,25 @@ def status(
         print_status(info, as_json)
         return 0
 
-    _run(debug, main)
+    _run(debug, main, command="status", as_json=as_json)
 
 
 @app.command()
 def init(
-    table: Annotated[str, typer.Option("--table", help="The table or view to start from: NAME or SCHEMA.NAME.", show_default=False)],
-    dbtype: Annotated[str, typer.Option("--dbtype", help="ORACLE | PG | SQLITE | MSSQL", show_default=False)],
-    filename: Annotated[Optional[Path], typer.Option("--filename", help="SQLite: the database file.")] = None,
-    host: Annotated[Optional[str], typer.Option("--host", help="Database host (ORACLE, PG, MSSQL).")] = None,
-    port: Annotated[Optional[int], typer.Option("--port", help="Database port.")] = None,
-    dbname: Annotated[Optional[str], typer.Option("--dbname", help="Database (PG, MSSQL) or service name (ORACLE).")] = None,
-    user: Annotated[Optional[str], typer.Option("--user", help="Database user.")] = None,
-    password_env: Annotated[Optional[str], typer.Option("--password-env", help="The NAME of the environment variable holding the password (the job file keeps only the name).")] = None,
-    odbc_driver: Annotated[Optional[str], typer.Option("--odbc-driver", help="MSSQL: the ODBC driver name.")] = None,
-    alias: Annotated[Optional[str], typer.Option("--alias", help="The alias the job writes (default: the table name).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the job file and its mappings/.")] = Path("."),
-    key: Annotated[Optional[list[str]], typer.Option("--key", help="Key column (repeat for a composite key) when the table has no primary key.")] = None,
-    url: Annotated[Optional[str], typer.Option("--url", help="The cluster URL written into the job's \\[target].")] = None,
-    engine: Annotated[str, typer.Option(help="auto | elasticsearch | opensearch")] = "auto",
+    table: Annotated[str, typer.Option("--table", metavar="[SCHEMA.]NAME", help="The table or view to start from.", show_default=False)],
+    dbtype: Annotated[str, typer.Option("--dbtype", metavar="ORACLE|PG|SQLITE|MSSQL", help="The database type.", show_default=False)],
+    filename: Annotated[Optional[Path], typer.Option("--filename", metavar="FILE", help="SQLite: the database file.")] = None,
+    host: Annotated[Optional[str], typer.Option("--host", metavar="HOST", help="Database host (ORACLE, PG, MSSQL).")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", metavar="PORT", help="Database port.")] = None,
+    dbname: Annotated[Optional[str], typer.Option("--dbname", metavar="NAME", help="Database (PG, MSSQL) or service name (ORACLE).")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", metavar="USER", help="Database user.")] = None,
+    password_env: Annotated[Optional[str], typer.Option("--password-env", metavar="VAR", help="The NAME of the environment variable holding the password (the job file keeps only the name).")] = None,
+    odbc_driver: Annotated[Optional[str], typer.Option("--odbc-driver", metavar="DRIVER", help="MSSQL: the ODBC driver name.")] = None,
+    alias: Annotated[Optional[str], typer.Option("--alias", metavar="ALIAS", help="The alias the job writes (default: the table name).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder for the job file and its mappings/.")] = Path("."),
+    key: Annotated[Optional[list[str]], typer.Option("--key", metavar="COLUMN", help="Key column (repeat for a composite key) when the table has no primary key.")] = None,
+    url: Annotated[Optional[str], typer.Option("--url", metavar="URL", help="The cluster URL written into the job's [target].")] = None,
+    engine: EngineOpt = "auto",
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -358,26 +388,27 @@ def init(
                 out.print(f"wrote {path}", markup=False, highlight=False)
         return 0
 
-    _run(debug, main)
+    _run(debug, main, command="init", as_json=as_json)
 
 
 @app.command()
 def preview(
     job_file: JobArg,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to read and show.")] = 5,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, help="Rows to read and show.")] = 5,
+    mappings: Annotated[Optional[Path], typer.Option("--mappings", metavar="DIR", help="Build the next index from these template files (default: job.mappings), before any bootstrap.")] = None,
     param: ParamOpt = None,
     state_file: StateOpt = None,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Show the first rows as documents, the index the cluster would create, and the problems found; write nothing.
+    """Show the first rows as documents, the index a reindex would create, and the problems found; write nothing.
 
     Exit 0 when no problem was found, 1 when one was."""
 
     async def main() -> int:
         from indexer.preview import preview as previewing
 
-        report = await previewing(_load(job_file, param), limit=limit, state_file=state_file)
+        report = await previewing(_load(job_file, param), limit=limit, state_file=state_file, mappings=mappings)
         if as_json:
             out.print_json(data=report.as_dict())
         else:
@@ -385,7 +416,7 @@ def preview(
                 out.print(line, markup=False, highlight=False)
         return 1 if report.problems else 0
 
-    _run(debug, main, terminate=True)
+    _run(debug, main, terminate=True, command="preview", as_json=as_json)
 
 
 def _load(job_file: Path, param: list[str] | None):

@@ -15,6 +15,7 @@ from typing import IO, Any, Sequence
 import orjson
 
 from indexer.documents import key_values
+from indexer.errors import ConfigError
 
 
 class DeadLetters:
@@ -26,9 +27,26 @@ class DeadLetters:
         self.count = 0
         self._file: IO[bytes] | None = None
 
+    def check(self) -> None:
+        """ConfigError (one line) unless the file can be appended to: checked before a run reads a row, so
+        that the first dead letter never finds a read-only folder. Its folder is never created: a
+        missing folder is a mistyped path more often than a wish."""
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise ConfigError(f"dead-letter file {self.path}: its folder {folder} does not exist "
+                              "(create it, or pass --dead-letter-file)")
+        existed = self.path.exists()
+        try:
+            with open(self.path, "ab"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"dead-letter file {self.path} cannot be written: {exc.strerror or type(exc).__name__} "
+                              "(pass --dead-letter-file with a writable path)") from None
+        if not existed:
+            self.path.unlink(missing_ok=True)  # made only to try: a run without dead letters leaves no file
+
     def _write(self, record: dict) -> None:
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "ab")
         self._file.write(orjson.dumps({**self.base, **record}, default=str) + b"\n")
         self._file.flush()

@@ -14,7 +14,9 @@ Rules (also in README "Documents and ids"):
   shortest double prints exactly the same number, else strings (no silent loss).
 * ``int`` outside the signed 64-bit range: the decimal string.
 * ``datetime``/``date``/``time``: ISO 8601 (naive stays naive, aware keeps its
-  offset); ``timedelta``: seconds as a number.
+  offset, a time with a zone too); ``timedelta``: seconds as a number.
+* ``values.DbText`` (PostgreSQL's ``infinity``, ``24:00:00``, a year outside 1-9999): its text,
+  as PostgreSQL prints it; ``values.Unconvertible``: the row is rejected, naming the field.
 * ``bytes``: base64 (standard alphabet, padded). Oracle LOBs are read whole.
 * ``float`` NaN or Infinity (and ``Decimal`` NaN/Infinity): the row is rejected
   with a :class:`RowError`; nothing invalid is ever written.
@@ -32,6 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 import orjson
 
 from indexer.errors import ConfigError, RowError
+from indexer.values import Unconvertible
 
 MAX_ID_BYTES = 512
 _SHORT_ID = MAX_ID_BYTES // 4  # characters: never over MAX_ID_BYTES in UTF-8
@@ -40,6 +43,26 @@ Transform = Callable[[list[dict]], list[dict]]
 
 
 # ---------------------------------------------------------------- columns and nesting
+
+# Metadata field names: a document holding one at its top level is refused ("failed to parse field
+# [_id] of type [_id]", "is a metadata field and cannot be added inside a document") and a mapping
+# defining one is refused ("Field [_id] is defined more than once"). Tried on OpenSearch 2.19,
+# Elasticsearch 8.19 and 9.2 for 50 underscore names: these 13 are refused by at least one of them
+# (_feature by OpenSearch's mapper-extras, _ignored_source by Elasticsearch 8.15+) ...
+METADATA_FIELDS = frozenset({
+    "_id", "_source", "_index", "_routing", "_field_names", "_ignored", "_seq_no", "_version", "_doc_count",
+    "_data_stream_timestamp", "_nested_path", "_feature", "_ignored_source",
+    # ... and these come from modules the test nodes lack: _tier (Elasticsearch's data tiers, in every
+    # default distribution), _size (the mapper-size plugin of both engines). Names the engines accept
+    # (_type, _uid, _parent, _all, _meta, _primary_term, _tsid in a standard index...) are not here.
+    "_tier", "_size",
+})
+
+
+def renamed(name: str) -> str:
+    """The name init gives a column called like a metadata field: ``_id`` -> ``id_``."""
+    return name.lstrip("_") + "_"
+
 
 
 def column_names(description: Sequence[Sequence[Any]]) -> tuple[str, ...]:
@@ -105,6 +128,8 @@ def _key_text(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
+    if isinstance(value, Unconvertible):
+        raise RowError(f"key value: {value.reason}")
     return str(value)
 
 
@@ -205,6 +230,10 @@ def _normalise(value: Any, path: str) -> Any:
             raise RowError(f"field {path!r} is NaN or Infinity") from exc
     if callable(getattr(value, "read", None)):
         return _normalise(value.read(), path)
+    if isinstance(value, dt.time) and value.tzinfo is not None:
+        return value.isoformat()  # orjson refuses a time with a zone; ISO 8601 writes its offset
+    if isinstance(value, Unconvertible):
+        raise RowError(f"field {path!r}: {value.reason}")
     return value
 
 
@@ -315,10 +344,15 @@ def encode_chunk(
 
 
 def check_key_columns(columns: Sequence[str], key: Sequence[str], has_transform: bool) -> None:
-    """Fail fast (before any write) when a key column is not in the query result."""
+    """Fail fast (before any write) when a key column is not in the query result, or a column is named
+    like a metadata field (the engines refuse every such document: a run of dead letters)."""
     if has_transform:
         return  # the transform decides the document's fields; checked per row instead
     top = {c.split(".")[0] for c in columns} | set(columns)
+    reserved = sorted(c for c in columns if c.split(".")[0] in METADATA_FIELDS)
+    if reserved:
+        raise ConfigError(f"the query returns column {reserved[0]!r}, a metadata field name the engines refuse "
+                          f"inside a document: rename it in the query (\"{reserved[0]}\" AS {renamed(reserved[0])})")
     for field in key:
         if field not in top:
             raise ConfigError(f"key column {field!r} is not in the query result (columns: {', '.join(columns)})")

@@ -36,6 +36,7 @@ import contextlib
 import functools
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -126,7 +127,18 @@ class ApiStatusError(EngineError):
         self.status = status
         self.error_type = error_type
         self.reason = reason
+        self.what = what
         super().__init__(f"{what}: HTTP {status} {error_type}: {reason}".rstrip(": "))
+
+
+# Elasticsearch's and OpenSearch's indexing-pressure refusal names the request's bytes and the node's limit.
+_PRESSURE = re.compile(r"(?:coordinating|primary)_operation_bytes=(\d+), max_\w*?_bytes=(\d+)")
+
+
+def never_fits(reason: str) -> bool:
+    """A 429 for a request whose bytes alone exceed the node's indexing-pressure limit: retrying cannot help."""
+    match = _PRESSURE.search(reason)
+    return bool(match) and int(match.group(1)) > int(match.group(2))
 
 
 class ProductCheckError(EngineError):
@@ -183,12 +195,18 @@ class Engine:
         return await self._retried(send, self.policy.start(what) if retry else None)
 
     async def _retried(self, send: Callable[[], Awaitable[Any]], retry: Retry | None) -> Any:
-        """``send()`` again while it fails in a way worth retrying and ``retry`` allows."""
+        """``send()`` again while it fails in a way worth retrying and ``retry`` allows.
+
+        A 429 for a request larger than the node's whole indexing-pressure budget can never succeed:
+        it is answered at once as a 413, which ``sink`` splits (never retried for max_retry_time)."""
         while True:
             try:
                 return await send()
             except EngineError as exc:
                 status = getattr(exc, "status", None)
+                if isinstance(exc, ApiStatusError) and status == 429 and never_fits(exc.reason):
+                    raise ApiStatusError(413, exc.error_type, "the request alone exceeds the node's indexing "
+                                         f"pressure limit ({exc.reason[:200]})", exc.what) from exc
                 if retry is None or (status is not None and status not in RETRY_STATUSES):
                     raise
                 # The error's text starts with what was being done, which ``retry`` says itself.
@@ -235,6 +253,16 @@ class Engine:
             if item.get("name") == name:
                 return item.get("component_template" if kind == "component" else "index_template")
         return None
+
+    async def index_templates(self) -> dict[str, dict]:
+        """Every composable index template of the cluster, by name."""
+        body = await self.request("GET", "/_index_template", what="list index templates") or {}
+        return {t["name"]: t["index_template"] for t in body.get("index_templates", [])}
+
+    async def mappings(self, index: str) -> dict:
+        """The mappings of ``index`` as the engine stored them (its own shape, defaults left out)."""
+        body = await self.request("GET", f"/{segment(index)}/_mapping", what=f"read the mappings of {index}")
+        return (body or {}).get(index, {}).get("mappings", {})
 
     async def put_template(self, kind: str, name: str, template: dict) -> None:
         await self.request("PUT", _template_path(kind, name), body=template, what=f"install {kind} template {name}")

@@ -7,6 +7,8 @@
     ├── SourceError               the database: connect, query, driver
     ├── EngineError               the cluster rejected a request or is unreachable
     ├── VerificationError         a reindex check failed (counts, duplicate keys); alias untouched
+    ├── RefusedError              refused to do what looked unsafe (swap guard, reconcile's guards,
+    │   └── LockedError (lease)   the lock held by another run): outcome "refused", nothing written
     └── RowError                  one row cannot become a document (counted per row)
 
 The CLI maps these to exit codes in exactly one place (``cli._run``). Messages
@@ -34,6 +36,10 @@ class EngineError(IndexerError):
 
 class VerificationError(IndexerError):
     pass
+
+
+class RefusedError(IndexerError):
+    """The run refused to go on because going on looked unsafe; its outcome is ``refused``, not ``failed``."""
 
 
 class RowError(IndexerError):

@@ -100,12 +100,31 @@ def probe(job: Job, plan: ReadPlan, *, count: bool) -> Probe:
         total = source.count_rows(conn, plan.query, plan.params, what) if count else None
         if plan.mode != "reindex" or not settings.watermark:
             return Probe(total)
-        top = source.max_value(conn, settings.query, user_params(job), settings.watermark)
+        # the largest value that is a point in time: PostgreSQL's infinity sorts above every timestamp
+        top = source.usable_extreme(conn, settings.query, user_params(job), settings.watermark, "MAX", _is_point)
     try:
         kind = wm.value_kind(top) if top is not None else None
     except wm.WatermarkValueError:
         kind = None  # an odd maximum: the rows decide the kind
     return Probe(total, top if kind else None, kind)
+
+
+def _why_unusable(value: Any) -> str:
+    try:
+        wm.value_kind(value)
+    except wm.WatermarkValueError as exc:
+        return exc.reason
+    return "unusable value"
+
+
+def _is_point(value: Any) -> bool:
+    try:
+        wm.value_kind(value)
+    except wm.NotAPointError:
+        return False
+    except wm.WatermarkValueError:
+        return True  # another kind of odd value: probe() says so, the rows decide
+    return True
 
 
 def _fingerprint(line: bytes) -> str:
@@ -194,12 +213,15 @@ class Reader:
             chunk.actions.append(Action(id_, documents.delete_action(id_), at))
 
     def _keys(self, chunk: Chunk, values: list, rows: list, first_row: int) -> list:
-        """Comparable keys of the chunk's watermarks (None for NULL).
+        """Comparable keys of the chunk's watermarks (None for NULL, and for a value that is no point in time).
 
         A reindex indexes rows whose watermark is NULL or cannot be compared, counting them
-        (sync cannot see changes to them); a sync stops at such a value, naming the row and its key.
+        (sync cannot see changes to them). A sync indexes a row whose watermark is no point in time
+        (``watermark.NotAPointError``: infinity, NaN...) and counts it, never storing that value; it stops at
+        any other value it cannot compare, naming the row and its key.
         """
         settings = self.settings
+        sync = self.plan.mode == "sync"
 
         def where(i: int) -> str:
             try:
@@ -211,39 +233,44 @@ class Reader:
         def refuse(i: int, reason: str) -> SourceError:
             return SourceError(f"{where(i)}: job.watermark column {settings.watermark!r}: {reason}")
 
-        sync = self.plan.mode == "sync"
         if self.kind is None:
-            for i, value in enumerate(values):
-                if value is None:
-                    continue
-                try:
-                    self.kind = wm.value_kind(value)
-                    break
-                except wm.WatermarkValueError as exc:
-                    if sync:
-                        raise refuse(i, exc.reason) from exc
-            else:  # every value NULL or unusable so far
-                odd = [i for i, value in enumerate(values) if value is not None]
-                if odd:
-                    chunk.odd_watermark = f"{where(odd[0])}: unusable value"
-                chunk.null_watermarks += len(values)
-                return [None] * len(values)
-        try:
-            keys = wm.keys_of(values, self.kind)
-        except wm.WatermarkValueError as exc:
-            if sync:
-                raise refuse(exc.position, exc.reason) from exc
-            keys = []
-            for i, value in enumerate(values):
-                try:
-                    keys.append(wm.keys_of([value], self.kind)[0])
-                except wm.WatermarkValueError as one:
-                    keys.append(None)
-                    chunk.odd_watermark = chunk.odd_watermark or f"{where(i)}: {one.reason}"
-        if sync and None in keys:
-            raise refuse(keys.index(None), "NULL (job.sync_query must leave out rows whose watermark is NULL)")
+            self.kind = self._first_kind(values)
+        if self.kind is None:  # every value NULL or unusable so far
+            keys = [None] * len(values)
+        else:
+            try:
+                keys = wm.keys_of(values, self.kind)
+            except wm.WatermarkValueError:
+                keys = []
+                for i, value in enumerate(values):
+                    try:
+                        keys.append(wm.keys_of([value], self.kind)[0])
+                    except wm.WatermarkValueError as one:
+                        if sync and not isinstance(one, wm.NotAPointError):
+                            raise refuse(i, one.reason) from one
+                        keys.append(None)
+                        chunk.odd_watermark = chunk.odd_watermark or f"{where(i)}: {one.reason}"
+        if sync:
+            if any(k is None and v is None for k, v in zip(keys, values)):
+                i = next(i for i, v in enumerate(values) if v is None)
+                raise refuse(i, "NULL (job.sync_query must leave out rows whose watermark is NULL)")
+        elif chunk.odd_watermark is None and self.kind is None:
+            odd = next((i for i, value in enumerate(values) if value is not None), None)
+            if odd is not None:
+                chunk.odd_watermark = f"{where(odd)}: {_why_unusable(values[odd])}"
         chunk.null_watermarks += keys.count(None)
         return keys
+
+    def _first_kind(self, values: list) -> str | None:
+        """The kind of the first value that is usable (a sync knows it from the stored watermark)."""
+        for value in values:
+            if value is None:
+                continue
+            try:
+                return wm.value_kind(value)
+            except wm.WatermarkValueError:
+                continue
+        return None
 
     def _watermarks(self, chunk: Chunk, values: list, keys: list) -> None:
         """Record the chunk's largest watermark; drop actions already indexed unchanged (their
@@ -251,11 +278,12 @@ class Reader:
         present = [i for i, k in enumerate(keys) if k is not None]
         if not present:
             return
-        if self.plan.mode == "sync":
+        if self.plan.mode == "sync":  # in order, leaving out the values that are no point in time
+            ordered = [keys[i] for i in present]
             last = self.last_key
-            if (last is not None and keys[0] < last) or any(b < a for a, b in zip(keys, keys[1:])):
+            if (last is not None and ordered[0] < last) or any(b < a for a, b in zip(ordered, ordered[1:])):
                 raise ConfigError("the sync query must return rows ORDER BY the watermark column (job.sync_query)")
-            self.last_key = keys[-1]
+            self.last_key = ordered[-1]
         chunk.watermark = values[max(present, key=keys.__getitem__)]
         if chunk.unpaired or chunk.rejected:
             return  # no pairing of actions with rows: resend them all

@@ -14,6 +14,7 @@ order (``sink.Acks`` releases them that way).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable
 
 from indexer import watermark as wm
@@ -41,11 +42,12 @@ def kept_marks(marks: Iterable[Mark], floor: Any) -> list[Mark]:
 
 def after_reindex(state: JobState, index: str, source_max: Any, marks: list[Mark], keep_from: Any,
                   watermarked: bool) -> JobState:
-    """The state a successful reindex stores (its ``last_run`` is set by the caller)."""
+    """The state a successful reindex stores (its ``last_run`` is set by the caller); every field it does not
+    own (``last_reconcile``...) as it was."""
     if not watermarked:
-        return JobState(watermark=state.watermark, marks=state.marks, index=index, last_run=state.last_run)
-    return JobState(watermark=source_max, marks=kept_marks(marks, keep_from) if source_max is not None else [],
-                    index=index, last_run=state.last_run)
+        return dataclasses.replace(state, index=index)
+    return dataclasses.replace(state, watermark=source_max, index=index,
+                               marks=kept_marks(marks, keep_from) if source_max is not None else [])
 
 
 class Advance:
@@ -58,7 +60,8 @@ class Advance:
         self.marks = list(state.marks)
 
     def add(self, chunks: list[Chunk]) -> JobState | None:
-        """The state to store after these chunks; None when they brought nothing new."""
+        """The state to store after these chunks (every field it does not own as it was); None when they
+        brought nothing new."""
         for chunk in chunks:
             self.watermark = wm.newer(self.watermark, chunk.watermark)
             self.marks.extend(chunk.marks)
@@ -66,5 +69,4 @@ class Advance:
             return None
         floor = wm.minus(self.watermark, self.lookback)
         self.marks = kept_marks(self.marks, floor)
-        return JobState(watermark=self.watermark, marks=self.marks, index=self.state.index,
-                        last_run=self.state.last_run)
+        return dataclasses.replace(self.state, watermark=self.watermark, marks=list(self.marks))

@@ -19,7 +19,7 @@ import re
 
 from indexer.config import JobSettings
 from indexer.engine import Engine
-from indexer.errors import EngineError, VerificationError
+from indexer.errors import EngineError, RefusedError
 
 log = logging.getLogger(__name__)
 LOAD_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
@@ -91,7 +91,7 @@ def swap_guard(settings: JobSettings, before: int | None, after: int, force: boo
     if force:
         return f"--force-swap: the alias moved from {before} to {after} documents"
     why = "none" if after == 0 else f"fewer than job.min_ratio = {ratio:g} of them"
-    raise VerificationError(
+    raise RefusedError(
         f"swap refused: the new index holds {after} documents and alias {settings.alias!r} serves {before} ({why}); "
         "the alias was not moved and the new index was deleted (check the query and its parameters, "
         "or pass --force-swap)")

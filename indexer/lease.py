@@ -24,7 +24,7 @@ import time
 import uuid
 from typing import Any
 
-from indexer.errors import ConfigError, IndexerError
+from indexer.errors import ConfigError, IndexerError, RefusedError
 
 log = logging.getLogger(__name__)
 LEASE_ENV = "INDEXER_LEASE_SECONDS"
@@ -32,7 +32,7 @@ DEFAULT_LEASE_SECONDS = 600.0
 RENEW_RETRY_SECONDS = 5.0  # after a failed renewal, try again this soon (or at the usual interval, if shorter)
 
 
-class LockedError(IndexerError):
+class LockedError(RefusedError):
     """Another run of the same job holds the lock."""
 
 
@@ -116,16 +116,17 @@ class Lease:
     def check(self) -> None:
         """Raise LeaseLostError if the lock is no longer this run's."""
         if self.lost:
-            raise LeaseLostError(self._message())
+            raise LeaseLostError(self.describe_loss())
 
-    def _message(self) -> str:
+    def describe_loss(self) -> str:
+        """What happened to the lock, for the run's one error line."""
         return (f"the lock on alias {self.alias!r} was lost ({self._lost}); "
                 "stopped before moving the alias or the watermark")
 
     def _lose(self, why: str) -> None:
         if self._lost is None:
             self._lost = why
-            log.warning("%s", self._message())
+            log.debug("%s", self.describe_loss())  # the run reports it in its one error line
 
     async def _keep(self) -> None:
         interval = self.seconds / 3

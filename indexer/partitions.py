@@ -2,20 +2,28 @@
 
 ::
 
-    job.query --bounds (one aggregate: MIN, MAX, NULLs)--> plan_slices() --> [Slice, ...]
+    job.query --bounds (one aggregate: MIN, MAX, NULLs, rows)--> plan_slices() --> Plan([Slice, ...], rows)
     Slice --slice_query()--> SELECT * FROM (<query>) q WHERE q.<column> >= :slice_lo AND q.<column> < :slice_hi
-                             (<= for the last range; IS NULL for the NULL slice), in the driver's bind style
+                             (no lower bound for the first range, no upper bound for the last; IS NULL for
+                             the NULL slice), in the driver's bind style
 
 Decisions (docs/partitions.md says more):
 
 * Equal-width ranges between MIN and MAX: one cheap aggregate query (as Sqoop and Spark JDBC do),
   where quantiles would cost a sort of the whole result on most databases. Skew is absorbed by asking
   for more partitions than workers: a worker takes the next slice when it finishes one.
-* Ranges are half-open, ``[lo, hi)``, and the last is closed, ``[lo, MAX]``; each range starts where
-  the previous one ends, with the very same bound value, so no row is lost or read twice whatever the
-  rounding of the bounds. Integers, dates and timestamps split on whole units (microseconds for
-  timestamps), never into empty ranges; fewer distinct values than partitions give fewer slices.
+* The ranges are open-ended: the first has no lower bound and the last no upper bound, the others are
+  half-open, ``[lo, hi)``, each starting where the previous one ends with the very same bound value.
+  So every non-NULL value is in exactly one range, whatever it is: PostgreSQL's ``±infinity`` (which
+  psycopg2 once read as ``datetime.max`` and no closed range held), NaN (above every number in
+  PostgreSQL and Oracle), a value written after the plan was made, text in an SQLite integer column.
+  The split points come from the smallest and largest *finite* values (asked again past an infinite
+  MIN or MAX); a column with no finite value is one slice, ``IS NOT NULL``. Integers, dates and
+  timestamps split on whole units (microseconds for timestamps), never into empty ranges; fewer
+  distinct values than partitions give fewer slices.
 * Rows whose column is NULL are in no range: one more slice reads them, only when there are some.
+* The aggregate also counts the query's rows: the coordinator checks the slices' total against it
+  (and counts again when they differ, to tell a changing table from a lost row).
 * ISO-8601 text (how SQLite stores timestamps) splits as timestamps and its bounds are written in
   the column's own layout; the database compares them as text, and text ranges between the text MIN
   and MAX still cover every value exactly once, even a value in another layout.
@@ -37,34 +45,47 @@ from indexer import watermark as wm
 from indexer.config import Job, same_bind_name
 from indexer.errors import ConfigError
 from indexer.extract import user_params
+from indexer.values import is_finite
 
 _NUMBERS = ("int", "decimal", "float")
 
 
 @dataclass(frozen=True)
 class Slice:
-    """One slice of the query: a range of the partition column, or its NULLs."""
+    """One slice of the query: a range of the partition column (open at either end), or its NULLs."""
 
     number: int            # 0-based; the NULL slice (if any) is the last one
     count: int             # how many slices in the run (for messages: "slice 2 of 5")
-    lo: Any = None         # inclusive lower bound, bound as a parameter (None for the NULL slice)
-    hi: Any = None         # upper bound, exclusive; inclusive when ``last``
-    last: bool = False
+    lo: Any = None         # inclusive lower bound, bound as a parameter; None: no lower bound
+    hi: Any = None         # exclusive upper bound; None: no upper bound
     nulls: bool = False    # rows whose partition column is NULL
 
     def describe(self, column: str) -> str:
-        """``id >= 100 and < 200``, ``id >= 200 and <= 250``, ``id is NULL``."""
+        """``id < 100``, ``id >= 100 and < 200``, ``id >= 200``, ``id is not NULL``, ``id is NULL``."""
         if self.nulls:
             return f"{column} is NULL"
-        return f"{column} >= {self.lo} and {'<=' if self.last else '<'} {self.hi}"
+        if self.lo is None and self.hi is None:
+            return f"{column} is not NULL"
+        if self.lo is None:
+            return f"{column} < {self.hi}"
+        return f"{column} >= {self.lo}" + (f" and < {self.hi}" if self.hi is not None else "")
 
     def name(self) -> str:
         """``slice 2 of 5`` (1-based, for people)."""
         return f"slice {self.number + 1} of {self.count}"
 
 
-def plan_slices(job: Job, partitions: int) -> list[Slice]:
-    """Blocking: the slices of ``job.query`` by ``job.partition_by``, from its MIN, MAX and NULL count.
+@dataclass(frozen=True)
+class Plan:
+    """The slices of a run and the rows the query returned when they were planned."""
+
+    slices: list[Slice]
+    rows: int
+
+
+def plan_slices(job: Job, partitions: int) -> Plan:
+    """Blocking: the slices of ``job.query`` by ``job.partition_by``, from its finite MIN and MAX, its NULL
+    count and its row count.
 
     At most ``partitions`` ranges, plus the NULL slice when NULLs exist; none for an empty result.
     A column that is not among the query's columns, or whose values cannot be ranged (text, booleans),
@@ -75,23 +96,34 @@ def plan_slices(job: Job, partitions: int) -> list[Slice]:
         raise ConfigError("job.cluster needs job.partition_by (the column the slices are ranges of)")
     db = source.dialect(job.source.dbtype)
     taken = [n for n in (*settings.params, *db.binds(settings.query))
-             if any(same_bind_name(job.source.dbtype, n, own) for own in (source.SLICE_LO, source.SLICE_HI))]
+             if any(same_bind_name(job.source.dbtype, n, own) for own in (source.SLICE_LO, source.SLICE_HI,
+                                                                           source.BEYOND))]
     if taken:
-        raise ConfigError(f"job.params: {taken[0]!r} is the name a partitioned reindex binds its bounds to; rename it")
+        raise ConfigError(f"job.params: {taken[0]!r} is a name a partitioned reindex binds; rename it")
+    params = user_params(job)
     with source.connect(job.source, settings.chunk_size) as conn:
-        columns = source.columns_of(conn, settings.query, user_params(job))
+        columns = source.columns_of(conn, settings.query, params)
         if column not in columns:
             raise ConfigError(f"job.partition_by: column {column!r} is not among the query's columns "
                               f"({', '.join(columns)})")
-        low, high, nulls = source.bounds(conn, settings.query, user_params(job), column)
-    return slices_between(low, high, nulls > 0, partitions, column)
+        low, high, nulls, rows = source.bounds(conn, settings.query, params, column)
+        if low is not None and not is_finite(low):
+            low = source.usable_extreme(conn, settings.query, params, column, "MIN", is_finite)
+        if high is not None and not is_finite(high):
+            high = source.usable_extreme(conn, settings.query, params, column, "MAX", is_finite)
+    return Plan(slices_between(low, high, nulls > 0, partitions, column, rows > nulls), rows)
 
 
-def slices_between(low: Any, high: Any, nulls: bool, partitions: int, column: str = "partition_by") -> list[Slice]:
-    """The slices for a column whose values run from ``low`` to ``high`` (pure: the planning itself)."""
+def slices_between(low: Any, high: Any, nulls: bool, partitions: int, column: str = "partition_by",
+                   others: bool = True) -> list[Slice]:
+    """The slices for a column whose finite values run from ``low`` to ``high`` (pure: the planning itself).
+
+    ``others``: whether there are non-NULL values at all (all of them infinite when ``low`` is None)."""
     starts = [] if low is None else range_starts(low, high, partitions, column)
+    if not starts and others:
+        starts = [None]  # no finite value to split on: one slice of every non-NULL row
     count = len(starts) + nulls
-    ranges = [Slice(n, count, lo, starts[n + 1] if n + 1 < len(starts) else high, last=n + 1 == len(starts))
+    ranges = [Slice(n, count, lo if n else None, starts[n + 1] if n + 1 < len(starts) else None)
               for n, lo in enumerate(starts)]
     return ranges + ([Slice(len(starts), count, nulls=True)] if nulls else [])
 
@@ -193,8 +225,7 @@ def slice_query(job: Job, s: Slice) -> tuple[str, Any]:
     """The SQL of one slice and its parameters in the driver's shape: the job's own, then the bounds."""
     settings = job.job
     db = source.dialect(job.source.dbtype)
-    if s.nulls:
-        sql = db.slice_query(settings.query, settings.partition_by, None)
-        return sql, db.params(dict(settings.params), sql)
-    sql = db.slice_query(settings.query, settings.partition_by, "<=" if s.last else "<")
-    return sql, db.params({**settings.params, source.SLICE_LO: s.lo, source.SLICE_HI: s.hi}, sql)
+    sql = db.slice_query(settings.query, settings.partition_by, lower=s.lo is not None, upper=s.hi is not None,
+                         nulls=s.nulls)
+    bounds = {name: value for name, value in ((source.SLICE_LO, s.lo), (source.SLICE_HI, s.hi)) if value is not None}
+    return sql, db.params({**settings.params, **bounds}, sql)

@@ -34,7 +34,8 @@ from indexer.config import Job
 from indexer.engine import Engine, open_engine
 from indexer.errors import ConfigError, EngineError, VerificationError
 from indexer.extract import Chunk, ReadPlan, user_params
-from indexer.partitions import Slice, plan_slices
+from indexer.partitions import Plan as SlicePlan
+from indexer.partitions import plan_slices
 from indexer.reconcile import ReconcileSummary, reconcile
 from indexer.run import Run, Summary, run, state_store, utc_now
 from indexer.sink import Counts, Progress, Sender, check_error_budget, load, write_dead_letters
@@ -109,7 +110,8 @@ async def _reindex(job: Job, frame: Run, allow_duplicates: bool, force_swap: boo
 
     if summary.null_watermarks:
         summary.warnings.insert(0, f"{summary.null_watermarks} row(s) have a NULL or unusable {settings.watermark!r}: "
-                                   "indexed, but sync cannot see changes to them (README, Incremental sync)")
+                                   "indexed, but never a stored watermark, and sync may not see changes to them "
+                                   "(README, Incremental sync)")
     summary.outcome = "dead_letters" if summary.dead_lettered else "ok"
     summary.watermark_before, summary.watermark = state.watermark, found.source_max
     new = incremental.after_reindex(state, index, found.source_max, marks, keep_from, bool(settings.watermark))
@@ -142,17 +144,19 @@ async def _load(job: Job, frame: Run, plan: ReadPlan, index: str, wanted: dict, 
     return marks
 
 
-async def _load_slices(job: Job, frame: Run, plan: ReadPlan, planned: list[Slice], wanted: dict, progress: Progress,
+async def _load_slices(job: Job, frame: Run, plan: ReadPlan, planned: SlicePlan, wanted: dict, progress: Progress,
                        workers: int | None) -> list[Mark]:
-    """The slices in parallel into the new index; their counts added up and verified, their dead letters
-    written here, the error budget judged on the totals; their marks."""
+    """The slices in parallel into the new index; their counts added up and verified (against the query's
+    own count too), their dead letters written here, the error budget judged on the totals; their marks."""
     settings, summary = job.job, frame.summary
     tasks = [slices.SliceTask(job, s, summary.index, plan.kind, plan.keep_from, frame.dead.include_doc)
-             for s in planned]
+             for s in planned.slices]
     summary.partitions = len(tasks)
-    summary.workers = 0 if settings.cluster else min(workers or os.cpu_count() or 1, max(len(tasks), 1))
-    results = await slices.run_slices(job, tasks, summary.workers, slices.RowTotal(progress))
+    local = min(workers or os.cpu_count() or 1, max(len(tasks), 1))
+    results = await slices.run_slices(job, tasks, local, slices.RowTotal(progress))
+    summary.workers = len({result.worker for result in results})  # the processes that ran a slice, here or on Dask
     counts = slices.merged(results)
+    await _check_rows(job, summary, counts.rows_read, planned.rows)
     write_dead_letters(frame.dead, counts.rejected, counts.failed)
     for result in results:
         _note_watermarks(summary, result, settings.watermark)
@@ -167,11 +171,33 @@ async def _load_slices(job: Job, frame: Run, plan: ReadPlan, planned: list[Slice
     return [mark for result in results for mark in result.marks]
 
 
+async def _check_rows(job: Job, summary: Summary, read: int, planned: int) -> None:
+    """The slices must have read as many rows as the query returned when they were planned. When they did
+    not, the query is counted again: the same count means rows were lost or read twice (refused); another
+    count means the table changed meanwhile, which no count can settle (a warning; sync catches up)."""
+    if read == planned:
+        return
+    now = await asyncio.to_thread(_count_rows, job)
+    if now == planned:
+        raise VerificationError(f"the slices read {read} rows but job.query returns {planned} (counted before and "
+                                "after): rows were lost or read twice; alias not changed")
+    summary.warnings.append(f"the slices read {read} rows while job.query returned {planned} when they were planned "
+                            f"and {now} after: the source changed during the reindex (the next sync catches up)")
+
+
+def _count_rows(job: Job) -> int:
+    with source.connect(job.source, job.job.chunk_size) as conn:
+        return source.count_rows(conn, job.job.query, user_params(job))
+
+
+_ODD_WATERMARK = "watermark values that cannot be compared or are no point in time"
+
+
 def _note_watermarks(summary: Summary, chunk: Chunk | slices.SliceResult, column: str | None) -> None:
     """Carry a chunk's (or a slice's) watermark warnings into the summary, once each."""
     summary.null_watermarks += chunk.null_watermarks
-    if chunk.odd_watermark and not any("cannot be compared" in w for w in summary.warnings):
-        summary.warnings.append(f"watermark values that cannot be compared (first: {chunk.odd_watermark})")
+    if chunk.odd_watermark and not any(w.startswith(_ODD_WATERMARK) for w in summary.warnings):
+        summary.warnings.append(f"{_ODD_WATERMARK} (first: {chunk.odd_watermark})")
     if chunk.unpaired and column and not any("job.transform" in w for w in summary.warnings):
         summary.warnings.append("job.transform changed the number of documents in a chunk: rows re-read inside the "
                                 "lookback window are resent, not recognised by their fingerprint")
@@ -218,6 +244,11 @@ async def _sync(job: Job, frame: Run, progress: Progress, stop: asyncio.Event | 
     if state.watermark is None:
         raise ConfigError(f"no watermark is stored for alias {alias!r}: run `indexer reindex` with "
                           "job.watermark set first (it records where sync starts)")
+    try:
+        wm.value_kind(state.watermark)
+    except wm.NotAPointError as exc:  # stored by an earlier version: psycopg2's datetime.max for 'infinity'
+        raise ConfigError(f"the stored watermark of alias {alias!r}: {exc.reason}; nothing later could ever be "
+                          "read: run `indexer reindex` to store a real one") from None
     sql = extract.sync_query(job)
     params = source.dialect(job.source.dbtype).params(
         {**settings.params, "since": incremental.since(state, settings.lookback)}, sql)
@@ -246,6 +277,9 @@ async def _sync(job: Job, frame: Run, progress: Progress, stop: asyncio.Event | 
                    progress=progress, on_acked=store_progress, stop=stop)
     finally:
         summary.count(counts)
+    if summary.null_watermarks:  # sync reads no NULL watermark: these are infinity, NaN...
+        summary.warnings.insert(0, f"{summary.null_watermarks} row(s) whose {settings.watermark!r} is no point in "
+                                   "time: indexed, but that value is never stored as the watermark")
     summary.outcome = "stopped" if stop and stop.is_set() else "dead_letters" if summary.dead_lettered else "ok"
     if summary.sent:
         await engine.refresh(alias)  # `status` and searches see this run's writes from now on

@@ -2,19 +2,22 @@
 
 ::
 
-    alias --indices.index_name--> <alias>-<now> --_simulate_index--> settings, mappings (none: no template)
-    settings, mappings --> throwaway index ``indexer_preview_<stamp>_<hex>`` (created first, deleted in a finally)
+    alias --indices.index_name--> <alias>-<now> --> its settings and mappings, from
+        the job's templates folder (``job.mappings`` or ``mappings=``): the index template matching
+            it, composed with its components (files, else the cluster) by ``templates.compose``
+        or else the cluster: ``_simulate_index`` (none: no template matches, run bootstrap)
+    settings, mappings --> throwaway index ``indexer_preview_<stamp>_<hex>`` (``scratch``; deleted in a finally)
     job --read_sample: extract.Reader, one fetch of N rows, cursor closed--> actions (ids, bytes), rejected rows
-    actions --_bulk into the throwaway index--> values the mapping rejects
+    actions --sink.Sender (requests of at most job.chunk_bytes) into the throwaway index--> values
+        the mapping rejects, reasons scrubbed of row values
     documents + mappings --unmapped()--> fields a strict mapping lacks;  ids --> duplicates
+    files' result vs the cluster's ``_simulate_index`` --> "a reindex now would use the cluster's"
     stored state --incremental.since--> the ``since`` a sync would use now
 
-Nothing is written to the alias, to its indices or to the stored state. The throwaway index's
-name has no ``-``, so it can never match ``<alias>-*``, and it is created only when the cluster
-says no index template matches it: it gets exactly the simulated settings and mappings (never the
-template's aliases). It is deleted in a ``finally`` (also on Ctrl-C and SIGTERM, which cancel the
-command); one left by a killed preview is deleted by the next preview once ``LEFTOVER_AGE`` old.
-It is created before the rows are read so that reading and checking sit inside that one ``finally``.
+Nothing is written to the alias, to its indices, to the templates or to the stored state. The
+throwaway index is created only when the cluster says no index template matches its name, with
+exactly the settings and mappings shown (see ``indexer.scratch``). It is created before the rows
+are read so that reading and checking sit inside its one ``finally``.
 """
 
 from __future__ import annotations
@@ -23,32 +26,32 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import re
-import secrets
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import orjson
 
 from indexer import extract, incremental, indices, source
 from indexer import watermark as wm
+from indexer.bootstrap import components_of, missing_components
 from indexer.config import Job
 from indexer.documents import Action, Rejected
-from indexer.engine import ApiStatusError, Engine, open_engine
+from indexer.engine import Engine, open_engine
 from indexer.errors import ConfigError
 from indexer.extract import ReadPlan
 from indexer.run import state_store, utc_now
+from indexer.scratch import delete_leftovers, throwaway
+from indexer.sink import Sender
 from indexer.state import JobState
+from indexer.templates import choose, compose, flat_settings, load_templates
 
-SCRATCH_PREFIX = "indexer_preview_"
-LEFTOVER_AGE = dt.timedelta(minutes=10)  # a preview's throwaway index lives for seconds
-_SCRATCH_NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d{14})_[0-9a-f]{8}")
-# Index settings a throwaway index does not take from the template: they would act on it (an ILM
-# policy, allocation filters, a write block) or hide it from the leftover clean-up.
-_NOT_COPIED = ("lifecycle", "routing", "blocks", "hidden", "number_of_replicas", "auto_expand_replicas")
+# Settings the cluster adds to a simulated index on its own, which no template sets (Elasticsearch's
+# data tiers): never a difference between the files and the cluster.
+_PROVIDED = frozenset({"index.routing.allocation.include._tier_preference"})
+FROM_CLUSTER = "the cluster's index templates"
 
 
 @dataclass
@@ -59,10 +62,11 @@ class Preview:
     alias: str
     documents: list[dict]       # [{"_id": ..., "_source": {...}}]: exactly what a reindex would send
     index: str                  # the name a reindex would create now
-    settings: dict              # what that index would get (the cluster's _simulate_index)
+    settings: dict              # what that index would get (from ``templates``)
     mappings: dict
     watermark: dict | None      # column, kind, stored, since (and a note when nothing is stored)
     problems: list[str]
+    templates: str = FROM_CLUSTER  # where settings and mappings come from: the cluster, or the job's files
 
     def as_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -73,25 +77,38 @@ class Preview:
     def lines(self) -> list[str]:
         lines = [f"preview {self.job}: {len(self.documents)} document(s) for alias {self.alias}"]
         lines += [_json(doc) for doc in self.documents]
-        lines += [f"index {self.index} would get these settings:", _json(self.settings, indent=True),
-                  "and these mappings:", _json(self.mappings, indent=True)]
+        lines += [f"index {self.index} would get these settings (from {self.templates}):",
+                  _json(self.settings, indent=True), "and these mappings:", _json(self.mappings, indent=True)]
         if self.watermark is not None:
             lines.append(_watermark_line(self.watermark))
         return lines + ([f"problem: {p}" for p in self.problems] or ["no problems found"])
 
 
-async def preview(job: Job, *, limit: int = 5, engine: Engine | None = None, state_file: Path | None = None) -> Preview:
-    """Read the first ``limit`` rows and check them against what a reindex would create now."""
+async def preview(job: Job, *, limit: int = 5, engine: Engine | None = None, state_file: Path | None = None,
+                  mappings: Path | None = None) -> Preview:
+    """Read the first ``limit`` rows and check them against what a reindex would create now.
+
+    ``mappings`` (else ``job.job.mappings``) names a templates folder: the next index's settings and
+    mappings are then composed from its files, before any bootstrap; without one, the cluster's."""
     own = engine is None
     engine = engine or await open_engine(job.target)
     try:
-        return await _preview(job, limit, engine, state_file)
+        return await _preview(job, limit, engine, state_file, mappings or job.job.mappings)
     finally:
         if own:
             await engine.close()
 
 
-async def _preview(job: Job, limit: int, engine: Engine, state_file: Path | None) -> Preview:
+@dataclass
+class _Planned:
+    """The settings and mappings the next index would get, and from where."""
+
+    template: dict | None       # settings, mappings (None: no template gives any)
+    cluster: dict | None        # what the cluster's own templates give (its _simulate_index answer)
+    folder: Path | None         # the job's templates folder, when they come from its files
+
+
+async def _preview(job: Job, limit: int, engine: Engine, state_file: Path | None, folder: Path | None) -> Preview:
     alias = job.job.alias
     await delete_leftovers(engine, utc_now())
     problems = []
@@ -99,21 +116,81 @@ async def _preview(job: Job, limit: int, engine: Engine, state_file: Path | None
         problems.append(f"{alias!r} is an index, not an alias: a reindex refuses to run until it is renamed or deleted")
     ours = indices.owned_indices(alias, await engine.indices_matching(f"{alias}-*"))
     index = indices.index_name(alias, utc_now(), ours)
-    template = await engine.simulate_template(index)
-    if template is None:
-        problems.append(f"no index template matches {index}: run indexer bootstrap")
-    settings, mappings = (template or {}).get("settings", {}), (template or {}).get("mappings", {})
+    planned = await _plan(engine, index, folder, problems)
+    settings, mappings = (planned.template or {}).get("settings", {}), (planned.template or {}).get("mappings", {})
     state = await state_store(engine, state_file).load(alias)
-    async with throwaway(engine, settings, mappings, problems, wanted=template is not None) as scratch:
+    async with _scratch(engine, planned, problems) as scratch:
+        if scratch is not None and scratch.mappings is not None:
+            mappings = scratch.mappings  # the engine's own shape of the files' mappings (defaults left out)
+        templates = _compare(planned, settings, mappings, index, problems)
         sample = await asyncio.to_thread(read_sample, job, limit)
         docs = [{"_id": a.id, "_source": orjson.loads(a.line.split(b"\n", 2)[1])} for a in sample.actions]
         problems += sample.problems + rejected_rows(sample.rejected) + duplicate_ids(sample.actions)
         flagged = {doc["_id"] for doc in docs if unmapped(doc["_source"], mappings)}
         problems += unmapped_fields([doc["_source"] for doc in docs], mappings, index)
-        if scratch and sample.actions:
-            problems += await rejected_values(engine, scratch, sample.actions, flagged)
+        if scratch is not None and scratch.made and sample.actions:
+            problems += await rejected_values(engine, scratch.name, sample.actions, flagged, job.job.chunk_bytes)
     found = _watermark(job, sample, state, problems)
-    return Preview(job.name, alias, docs, index, settings, mappings, found, problems)
+    return Preview(job.name, alias, docs, index, settings, mappings, found, problems, templates)
+
+
+async def _plan(engine: Engine, index: str, folder: Path | None, problems: list[str]) -> _Planned:
+    """The next index's settings and mappings: from the files in ``folder`` when given, else the cluster's."""
+    cluster = await engine.simulate_template(index)
+    if folder is None:
+        if cluster is None:
+            problems.append(f"no index template matches {index}: run indexer bootstrap")
+        return _Planned(cluster, cluster, None)
+    files = load_templates(folder)
+    chosen = choose([(t.name, t.body) for t in files if t.kind == "index"], index)
+    if chosen is None:
+        problems.append(f"no index template in {folder} matches {index} (by its index_patterns)")
+        return _Planned(None, cluster, folder)
+    tpl = next(t for t in files if t.kind == "index" and t.name == chosen[0])
+    parts, missing = await components_of(engine, tpl, {t.name: t for t in files if t.kind == "component"})
+    if missing:
+        problems.append(missing_components(tpl, missing))
+        return _Planned(None, cluster, folder)
+    return _Planned(compose([body for _, body in parts] + [tpl.body]), cluster, folder)
+
+
+@contextlib.asynccontextmanager
+async def _scratch(engine: Engine, planned: _Planned, problems: list[str]):
+    """The throwaway index for the planned settings and mappings (None when there are none)."""
+    if planned.template is None:
+        yield None
+        return
+    template = planned.template
+    async with throwaway(engine, template.get("settings", {}), template.get("mappings", {}), now=utc_now(),
+                         read_back=planned.folder is not None) as scratch:
+        if scratch.shadowed:
+            problems.append(f"an index template matches {scratch.name}, so the values were not checked "
+                            "in a throwaway index")
+        if scratch.refused:
+            problems.append(f"the cluster refuses an index with these settings and mappings: {scratch.refused}")
+        yield scratch
+
+
+def _compare(planned: _Planned, settings: dict, mappings: dict, index: str, problems: list[str]) -> str:
+    """Where the settings and mappings come from (for the header line); a problem when the files'
+    result differs from what the cluster's own templates would give the index now."""
+    if planned.folder is None:
+        return FROM_CLUSTER
+    where = f"the templates in {planned.folder}"
+    if planned.cluster is None:
+        return f"{where}; the cluster has no index template for it yet: run indexer bootstrap before reindex"
+    if planned.template is not None and not same_result(settings, mappings, planned.cluster):
+        problems.append(f"the cluster's index templates give {index} other settings or mappings than {where}: "
+                        "a reindex now would use the cluster's (run indexer bootstrap)")
+    return where
+
+
+def same_result(settings: dict, mappings: dict, cluster: dict) -> bool:
+    """Whether the cluster's ``_simulate_index`` answer gives these settings and mappings."""
+    ours, theirs = flat_settings(settings), flat_settings(cluster.get("settings") or {})
+    theirs = {k: v for k, v in theirs.items() if k not in _PROVIDED or k in ours}
+    return ours == theirs and orjson.dumps(mappings, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+        cluster.get("mappings") or {}, option=orjson.OPT_SORT_KEYS)
 
 
 # ------------------------------------------------------------------ the sample (worker thread)
@@ -208,84 +285,19 @@ def unmapped_fields(docs: list[dict], mappings: dict, index: str) -> list[str]:
             f"({n} of {len(docs)} documents; a reindex dead-letters them)" for path, n in counts.items()]
 
 
-def scratch_name(now: dt.datetime) -> str:
-    """``indexer_preview_<UTC yyyymmddhhmmss>_<8 hex>``: no ``-``, so never ``<alias>-*``."""
-    return f"{SCRATCH_PREFIX}{now.astimezone(dt.timezone.utc):%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
+# ------------------------------------------------------------------ values, in the throwaway index
 
 
-def is_leftover(name: str, now: dt.datetime) -> bool:
-    """A throwaway index (by its name) older than ``LEFTOVER_AGE``; other names are never ours."""
-    match = _SCRATCH_NAME.fullmatch(name)
-    if not match:
-        return False
-    made = dt.datetime.strptime(match.group(1), "%Y%m%d%H%M%S").replace(tzinfo=dt.timezone.utc)
-    return now - made > LEFTOVER_AGE
-
-
-def scratch_settings(settings: dict) -> dict:
-    """The simulated settings a throwaway index is created with (see ``_NOT_COPIED``), no replicas."""
-    index = {k: v for k, v in (settings.get("index") or {}).items() if k not in _NOT_COPIED}
-    return {**settings, "index": {**index, "number_of_replicas": 0}}
-
-
-# ------------------------------------------------------------------ the throwaway index
-
-
-async def delete_leftovers(engine: Engine, now: dt.datetime) -> None:
-    """Delete throwaway indices that a killed preview left behind."""
-    for name in await engine.indices_matching(SCRATCH_PREFIX + "*"):
-        if is_leftover(name, now):
-            await engine.delete_index(name)
-
-
-@contextlib.asynccontextmanager
-async def throwaway(engine: Engine, settings: dict, mappings: dict, problems: list[str],
-                    wanted: bool) -> AsyncIterator[str | None]:
-    """A throwaway index with these settings and mappings, deleted on the way out (also when
-    cancelled); None (with the reason in ``problems``) when it cannot honestly be made."""
-    if not wanted:
-        yield None
-        return
-    name = scratch_name(utc_now())
-    if await engine.simulate_template(name) is not None:
-        problems.append(f"an index template matches {name}, so the values were not checked in a throwaway index")
-        yield None
-        return
-    created = None
-    try:
-        try:
-            await engine.create_index(name, scratch_settings(settings), mappings=mappings,
-                                      what=f"create throwaway index {name}")
-            created = name
-        except ApiStatusError as exc:
-            if exc.status != 400:
-                raise
-            problems.append(f"the cluster refuses an index with these settings and mappings: {exc.reason}")
-        yield created
-    finally:
-        # Also when the create's answer was lost to a cancellation (a 404 is fine); shielded, so a
-        # second Ctrl-C does not abandon the request (and the next preview cleans up anyway).
-        with contextlib.suppress(Exception):
-            await asyncio.shield(engine.delete_index(name))
-
-
-async def rejected_values(engine: Engine, index: str, actions: list[Action], flagged: set[str]) -> list[str]:
-    """Index the sample's exact bulk body into ``index``; one line per document refused.
+async def rejected_values(engine: Engine, index: str, actions: list[Action], flagged: set[str],
+                          max_bytes: int) -> list[str]:
+    """Send the sample's exact actions into ``index`` as a reindex sends them (``sink.Sender``: requests
+    of at most ``max_bytes``, a 413 split); one line per document refused, its reason scrubbed of
+    the row values the engine quotes (as in the dead-letter file).
 
     A strict-mapping refusal of a document already reported by ``unmapped`` is not repeated."""
-    answer = await engine.bulk(index, b"".join(a.line for a in actions))
-    problems = []
-    for action, item in zip(actions, answer.items):
-        outcome = next(iter(item.values()), {})
-        error = outcome.get("error") or {}
-        if outcome.get("status", 200) < 300 or (error.get("type") == "strict_dynamic_mapping_exception"
-                                                and action.id in flagged):
-            continue
-        cause = error.get("caused_by") or {}
-        reason = f"{error.get('type')}: {error.get('reason')}" + (
-            f" ({cause.get('type')}: {cause.get('reason')})" if cause.get("reason") else "")
-        problems.append(f"document {action.id!r} is refused by the mappings: {reason[:400]}")
-    return problems
+    sent = await Sender(engine, index, fresh_index=True, max_bytes=max_bytes, scrub_reasons=True).send(actions)
+    return [f"document {f.id!r} is refused by the mappings: {f.type}: {f.reason}" for f in sent.failed
+            if not (f.type == "strict_dynamic_mapping_exception" and f.id in flagged)]
 
 
 # ------------------------------------------------------------------ the watermark

@@ -33,7 +33,7 @@ Decisions:
   write phase is counted by ``sink.Counts`` from the engine's answers, as in reindex and sync:
   each id to delete and each row to index is one action taken up, so ``rows_read`` counts those
   and both sums of the README still hold. Dead letters and the error budget are the sink's.
-* **Refusals.** VerificationError (exit 1, nothing written) when the index would keep fewer than
+* **Refusals.** RefusedError (exit 1, outcome ``refused``, nothing written) when the index would keep fewer than
   ``job.min_ratio`` of its documents, or when the source yields no id while the index holds
   some; ``force`` overrides (with a warning). ``dry_run`` computes the same counts and samples,
   reports a refusal as a warning, and writes nothing: no action, no state. It still takes the
@@ -60,9 +60,9 @@ from indexer import documents, extract, source, spill
 from indexer.config import SQL_IDENTIFIER, Job, JobSettings
 from indexer.documents import Action
 from indexer.engine import Engine, open_engine
-from indexer.errors import IndexerError, RowError, VerificationError
+from indexer.errors import IndexerError, RefusedError, RowError
 from indexer.extract import Chunk, ReadPlan, user_params
-from indexer.run import Run, Summary, run, state_store, utc_now
+from indexer.run import Run, Summary, outcome_of, run, state_store, utc_now
 from indexer.sink import Counts, Progress, Sender, check_error_budget, load
 from indexer.spill import DEFAULT_RUN_SIZE, SortedIds
 from indexer.watermark import parse_duration
@@ -249,7 +249,7 @@ async def _reconcile(job: Job, frame: Run, folder: Path, dry_run: bool, force: b
     elif problem and force:
         summary.warnings.append(f"--force: {problem}")
     elif problem:
-        raise VerificationError(f"reconcile refused: {problem}; nothing was written "
+        raise RefusedError(f"reconcile refused: {problem}; nothing was written "
                                 "(check the query and its parameters, or pass --force)")
     if diff.to_index.added > run_size:
         summary.warnings.append(f"{diff.to_index.added} ids to index take {-(-diff.to_index.added // run_size)} "
@@ -311,7 +311,7 @@ async def _write(job: Job, frame: Run, index: str, diff: Diff, progress: Progres
 
 async def _remember_failure(job: Job, frame: Run, exc: IndexerError) -> None:
     """Best effort: a failed or refused reconcile is ``last_reconcile`` too (the frame records ``last_run``)."""
-    frame.summary.error = str(exc)
+    frame.summary.error, frame.summary.outcome = str(exc), outcome_of(exc)
     with contextlib.suppress(Exception):
         frame.lease.check()
         state = await frame.store.load(job.job.alias)

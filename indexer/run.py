@@ -25,9 +25,9 @@ from typing import Any, AsyncIterator
 from indexer.config import Job
 from indexer.deadletter import DeadLetters
 from indexer.engine import Engine, open_engine
-from indexer.errors import IndexerError
+from indexer.errors import IndexerError, RefusedError
 from indexer.sink import Counts
-from indexer.lease import Lease
+from indexer.lease import Lease, LeaseLostError
 from indexer.state import ClusterState, FileState, RunRecord, StateStore
 
 
@@ -47,7 +47,9 @@ class Summary(RunRecord):
     index: str | None = None
     previous: list[str] = field(default_factory=list)
     engine: str = ""
-    # rows_read = skipped + rejected + sent; sent = indexed + duplicates + deleted + not_found + failed
+    # documents = skipped + rejected + sent (= rows_read unless a transform changed the number of documents);
+    # sent = indexed + duplicates + deleted + not_found + failed
+    documents: int = 0
     skipped: int = 0
     duplicates: int = 0
     not_found: int = 0  # deletes of documents that were already absent
@@ -59,9 +61,9 @@ class Summary(RunRecord):
     documents_in_index: int | None = None
     documents_in_alias_before: int | None = None  # reindex: what the alias served before the swap
     force_swap: bool = False                      # reindex: the swap guard was overridden
-    null_watermarks: int = 0                      # reindex: rows indexed whose watermark is NULL or unusable
+    null_watermarks: int = 0                      # rows indexed whose watermark is NULL (reindex) or unusable
     partitions: int = 0                           # reindex: slices read in parallel (0: not partitioned)
-    workers: int = 0                              # reindex: local worker processes for them (0: none, or Dask)
+    workers: int = 0                              # reindex: the processes that ran slices (here or on Dask)
     warnings: list[str] = field(default_factory=list)
     deleted_indices: list[str] = field(default_factory=list)
     watermark_before: Any = None
@@ -72,9 +74,10 @@ class Summary(RunRecord):
         return asdict(self)
 
     def count(self, counts: Counts) -> None:
-        """Take the run's counts (``rows_read = skipped + rejected + sent``,
+        """Take the run's counts (``documents = skipped + rejected + sent``,
         ``sent = indexed + duplicates + deleted + not_found + failed``)."""
-        self.rows_read, self.skipped, self.sent = counts.rows_read, counts.skipped, counts.sent
+        self.rows_read, self.documents, self.skipped, self.sent = (counts.rows_read, counts.documents,
+                                                                    counts.skipped, counts.sent)
         self.indexed, self.duplicates, self.deleted = counts.indexed, counts.duplicates, counts.deleted
         self.not_found, self.retried, self.bulk_requests = counts.not_found, counts.retried, counts.requests
         self.failed, self.rejected = len(counts.failed), len(counts.rejected)
@@ -116,29 +119,54 @@ async def _record(store: StateStore | None, summary: Summary) -> None:
         await asyncio.wait_for(asyncio.shield(store.record_run(summary.alias, summary.record())), 10)
 
 
+def outcome_of(exc: BaseException) -> str:
+    """The recorded outcome of a run that ended with ``exc``."""
+    return "refused" if isinstance(exc, RefusedError) else "failed"
+
+
 @contextlib.asynccontextmanager
 async def run(command: str, job: Job, engine: Engine | None, state_file: Path | None,
               dead_letter_file: Path | None, include_doc: bool) -> AsyncIterator[Run]:
-    """The frame both commands share: summary, dead-letter file, engine, the lease on the
-    alias, and the run record: saved by the command on success, here on failure,
-    refusal (another run holds the lock) or interruption (Ctrl-C, SIGTERM)."""
+    """The frame every writing command shares: summary, dead-letter file, engine, the lease on the
+    alias, and the run record: saved by the command on success, here on failure, refusal (the lock
+    held by another run, a guard) or interruption (Ctrl-C, SIGTERM).
+
+    Every file the run will write is checked first, before a row is read. A failure carries the
+    summary so far (``exc.summary``: ``--json`` prints it). A failure of a run whose lease was lost
+    meanwhile is reported as the lost lease, its own error after it: the lost lease is the cause.
+    """
     started_clock, started = time.monotonic(), utc_now()
     summary = Summary(command=command, started=started.isoformat(), job=job.name, alias=job.job.alias)
     own = engine is None
     store: StateStore | None = None
     dead = dead_letters(job, dead_letter_file, include_doc, started)
     try:
+        dead.check()
+        if state_file:
+            FileState(state_file).check()
         engine = engine or await open_engine(job.target)
         summary.engine = engine.flavor
         store = state_store(engine, state_file)
-        async with store.lease(job.job.alias) as lease:
-            yield Run(summary, engine, store, dead, lease, started)
+        # the lock is the cluster's lease whichever store keeps the state: one lock per alias
+        async with ClusterState(engine).lease(job.job.alias) as lease:
+            try:
+                yield Run(summary, engine, store, dead, lease, started)
+            except IndexerError as exc:
+                if lease.lost and not isinstance(exc, LeaseLostError):
+                    raise LeaseLostError(f"{lease.describe_loss()} (the run then failed: {exc})") from exc
+                raise
     except IndexerError as exc:
-        summary.error = str(exc)
+        summary.outcome, summary.error = outcome_of(exc), str(exc)
+        exc.summary = summary  # type: ignore[attr-defined]
         await _record(store, summary)
         raise
     except (asyncio.CancelledError, KeyboardInterrupt):
         summary.outcome, summary.error = "interrupted", "interrupted by a signal (Ctrl-C or SIGTERM)"
+        await _record(store, summary)
+        raise
+    except Exception as exc:  # a defect of ours: recorded all the same, then the CLI reports it in one line
+        summary.error = f"unexpected {type(exc).__name__} (run with --debug for the traceback)"
+        exc.summary = summary  # type: ignore[attr-defined]
         await _record(store, summary)
         raise
     finally:

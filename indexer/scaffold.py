@@ -4,11 +4,14 @@
 
     [source] dict --SourceConfig--> connect --catalogue.read_table--> Table (columns, primary key)
         --plan()--> Plan (key, query, a mapping per field, guessed watermark and deleted)
-        --render--> DIR/<alias>.toml, DIR/mappings/component/<alias>-{mappings,settings}.json,
-                    DIR/mappings/index/<alias>.json   (all four checked absent first; never overwritten)
+        --render--> DIR/<alias>.toml (its job.mappings = "mappings"),
+                    DIR/mappings/component/<alias>-{mappings,settings}.json, DIR/mappings/index/<alias>.json
+                    (all four checked absent first; never overwritten)
 
 The job file keeps only the *name* of the password's variable; the password is read once, to
-connect. The SQL type -> mapping table and the reasons for it: docs/init.md and ``indexer.catalogue``.
+connect. A column called like a metadata field of the engines (``_id``, ``_source``...) is renamed
+in the query (``"_id" AS id_``), which the job file says in a comment. The SQL type -> mapping
+table and the reasons for it: docs/init.md and ``indexer.catalogue``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from pydantic import BaseModel, ValidationError
 from indexer import catalogue
 from indexer.catalogue import Column, Table
 from indexer.config import INDEX_SUFFIX_LEN, Job, SourceConfig, TargetConfig, check_index_name
-from indexer.documents import make_row_mapper
+from indexer.documents import METADATA_FIELDS, make_row_mapper
+from indexer.documents import renamed as renamed_field
 from indexer.errors import ConfigError
 from indexer.source import connect
 
@@ -52,6 +56,7 @@ class Plan:
     watermark: str | None
     deleted: str | None
     unknown: list[tuple[str, str]]       # (field, SQL type) of the types mapped as keyword by default
+    renamed: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (column, field): metadata names
 
 
 def init_job(source: dict, table: str, *, out: Path, alias: str | None = None,
@@ -113,9 +118,10 @@ def _alias(given: str | None, table_name: str) -> str:
 def plan(dbtype: str, table: Table, alias: str, key: list[str] | None = None) -> Plan:
     """The job for ``table``: key, query, mappings and guesses (ConfigError for a bad or missing key)."""
     cat = catalogue.catalogue(dbtype)
-    fields = [c.name.lower() for c in table.columns]
+    names = field_names(table.columns)
+    fields = list(names.values())
     make_row_mapper(fields)  # the checks a reindex makes: a field twice ("Code" and "code"), "a" and "a.b"
-    keys = _key_fields(table, fields, key)
+    keys = _key_fields(table, names, key)
     by_field = dict(zip(fields, table.columns))
 
     def guess(pattern: re.Pattern, fits: Callable[[str, Column], bool]) -> str | None:
@@ -124,28 +130,54 @@ def plan(dbtype: str, table: Table, alias: str, key: list[str] | None = None) ->
 
     watermark = guess(WATERMARK_NAME, catalogue.is_date)
     deleted = guess(DELETED_NAME, catalogue.is_flag)
-    items = []
+    items, renamed = [], []
     for field, column in by_field.items():
         item = cat.quote(column.name)
-        if field in (watermark, deleted) and cat.needs_alias(column.name, field):
+        if field != column.name.lower():
+            renamed.append((column.name, field))
+            # bare when plain: the database folds it and every run reads result names in lower case
+            item += f" AS {field if catalogue.plain(field) else cat.quote(field)}"
+        elif field in (watermark, deleted) and cat.needs_alias(column.name, field):
             item += f" AS {field}"  # the sync wrapper names it q.<field>, unquoted
         items.append(item)
     # bandit B608 accepted: every name is the catalogue's own, quoted for the database
     query = "SELECT\n  " + ",\n  ".join(items) + f"\nFROM {cat.qualified(table.name)}"  # nosec B608
     properties, unknown = _properties(dbtype, by_field, keys)
-    return Plan(alias, keys, "--key" if key else "the primary key", query, properties, watermark, deleted, unknown)
+    return Plan(alias, keys, "--key" if key else "the primary key", query, properties, watermark, deleted, unknown,
+                renamed)
 
 
-def _key_fields(table: Table, fields: list[str], key: list[str] | None) -> list[str]:
+def field_names(columns: tuple[Column, ...]) -> dict[str, str]:
+    """Each column's field: its name in lower case, as every run reads it; a metadata field name of the
+    engines (``_id``, ``_source``... see ``documents.METADATA_FIELDS``), which no document may hold,
+    renamed ``id_`` (``id__``... when taken), also as the first part of a dotted name."""
+    lowered = {c.name: c.name.lower() for c in columns}
+    taken = {f.split(".")[0] for f in lowered.values()}
+    new_tops: dict[str, str] = {}
+    for column, field in lowered.items():
+        top, dot, rest = field.partition(".")
+        if top in METADATA_FIELDS:
+            if top not in new_tops:
+                new = renamed_field(top)
+                while new in taken:
+                    new += "_"
+                taken.add(new)
+                new_tops[top] = new
+            lowered[column] = new_tops[top] + dot + rest
+    return lowered
+
+
+def _key_fields(table: Table, names: dict[str, str], key: list[str] | None) -> list[str]:
+    by_lower = {column.lower(): field for column, field in names.items()}
     if key:
         for name in key:
-            if name.lower() not in fields:
+            if name.lower() not in by_lower:
                 raise ConfigError(f"--key {name}: table {table.name.given} has no column {name} "
-                                  f"(columns: {', '.join(fields)})")
-        return [name.lower() for name in key]
+                                  f"(columns: {', '.join(by_lower)})")
+        return [by_lower[name.lower()] for name in key]
     if not table.key:
         raise ConfigError(f"table {table.name.given} has no primary key: name the key columns with --key COL")
-    return [name.lower() for name in table.key]
+    return [names[name] for name in table.key]
 
 
 def _properties(dbtype: str, by_field: dict[str, Column], keys: list[str]) -> tuple[dict, list]:
@@ -216,17 +248,21 @@ def render_job(src: SourceConfig, tgt: TargetConfig, job: Plan, table: str, out:
     target_fields = {"url": tgt.url, "engine": tgt.engine, **tgt.model_dump(exclude_unset=True)}
     name = f"{job.alias}.toml"
     lines = [f"# Written by `indexer init` from {src.dbtype} table {toml_string(table)}: a starting point, read it first.",
-             f"# From this folder: indexer bootstrap --mappings mappings --job {name}; indexer preview {name};"
-             f" indexer reindex {name}", "", "[source]"]
+             f"# From this folder: indexer preview {name}; indexer bootstrap --job {name}; indexer reindex {name}",
+             "", "[source]"]
     for field, value in source_fields.items():
         note = "   # the NAME of the variable; the password is never written" if field == "password_env" else ""
         lines.append(f"{field} = {_toml_value(value)}{note}")
     lines += ["", "[target]", *(f"{n} = {_toml_value(v)}" for n, v in target_fields.items()), "", "[job]",
               f"alias = {toml_string(job.alias)}", f"key = {_toml_value(job.key)}   # {job.key_from}",
-              f"query = {_toml_query(job.query)}"]
+              f"query = {_toml_query(job.query)}",
+              'mappings = "mappings"   # its templates, beside this file: bootstrap --job installs them, '
+              'preview reads them']
     lines += _guess_lines(job)
     lines += [f"# field {toml_string(f)} ({toml_string(t)}): mapped as keyword, as init could tell no more "
               "from its type (and values); check it" for f, t in job.unknown]
+    lines += [f"# column {toml_string(c)} is renamed {toml_string(f)} in the query: {c.lower().split('.')[0]} is a "
+              "metadata field name, which the engines refuse in a document" for c, f in job.renamed]
     text = "\n".join(lines) + "\n"
     try:
         Job(**tomllib.loads(text))

@@ -213,7 +213,11 @@ def _fails_the_run(status: int, type_: str, reason: str) -> bool:
 @dataclass
 class Counts(Sent):
     """Everything a run counts, added up in one place (:meth:`add`): what its chunks held
-    (rows read, skipped, rejected, sent) and what the cluster answered (the fields of ``Sent``)."""
+    (rows read, skipped, rejected, sent) and what the cluster answered (the fields of ``Sent``).
+
+    Rows and documents are counted apart: a transform may return more documents than rows (or
+    fewer), so ``documents = skipped + rejected + sent`` and the error budget is judged on documents.
+    """
 
     rows_read: int = 0
     skipped: int = 0
@@ -241,6 +245,11 @@ class Counts(Sent):
     @property
     def dead(self) -> int:
         return len(self.rejected) + len(self.failed)
+
+    @property
+    def documents(self) -> int:
+        """The documents the run's rows became (soft-deleted rows left out of a reindex count as one each)."""
+        return self.skipped + len(self.rejected) + self.sent
 
 
 class Progress:
@@ -325,15 +334,17 @@ def check_error_budget(settings: JobSettings, counts: Counts, *, final: bool = F
     first row must not stop a long run); at the end (``final``) it is judged on the
     totals, whatever the run's size: 49 dead letters in 49 rows never swap an alias.
     """
-    dead = counts.dead
+    dead, documents = counts.dead, counts.documents
     if not dead:
         return
-    rate = dead / max(counts.rows_read, 1)
-    over_rate = (final or counts.rows_read >= ERROR_RATE_MIN_ROWS) and rate > settings.max_error_rate
+    rate = dead / max(documents, 1)
+    over_rate = (final or documents >= ERROR_RATE_MIN_ROWS) and rate > settings.max_error_rate
     if dead > settings.max_errors or over_rate:
         first = (f"row {counts.rejected[0].row + 1}: {counts.rejected[0].reason}" if counts.rejected
                  else f"id {counts.failed[0].id!r}: {counts.failed[0].type}: {scrub(counts.failed[0].reason)}")
         limit = (f"max_errors = {settings.max_errors}" if dead > settings.max_errors
                  else f"max_error_rate = {settings.max_error_rate:g}")
-        raise VerificationError(f"{dead} document(s) failed for good in {counts.rows_read} rows, over job.{limit} "
+        within = (f"{counts.rows_read} rows" if documents == counts.rows_read
+                  else f"{documents} documents (from {counts.rows_read} rows)")
+        raise VerificationError(f"{dead} document(s) failed for good in {within}, over job.{limit} "
                                 f"(first: {first}); stopped before any alias swap or watermark advance past them")

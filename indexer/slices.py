@@ -32,6 +32,7 @@ import functools
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -85,6 +86,7 @@ class SliceResult:
     seconds: float = 0.0           # wall time of the slice in its worker
     cpu_seconds: float = 0.0       # CPU of the worker process during the slice
     attempts: int = 1              # set by the runner: the attempt this result came from
+    worker: str = ""               # the process that ran it, host:pid (the summary counts them)
 
     def note(self, chunks: list[Chunk]) -> None:
         for chunk in chunks:
@@ -119,7 +121,7 @@ def run_slice(task: SliceTask, report: Callable[[int], None] | None = None) -> S
     started, cpu = time.monotonic(), time.process_time()
     sql, params = slice_query(task.job, task.slice)
     plan = ReadPlan(sql, params, "reindex", kind=task.kind, keep_from=task.keep_from)
-    result = SliceResult(task.slice.number, Counts(), [])
+    result = SliceResult(task.slice.number, Counts(), [], worker=f"{socket.gethostname()}:{os.getpid()}")
     progress = _Report(report)
     if task.index is None:
         for chunk in extract.read_chunks(task.job, plan):

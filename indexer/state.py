@@ -1,12 +1,14 @@
-"""Per-job run state (a typed ``JobState``) and the run lock (a lease), in the cluster or in a local file.
+"""Per-job run state (a typed ``JobState``), in the cluster or in a local file, and the run lock (a lease),
+always in the cluster.
 
 ::
 
     pipeline --load(alias)--> JobState <--from_stored-- stored dict <-- ClusterState (index ``indexer-state``)
              --save(alias, JobState)--to_stored-->                       | FileState (JSON, temp + rename)
              --record_run(alias, RunRecord)--> only ``last_run`` replaced; safe without the lock
-             --async with lease()--> one lock per alias: taken, renewed every lease/3 in the background,
-                                     released on exit; ``lease.check()`` before every irreversible step
+    ClusterState(engine).lease(alias) --> one lock per alias, whichever store keeps the state: taken, renewed
+                                          every lease/3 in the background, released on exit;
+                                          ``lease.check()`` before every irreversible step
 
 The state (one per alias) holds the watermark, the marks (watermark and fingerprint
 of the rows inside the lookback window, so a rerun does not resend them), the index
@@ -23,16 +25,16 @@ is the one reader of the stored form and ``JobState.to_stored`` its one writer::
 The lock refuses a second run of the same alias. It is a lease: it carries an
 expiry (``INDEXER_LEASE_SECONDS``, default 600) that a background task pushes
 forward every third of that time, always compare-and-set (the cluster's
-``if_seq_no``/``if_primary_term``; in the file store, a check of the owner's
-token under an exclusive ``flock``), so a renewal never takes back a lock that
+``if_seq_no``/``if_primary_term``), so a renewal never takes back a lock that
 another run holds. Another run takes the lock over only once its expiry passed
 without renewal, or at once when its owner process is gone on this very host. A
 run whose lease was taken over, or could not be renewed before it expired, finds
 it *lost*: :meth:`Lease.check` raises :class:`LeaseLostError`, and the pipeline
 calls it before it moves the alias, saves a watermark or deletes an index.
 
-The lease itself (renewal, loss, takeover rules) lives in ``lease``; each store here
-provides its compare-and-set lock operations.
+The lease itself (renewal, loss, takeover rules) lives in ``lease``; ``ClusterState`` provides its
+compare-and-set lock operations. There is one lock per alias, in the cluster, also with ``--state-file``:
+runs that kept their locks in two places did not exclude each other.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from typing import Any, Protocol
 from indexer import watermark as wm
 from indexer.engine import ApiStatusError, Engine
 from indexer.errors import ConfigError, EngineError
-from indexer.lease import Lease, LockedError, _locked_message, _LockStore, _owner, _stale
+from indexer.lease import LockedError, _locked_message, _LockStore, _owner, _stale
 from indexer.watermark import Mark
 
 log = logging.getLogger(__name__)
@@ -136,28 +138,42 @@ class StateStore(Protocol):
     async def load(self, alias: str) -> JobState: ...
     async def save(self, alias: str, state: JobState) -> None: ...
     async def record_run(self, alias: str, record: RunRecord) -> None: ...
-    async def acquire(self, alias: str) -> None: ...
-    async def release(self, alias: str) -> None: ...
-    def lease(self, alias: str) -> Lease: ...
 
 
-class FileState(_LockStore):
-    """State in a local JSON file (``--state-file``), with a sidecar lock file.
+class FileState:
+    """State in a local JSON file (``--state-file``). The run lock is never here: it is the cluster's lease
+    (``ClusterState``), whichever store keeps the state, so runs with and without ``--state-file``
+    exclude each other (two locks let a second reindex delete the first one's live index as an orphan).
 
-    Every read-modify-write of either file runs under one exclusive ``flock`` on
-    their folder, so a renewal or a ``record_run`` never interleaves with another
-    process's write; each write is a temp file renamed into place.
+    Every read-modify-write of the file runs under one exclusive ``flock`` on its folder, so a
+    ``record_run`` never interleaves with another process's write; each write is a temp file renamed
+    into place. The folder must exist: the run checks it can write there before it reads a row.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.lock_path = path.with_name(path.name + ".lock")
-        self.owner = _owner()
+
+    def check(self) -> None:
+        """ConfigError (one line) unless the state can be read and written here: checked before a run reads
+        a row. The folder must exist (it is never created)."""
+        if not self.path.parent.is_dir():
+            raise ConfigError(f"state file {self.path}: its folder {self.path.parent} does not exist "
+                              "(create it, or pass another --state-file)")
+        data = self._read()
+        with self._exclusive():
+            probe = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as exc:
+                raise ConfigError(f"state file {self.path} cannot be written: "
+                                  f"{exc.strerror or type(exc).__name__}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"state file {self.path} is not a state file (not a JSON object)")
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path.parent, os.O_RDONLY)
         except OSError as exc:
             raise ConfigError(f"state file {self.path}: cannot use its folder: {exc.strerror or type(exc).__name__}") from exc
@@ -174,13 +190,6 @@ class FileState(_LockStore):
             return {}
         except (OSError, ValueError) as exc:
             raise ConfigError(f"state file {self.path} is unreadable: {type(exc).__name__}") from exc
-
-    def _held(self) -> dict:
-        try:
-            lock = json.loads(self.lock_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}  # missing or torn: nobody holds it
-        return lock if isinstance(lock, dict) else {}
 
     def _write(self, path: Path, data: dict) -> None:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -211,29 +220,6 @@ class FileState(_LockStore):
             data = self._read()
             data[alias] = {**(data.get(alias) or {}), "last_run": record.as_dict()}
             self._write(self.path, data)
-
-    async def _acquire(self, alias: str, seconds: float) -> float:
-        with self._exclusive():
-            held = self._held()
-            if held and not _stale(held, time.time()):
-                raise LockedError(_locked_message(alias, held))
-            expires = time.time() + seconds
-            self._write(self.lock_path, self._lock(expires))
-            return expires
-
-    async def _renew(self, alias: str, expires: float) -> dict | None:
-        with self._exclusive():
-            held = self._held()
-            if held.get("token") != self.owner["token"]:
-                return held
-            self._write(self.lock_path, self._lock(expires))
-            return None
-
-    async def release(self, alias: str) -> None:
-        with self._exclusive():
-            if self._held().get("token") == self.owner["token"]:
-                with contextlib.suppress(FileNotFoundError):
-                    self.lock_path.unlink()
 
 
 class ClusterState(_LockStore):

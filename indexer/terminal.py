@@ -69,10 +69,13 @@ def print_summary(summary: pipeline.Summary, as_json: bool) -> None:
         sys.stdout.write(json.dumps(summary.as_dict(), default=str) + "\n")
         return
     s = summary
-    # Every count, so that they visibly add up (README "Exit codes and counts"):
-    # rows read = skipped + rejected + sent; sent = indexed + duplicates + deleted + not found + failed.
+    # Every count, so that they visibly add up (README "Exit codes and counts"): documents = skipped +
+    # rejected + sent (the rows read, unless a transform changed their number); sent = indexed + duplicates
+    # + deleted + not found + failed.
+    read = (f"{s.rows_read} rows read" if s.documents == s.rows_read
+            else f"{s.rows_read} rows read -> {s.documents} documents")
     out.print(
-        f"{s.command} {s.job}: {s.outcome}: {s.rows_read} rows read = {s.skipped} skipped + {s.rejected} rejected "
+        f"{s.command} {s.job}: {s.outcome}: {read} = {s.skipped} skipped + {s.rejected} rejected "
         f"+ {s.sent} sent; {s.sent} sent = {s.indexed} indexed + {s.duplicates} duplicates + {s.deleted} deleted "
         f"+ {s.not_found} not found + {s.failed} failed; into {s.index}; {s.retried} retried, "
         f"{s.dead_lettered} dead-lettered; {s.seconds:.1f}s ({s.docs_per_second:.0f} docs/s)"
@@ -92,6 +95,27 @@ def print_summary(summary: pipeline.Summary, as_json: bool) -> None:
               markup=False, highlight=False)
     if s.deleted_indices:
         out.print(f"deleted old indices: {', '.join(s.deleted_indices)}", markup=False, highlight=False)
+
+
+def print_failure(exc: BaseException, command: str, as_json: bool, then: str = "") -> None:
+    """A run that failed or was refused: one ``error:`` line on stderr (``then``: what happens next, in a
+    watch loop); with ``as_json``, its summary so far on stdout (outcome, error, counts), or for a
+    command that never started a run, its command, outcome and error."""
+    from indexer.errors import IndexerError  # the terminal layer names no error class at import time
+    from indexer.run import outcome_of
+
+    if isinstance(exc, IndexerError):
+        text = str(exc)
+    else:  # a defect of ours; its text may quote anything (a row, a path), so only its type
+        text = f"unexpected {type(exc).__name__}: this is a bug in indexer (run again with --debug for the traceback)"
+    err.print(f"error: {text}" + (f" ({then})" if then else ""), markup=False, highlight=False)
+    if not as_json:
+        return
+    summary = getattr(exc, "summary", None)
+    if summary is not None:
+        print_summary(summary, True)
+    else:
+        sys.stdout.write(json.dumps({"command": command, "outcome": outcome_of(exc), "error": text}) + "\n")
 
 
 def print_status(info: Any, as_json: bool) -> None:

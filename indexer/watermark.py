@@ -25,6 +25,12 @@ a row instead of a Python TypeError. Decisions:
   (text among plain text compares as text).
 * Numbers compare with numbers whatever their type (int, Decimal, float; not NaN).
 * NULL has no key (None): a reindex indexes such rows, a sync never sees them (``col >= since``).
+* A value that is no point in time or on a scale (:class:`NotAPointError`) is never a watermark:
+  NaN, an infinite number, PostgreSQL's ``±infinity`` and other values Python cannot hold
+  (``values.DbText``), and the drivers' stand-ins for infinity (``datetime.max``/``min``,
+  ``date.max``/``min``). Stored, ``datetime.max`` froze sync for good (nothing is ever later).
+  Reindex and sync index such rows and name them in a warning; the watermark moves past them only
+  by the other rows' values.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from indexer.errors import ConfigError, SourceError
+from indexer.values import DbText, Unconvertible
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -70,6 +77,18 @@ class WatermarkValueError(SourceError):
         self.reason = reason
         self.position = position
 
+    def placed(self, position: int | None) -> WatermarkValueError:
+        """The same error (same class), at ``position``."""
+        return type(self)(self.reason, position)
+
+
+class NotAPointError(WatermarkValueError):
+    """A value that is no point in time or on a scale (NaN, infinity, a driver's stand-in for it): never
+    stored as a watermark; the row itself is indexed and named in a warning."""
+
+
+_STAND_INS = frozenset({dt.datetime.max, dt.datetime.min})
+_DATE_STAND_INS = frozenset({dt.date.max, dt.date.min})
 
 # The comparable kinds: which values compare with which (used in messages, so readable).
 _NOUN = {"timestamp": "a timestamp", "timestamp with offset": "a timestamp with a UTC offset", "date": "a date",
@@ -81,17 +100,27 @@ _OFFSET_PAIRS = ({"timestamp", "timestamp with offset"}, {"ISO text", "ISO text 
 
 
 def value_kind(value: Any) -> str:
-    """The comparable kind of one non-NULL value; WatermarkValueError when it can be no watermark."""
+    """The comparable kind of one non-NULL value; WatermarkValueError when it can be no watermark
+    (NotAPointError when it is no point in time or on a scale)."""
     if isinstance(value, dt.datetime):
+        if value.replace(tzinfo=None) in _STAND_INS:
+            raise NotAPointError("no point in time (the driver's stand-in for infinity: year 9999's last or "
+                                 "year 1's first instant)")
         return "timestamp" if value.utcoffset() is None else "timestamp with offset"
     if isinstance(value, dt.date):
+        if value in _DATE_STAND_INS:
+            raise NotAPointError("no point in time (the driver's stand-in for infinity: 9999-12-31 or 0001-01-01)")
         return "date"
     if isinstance(value, bool):
         raise WatermarkValueError("a boolean (a boolean column cannot be a watermark)")
     if isinstance(value, (int, Decimal, float)):
         if isinstance(value, Decimal) and value.is_nan() or isinstance(value, float) and math.isnan(value):
-            raise WatermarkValueError("NaN")  # compares false with everything (a Decimal NaN raises)
+            raise NotAPointError("NaN")  # compares false with everything (a Decimal NaN raises)
+        if isinstance(value, (Decimal, float)) and value in (math.inf, -math.inf):
+            raise NotAPointError("no point on a scale (infinite)")
         return "number"
+    if isinstance(value, (DbText, Unconvertible)):
+        raise NotAPointError("no point in time (PostgreSQL's infinity, 24:00 or a year outside 1-9999)")
     if isinstance(value, str):
         if not value.strip():
             raise WatermarkValueError("empty text")
@@ -111,7 +140,7 @@ def run_kind(values: Any, kind: str | None = None) -> str | None:
             try:
                 return value_kind(value)
             except WatermarkValueError as exc:
-                raise WatermarkValueError(exc.reason, position) from None  # the same error, now placed
+                raise exc.placed(position) from None  # the same error, now placed
     return None
 
 
@@ -148,7 +177,7 @@ def keys_of(values: Any, kind: str | None = None) -> list:
         try:
             keys.append(None if value is None else _key(value, kind))
         except WatermarkValueError as exc:
-            raise WatermarkValueError(exc.reason, position) from None  # the same error, now placed
+            raise exc.placed(position) from None  # the same error, now placed
     return keys
 
 
@@ -165,15 +194,25 @@ def _fast_keys(values: Any, kind: str | None) -> list | None:
         if kind in ("timestamp", "timestamp with offset"):
             aware = kind == "timestamp with offset"
             ok = all(v is None or (type(v) is dt.datetime and (v.utcoffset() is not None) == aware) for v in values)
-            return list(values) if ok else None
+            return list(values) if ok and not _extremes(values, _STAND_INS) else None
         if kind == "number":
             ok = all(v is None or (type(v) in (int, Decimal, float) and v == v) for v in values)  # v == v: not NaN
-            return list(values) if ok else None
+            return list(values) if ok and math.inf not in values and -math.inf not in values else None
         if kind == "date":
-            return list(values) if all(v is None or type(v) is dt.date for v in values) else None
+            ok = all(v is None or type(v) is dt.date for v in values)
+            return list(values) if ok and not _extremes(values, _DATE_STAND_INS) else None
     except (ValueError, TypeError, AttributeError):  # not text, or not a date: the slow path names it
         return None
     return None
+
+
+def _extremes(values: Any, stand_ins: frozenset) -> bool:
+    """Whether the smallest or largest of ``values`` (timestamps or dates, NULLs ignored) is a stand-in."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return False
+    return bool({getattr(v, "tzinfo", None) and v.replace(tzinfo=None) or v for v in (min(present), max(present))}
+                & stand_ins)
 
 
 def kind_of(value: Any) -> str:
@@ -312,4 +351,4 @@ def _pair(first: Any, second: Any) -> list:
     try:
         return keys_of([first, second])
     except WatermarkValueError as exc:
-        raise WatermarkValueError(exc.reason) from None  # the same error, without a position
+        raise exc.placed(None) from None  # the same error, without a position

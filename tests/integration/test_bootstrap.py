@@ -147,3 +147,105 @@ def test_what_the_cluster_adds_to_a_stored_template_is_not_drift(mappings, targe
             (entry,) = stored[f"{kind}_templates"]
             added = set(entry[f"{kind}_template"]) - set(json.loads(file.read_text()))
             assert added <= {"created_date_millis", "modified_date_millis"}, added
+
+
+# ---------------------------------------------------------------- every file validated before any is installed (issue 17, 5.2)
+
+
+def _installed(tag) -> dict[str, list[str]]:
+    """The templates of this test (named t<tag>-...) the cluster holds."""
+    found = {}
+    for kind, path in (("component", "_component_template"), ("index", "_index_template")):
+        status, body = http("GET", f"/{path}/t{tag}-*")
+        found[kind] = sorted(t["name"] for t in (body or {}).get(f"{kind}_templates", [])) if status == 200 else []
+    return found
+
+
+def _edit(root, kind, name, change):
+    path = root / kind / f"{name}.json"
+    body = json.loads(path.read_text())
+    change(body)
+    path.write_text(json.dumps(body))
+    return path
+
+
+def _one_error_line(result, path, *words):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+    assert str(path) in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flags", [(), ("--check",), ("--dry-run",)])
+@pytest.mark.parametrize("bad, words", [
+    ({"index": {"number_of_shards": "many"}}, ["number_of_shards"]),                  # a bad setting
+    ({"index": {"no_such_setting": 1}}, ["unknown setting"]),                        # an unknown setting
+    ({"mappings": {"properties": {"code": {"type": "no_such_type"}}}}, ["no_such_type"]),  # a bad type
+    ({"mappings": {"properties": {"_id": {"type": "keyword"}}}}, ["_id", "metadata field"]),  # a metadata field
+])
+def test_one_bad_component_file_installs_nothing_and_is_one_line_naming_it(mappings, target, flags, bad, words):
+    root, tag = mappings
+    # the bad one sorts last among the component files, so a bootstrap that installs as it goes gets far
+    path = root / "component" / f"t{tag}-zz-bad.json"
+    template = {"settings": bad["index"]} if "index" in bad else bad
+    path.write_text(json.dumps({"template": template}))
+    result = _bootstrap(root, target, *flags)
+    _one_error_line(result, path, *words)
+    assert _installed(tag) == {"component": [], "index": []}
+
+
+def test_an_index_template_whose_own_template_the_engine_refuses_installs_nothing(mappings, target):
+    root, tag = mappings
+    path = _edit(root, "index", f"t{tag}-sensors", lambda body: body.update(
+        template={"mappings": {"properties": {"site": {"type": "no_such_type"}}}}))
+    _one_error_line(_bootstrap(root, target), path, "no_such_type")
+    assert _installed(tag) == {"component": [], "index": []}
+
+
+def test_a_composed_of_name_neither_in_the_files_nor_in_the_cluster_installs_nothing(mappings, target):
+    root, tag = mappings
+    path = _edit(root, "index", f"t{tag}-sensors", lambda body: body["composed_of"].append(f"t{tag}-nowhere"))
+    _one_error_line(_bootstrap(root, target, "--check"), path, f"t{tag}-nowhere")
+    _one_error_line(_bootstrap(root, target), path, f"t{tag}-nowhere")
+    assert _installed(tag) == {"component": [], "index": []}
+
+
+def test_components_already_in_the_cluster_are_composed_from_the_cluster(mappings, target):
+    root, tag = mappings
+    assert _bootstrap(root, target).returncode == 0
+    for path in (root / "component").glob("*.json"):
+        path.unlink()  # the index template now composes the cluster's components
+    _edit(root, "index", f"t{tag}-sensors", lambda body: body.update(priority=101))
+    result = _bootstrap(root, target)
+    assert result.returncode == 0, result.stderr
+    assert _actions(result) == {"sensors": "updated"}
+
+
+def test_an_index_template_with_the_priority_and_patterns_of_another_installs_nothing(mappings, target):
+    root, tag = mappings
+    other = f"t{tag}-other"
+    assert http("PUT", f"/_index_template/{other}", {"index_patterns": [f"t{tag}-*"], "priority": 100})[0] == 200
+    try:
+        path = root / "index" / f"t{tag}-sensors.json"
+        _edit(root, "index", f"t{tag}-sensors", lambda body: body.update(index_patterns=[f"t{tag}-sens*"]))
+        _one_error_line(_bootstrap(root, target), path, other, "same priority")
+        assert _installed(tag) == {"component": [], "index": [other]}
+    finally:
+        http("DELETE", f"/_index_template/{other}")
+
+
+def test_a_component_the_index_template_may_miss_is_no_validation_error(mappings, target, engine_kind):
+    root, tag = mappings
+    optional = f"t{tag}-optional"
+    _edit(root, "index", f"t{tag}-sensors", lambda body: body.update(
+        composed_of=[*body["composed_of"], optional], ignore_missing_component_templates=[optional]))
+    result = _bootstrap(root, target)
+    assert "neither in" not in result.stderr, result.stderr
+    if engine_kind == "opensearch":
+        # OpenSearch 2 has no ignore_missing_component_templates: the engine itself refuses the field
+        assert result.returncode == 1 and "ignore_missing_component_templates" in result.stderr, result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert _installed(tag)["index"] == [f"t{tag}-sensors"]

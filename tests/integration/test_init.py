@@ -50,18 +50,24 @@ def _written(result, out, alias):
     assert json.loads(_ok(result).stdout)["written"] == [
         str(out / f"{alias}.toml"), str(out / "mappings" / "component" / f"{alias}-mappings.json"),
         str(out / "mappings" / "component" / f"{alias}-settings.json"), str(out / "mappings" / "index" / f"{alias}.json")]
-    return tomllib.loads((out / f"{alias}.toml").read_text())["job"]
+    job = tomllib.loads((out / f"{alias}.toml").read_text())["job"]
+    assert job["mappings"] == "mappings"  # the templates folder, relative to the job file
+    return job
 
 
 def _bootstrap_preview_reindex(out, alias):
-    """The generated files as a user runs them: bootstrap, preview (no problem), reindex, bootstrap --check."""
-    job, mappings = str(out / f"{alias}.toml"), str(out / "mappings")
+    """The generated files as a user runs them, with no option but the job: preview (no problem, before
+    the cluster has a template: from the job's own files), bootstrap, preview, reindex, bootstrap --check."""
+    job = str(out / f"{alias}.toml")
     state = ("--state-file", str(out / "state.json"))
-    _ok(run_indexer("bootstrap", "--mappings", mappings, "--job", job))
-    _ok(run_indexer("preview", job, *state))
+    before = json.loads(_ok(run_indexer("preview", job, "--json", *state)).stdout)
+    assert before["problems"] == [] and "the cluster has no index template for it yet" in before["templates"]
+    _ok(run_indexer("bootstrap", "--job", job))
+    after = json.loads(_ok(run_indexer("preview", job, "--json", *state)).stdout)
+    assert after["problems"] == [] and after["mappings"] == before["mappings"]
     summary = json.loads(_ok(run_indexer("reindex", job, "--json", *state)).stdout)
     assert summary["dead_lettered"] == 0
-    check = run_indexer("bootstrap", "--mappings", mappings, "--job", job, "--check", "--json")
+    check = run_indexer("bootstrap", "--job", job, "--check", "--json")
     assert check.returncode == 0 and json.loads(check.stdout)["drift"] is False, check.stdout + check.stderr
     return summary
 
@@ -257,3 +263,72 @@ def test_an_unknown_table_is_one_line(tmp_path, target, sqlite_sensors):
     result = _sqlite_init(target, tmp_path, sqlite_sensors, "nope", "nope")
     assert result.returncode == 2 and result.stderr.startswith("error: table nope not found")
     assert result.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------- metadata field names, long codes, bad --table (issue 17, 5)
+
+# Every name the engines refuse in a document (documents.METADATA_FIELDS), and two they accept.
+META_COLUMNS = ["_source", "_index", "_routing", "_field_names", "_ignored", "_seq_no", "_version", "_doc_count",
+                "_data_stream_timestamp", "_nested_path", "_feature", "_ignored_source", "_tier", "_size"]
+
+
+def test_columns_named_like_metadata_fields_are_renamed_and_index(tmp_path, target, templates):
+    db = tmp_path / "meta.db"
+    columns = ", ".join(f'"{c}" TEXT' for c in META_COLUMNS)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f'CREATE TABLE meta ("_ID" TEXT PRIMARY KEY, id_ INTEGER, {columns}, "_type" TEXT, "_meta" TEXT)')
+        conn.execute(f"INSERT INTO meta VALUES ({', '.join('?' * (len(META_COLUMNS) + 4))})",
+                     ["a", 1, *(f"v{n}" for n in range(len(META_COLUMNS))), "t", "m"])
+    conn.close()
+    alias, out = templates, tmp_path / "jobs"
+    job = _written(_sqlite_init(target, out, db, "meta", alias), out, alias)
+    assert job["key"] == ["id__"]  # "_ID" is the field _id, renamed; id_ is taken by a column, so id__
+    assert '"_ID" AS id__' in job["query"] and '"_source" AS source_' in job["query"]
+    text = (out / f"{alias}.toml").read_text()
+    assert '# column "_ID" is renamed "id__" in the query: _id is a metadata field name' in text
+    assert '# column "_type"' not in text  # the engines take _type and _meta in a document: kept
+    mappings = json.loads((out / "mappings" / "component" / f"{alias}-mappings.json").read_text())
+    assert not set(mappings["template"]["mappings"]["properties"]) & {"_id", *META_COLUMNS}
+
+    _bootstrap_preview_reindex(out, alias)
+    expected = {"id__": "a", "id_": 1, "_type": "t", "_meta": "m",
+                **{c.lstrip("_") + "_": f"v{n}" for n, c in enumerate(META_COLUMNS)}}
+    assert documents(alias) == {"a": expected}
+
+
+def test_a_sqlite_varchar_holding_more_than_its_length_still_indexes(tmp_path, target, templates):
+    # SQLite does not enforce VARCHAR(10): 40,000 characters are more than Lucene's 32,766-byte term
+    db = tmp_path / "codes.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE codes (id INTEGER PRIMARY KEY, code VARCHAR(10))")
+        conn.executemany("INSERT INTO codes VALUES (?, ?)", [(1, "x" * 40_000), (2, "short")])
+    conn.close()
+    alias, out = templates, tmp_path / "jobs"
+    _written(_sqlite_init(target, out, db, "codes", alias), out, alias)
+    mappings = json.loads((out / "mappings" / "component" / f"{alias}-mappings.json").read_text())
+    assert mappings["template"]["mappings"]["properties"]["code"] == {"type": "keyword", "ignore_above": 8191}
+    summary = _bootstrap_preview_reindex(out, alias)
+    assert summary["indexed"] == 2
+    docs = documents(alias)
+    assert docs["1"]["code"] == "x" * 40_000 and docs["2"]["code"] == "short"  # the long value stays in _source
+    status, found = http("POST", f"/{alias}/_search", {"query": {"term": {"code": "short"}}})
+    assert status == 200 and [h["_id"] for h in found["hits"]["hits"]] == ["2"]
+
+
+@pytest.mark.parametrize("database", ["SQLITE", "PG"])
+def test_a_table_option_that_is_not_a_plain_name_is_an_option_error(tmp_path, target, sqlite_sensors, database):
+    out = tmp_path / "jobs"
+    run = (lambda table: _sqlite_init(target, out, sqlite_sensors, table, "x")) if database == "SQLITE" else \
+        (lambda table: _pg_init(target, out, table, "x"))
+    result = run("sensors; drop table sensors")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == ("error: --table 'sensors; drop table sensors': 'sensors; drop table sensors' is not a "
+                             'plain name (letters, digits, _, $, #): quote it, as in SQL ("sensors; drop table sensors")\n')
+    assert not out.exists()
+
+
+def test_a_table_name_postgres_cannot_read_is_an_option_error(tmp_path, target):
+    result = _pg_init(target, tmp_path / "jobs", "public.[Order Items]", "x")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: --table 'public.[Order Items]': PostgreSQL reads no table name in it "
+                                    "(invalid name syntax)")

@@ -281,3 +281,66 @@ def test_cli_a_killed_reindex_is_taken_over_once_its_lease_expired(tmp_path, tar
     assert taken.returncode == 0, taken.stderr
     index = json.loads(taken.stdout)["index"]
     assert indices(f"{lock_alias}-*") == [index] and count(lock_alias) == 3000  # the orphan is gone
+
+
+def test_a_lease_past_its_expiry_counts_as_lost_even_before_the_renewal_notices(target, lock_alias):
+    async def scenario():
+        async with _store(target) as store:
+            async with store.lease(lock_alias) as lease:
+                time.sleep(LEASE + 0.2)  # the event loop blocked: no renewal could run
+                with pytest.raises(LeaseLostError, match="could not be renewed before it expired"):
+                    lease.check()
+
+    asyncio.run(scenario())
+
+
+def test_cli_runs_with_and_without_a_state_file_share_one_lock(tmp_path, target, lock_alias, sqlite_sensors):
+    """Two locks (a file's and the cluster's) let a second reindex delete the first one's live index as
+    "left by an earlier run". The lock is the cluster's lease, whichever store keeps the state."""
+    job = _slow_job(tmp_path, target, lock_alias, sqlite_sensors)
+    env = {"INDEXER_LEASE_SECONDS": "30"}
+    first = start_indexer("reindex", str(job), "--json", "--state-file", str(tmp_path / "state.json"), env=env)
+    try:
+        _wait_for_lock(lock_alias, first)
+        while not indices(f"{lock_alias}-*"):
+            assert first.poll() is None, first.stderr.read()
+            time.sleep(0.05)
+        building = indices(f"{lock_alias}-*")
+        second = run_indexer("reindex", str(job), env=env)                  # the cluster's state this time
+        also = run_indexer("reconcile", str(job), "--state-file", str(tmp_path / "other.json"), env=env)
+        assert indices(f"{lock_alias}-*") == building                     # the live index was not deleted
+        stdout, stderr = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    for refused in (second, also):
+        assert refused.returncode == 1, (refused.stdout, refused.stderr)
+        assert f"another run of alias '{lock_alias}' is in progress" in refused.stderr, refused.stderr
+    assert first.returncode == 0, stderr
+    assert alias_targets(lock_alias) == [json.loads(stdout)["index"]] == building and count(lock_alias) == 3000
+
+
+def test_cli_a_run_that_lost_its_lock_names_the_lost_lock_not_what_failed_next(tmp_path, target, lock_alias, sqlite_sensors):
+    """The run that took over deleted this one's index as an orphan; it then reported a count mismatch."""
+    job = _slow_job(tmp_path, target, lock_alias, sqlite_sensors)
+    first = start_indexer("reindex", str(job), env={"INDEXER_LEASE_SECONDS": str(3 * LEASE)})
+    try:
+        lock = _wait_for_lock(lock_alias, first)
+        while not indices(f"{lock_alias}-*"):
+            assert first.poll() is None, first.stderr.read()
+            time.sleep(0.05)
+        # what a run taking over an expired lease does: its lock, then the orphan deleted
+        _put_lock(lock_alias, {**OTHER, "expires": time.time() + 60})
+        time.sleep(LEASE + 0.5)  # a renewal (every LEASE s) finds the lock taken
+        for name in indices(f"{lock_alias}-*"):
+            http("DELETE", f"/{name}")
+        _, stderr = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert lock["token"] != OTHER["token"]
+    assert first.returncode == 1 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith(f"error: the lock on alias '{lock_alias}' was lost (taken over by pid 4242 on host "
+                             "another-host after it expired)"), stderr
+    assert "(the run then failed: " in stderr
+    assert alias_targets(lock_alias) == []

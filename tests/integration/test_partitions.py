@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -100,6 +101,8 @@ def same_index_with_1_3_and_4_partitions(tmp_path, target, alias, source, query,
         assert summary["watermark"] == plain["watermark"]
         # the ranges, plus the slice of NULLs
         assert summary["partitions"] == (0 if partitions == 1 else partitions + 1)
+        # the processes that ran a slice: at least one, at most one per CPU (none without partitions)
+        assert summary["workers"] == 0 if partitions == 1 else 1 <= summary["workers"] <= (os.cpu_count() or 1)
         assert alias_targets(alias) == [summary["index"]]
 
 
@@ -157,7 +160,7 @@ def test_a_slice_that_fails_for_good_fails_the_run_and_the_alias_stays(tmp_path,
         "alias": alias, "key": ["code"], "query": f"SELECT {COLUMNS}, {boom} FROM parts",
         "partition_by": "part", "partitions": 3})
     line = failing(bad)
-    assert "slice 1 of 4 (part >= " in line and "failed after 3 attempt(s)" in line and "integer overflow" in line
+    assert "slice 1 of 4 (part < " in line and "failed after 3 attempt(s)" in line and "integer overflow" in line
     assert alias_targets(alias) == [good["index"]]
     assert indices(f"{alias}-*") == [good["index"]]     # the partial index is deleted
 

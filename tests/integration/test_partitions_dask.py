@@ -67,6 +67,8 @@ def test_three_slices_on_dask_build_the_same_index_as_a_plain_reindex_sqlite(tmp
     assert alias_targets(alias) == [on_dask["index"]] != [plain["index"]]
     assert on_dask["indexed"] == plain["indexed"] == 3000 and on_dask["partitions"] == 3
     assert documents(alias) == expected == sqlite_rows(sqlite_sensors)
+    with Client(cluster) as client:  # the worker processes that ran slices (it said 0)
+        assert 1 <= on_dask["workers"] <= len(client.run(os.getpid))
 
 
 def test_three_slices_on_dask_build_the_same_index_as_a_plain_reindex_postgres(tmp_path, target, alias,
@@ -101,7 +103,7 @@ def _paused_tasks(tmp_path: Path, target: dict, alias: str, db: Path) -> list[Sl
     job = load_job(write_job(tmp_path / "job.toml", sqlite_source(db), target, {
         "alias": alias, "key": ["code"], "query": QUERY.format(table="sensors"), "partition_by": "value",
         "chunk_size": 250, "transform": f"{module}:pause"}))
-    return [SliceTask(job, s, None) for s in plan_slices(job, 3)]
+    return [SliceTask(job, s, None) for s in plan_slices(job, 3).slices]
 
 
 def _wait_until(condition, what: str, timeout: float = 60) -> None:

@@ -14,8 +14,9 @@ import uuid
 import pytest
 
 from indexer.config import load_job
-from indexer.preview import SCRATCH_PREFIX, preview, scratch_name
+from indexer.preview import preview
 from indexer.run import utc_now
+from indexer.scratch import SCRATCH_PREFIX, scratch_name
 from tests.support.harness import (
     alias_targets, http, indices, pg_connect, pg_source, run_indexer, sqlite_source, start_indexer, write_job,
 )
@@ -125,6 +126,7 @@ def test_without_a_template_it_says_to_bootstrap(tmp_path, target, alias):
     code, found = run_preview(items_job(tmp_path, target, alias, CLEAN))
     assert code == 1
     assert found["problems"] == [f"no index template matches {found['index']}: run indexer bootstrap"]
+    assert found["templates"] == "the cluster's index templates"
     assert found["settings"] == {} and found["mappings"] == {}
 
 
@@ -269,3 +271,93 @@ def test_postgres_reads_only_the_rows_it_shows(tmp_path, target, alias, template
     code, found = run_preview(job)
     assert code == 0, found
     assert [d["_id"] for d in found["documents"]] == ["1", "2", "3", "4", "5"]
+
+
+# ------------------------------------------------------------------ issue 17, 5: big samples, scrubbed reasons, the job's own templates
+
+
+@pytest.mark.parametrize("rows", [60, 110])
+def test_a_sample_larger_than_the_node_takes_in_one_request_is_sent_in_pieces(tmp_path, target, alias, rows):
+    # Rows of 1 MB. 60 MB in one request pass Elasticsearch's indexing pressure limit on the test nodes
+    # (10% of a 512 MB heap: a 429 retried until max_retry_time); 110 MB pass every node's
+    # http.max_content_length (100mb: a 413). preview sends requests of at most job.chunk_bytes.
+    path = tmp_path / "big.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE big (code TEXT, payload TEXT)")
+    conn.executemany("INSERT INTO big VALUES (?, ?)", [(f"b{n:03d}", "x" * 1_000_000) for n in range(rows)])
+    conn.commit()
+    conn.close()
+    mappings = {"dynamic": "strict", "properties": {"code": {"type": "keyword"},
+                                                    "payload": {"type": "object", "enabled": False}}}
+    assert http("PUT", f"/_index_template/{alias}", {"index_patterns": [f"{alias}-*"], "priority": 500,
+                                                     "template": {"mappings": mappings}})[0] == 200
+    try:
+        job = write_job(tmp_path / "big.toml", sqlite_source(path), {**target, "max_retry_time": 10},
+                        {"alias": alias, "key": ["code"], "query": "SELECT code, payload FROM big"})
+        before = scratch_indices()
+        found = asyncio.run(preview(load_job(job), limit=rows))
+        assert found.problems == [] and len(found.documents) == rows
+        assert scratch_indices() <= before
+    finally:
+        http("DELETE", f"/_index_template/{alias}")
+
+
+def test_problem_lines_never_quote_the_row_values_the_engine_quotes(tmp_path, target, alias, template):
+    rows = [("s1", "secret-4711", "2026-01-01 10:00:00", "crm"), ("s2", 2, "2026-99-99 secret-0815", "crm")]
+    job = write_job(tmp_path / "items.toml", sqlite_source(sqlite_items(tmp_path, rows)), target,
+                    {"alias": alias, "key": ["code"], "query": QUERY})
+    code, found = run_preview(job)
+    assert code == 1
+    assert [p.split(":")[0] for p in found["problems"]] == ["document 's1' is refused by the mappings",
+                                                            "document 's2' is refused by the mappings"]
+    assert "qty" in found["problems"][0] and "changed" in found["problems"][1]
+    text = run_indexer("preview", str(job))
+    assert text.returncode == 1 and "document 's2' is refused" in text.stdout
+    for output in (json.dumps(found["problems"]), "\n".join(l for l in text.stdout.splitlines() if l.startswith("problem"))):
+        assert "secret" not in output and "4711" not in output and "0815" not in output, output
+
+
+def _templates_folder(root, alias, mappings=MAPPINGS, settings=None):
+    """A job's templates folder: a mappings component, a settings component and the index template for <alias>-*."""
+    for kind, name, body in (
+            ("component", f"{alias}-mappings", {"template": {"mappings": mappings}}),
+            ("component", f"{alias}-settings", {"template": {"settings": settings or {"number_of_shards": 1}}}),
+            ("index", alias, {"index_patterns": [f"{alias}-*"], "priority": 500,
+                              "composed_of": [f"{alias}-settings", f"{alias}-mappings"]})):
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        (root / kind / f"{name}.json").write_text(json.dumps(body))
+    return root
+
+
+def test_before_bootstrap_the_jobs_own_templates_give_the_index_and_check_the_values(tmp_path, target, alias):
+    _templates_folder(tmp_path / "templates", alias)
+    rows = [*CLEAN, ("a4", "many", "2026-01-04 10:00:00", "crm")]
+    job = items_job(tmp_path, target, alias, rows, mappings="templates")  # relative to the job file
+    code, found = run_preview(job)
+    assert found["mappings"] == MAPPINGS and found["settings"]["index"]["number_of_shards"] == "1"
+    assert found["templates"].startswith(f"the templates in {tmp_path / 'templates'}; the cluster has no index "
+                                         "template for it yet")
+    assert code == 1 and len(found["problems"]) == 1 and "document 'a4' is refused by the mappings" in found["problems"][0]
+    # nothing written: no template, no index
+    assert http("GET", f"/_index_template/{alias}")[0] == 404 and indices(f"{alias}*") == []
+
+
+def test_a_templates_folder_given_to_preview_wins_over_the_cluster_and_a_difference_is_a_problem(tmp_path, target, alias, template):
+    job = load_job(items_job(tmp_path, target, alias, CLEAN))
+    same = _templates_folder(tmp_path / "same", alias, settings={"number_of_shards": 1, "number_of_replicas": 0})
+    found = asyncio.run(preview(job, mappings=same))
+    assert found.problems == [] and found.templates == f"the templates in {same}"
+
+    wider = {**MAPPINGS, "properties": {**MAPPINGS["properties"], "note": {"type": "keyword"}}}
+    other = _templates_folder(tmp_path / "other", alias, wider, {"number_of_shards": 1, "refresh_interval": "5s"})
+    found = asyncio.run(preview(job, mappings=other))
+    assert found.mappings == wider and found.settings["index"]["refresh_interval"] == "5s"
+    assert found.problems == [f"the cluster's index templates give {found.index} other settings or mappings than "
+                              f"the templates in {other}: a reindex now would use the cluster's (run indexer bootstrap)"]
+
+
+def test_a_templates_folder_with_no_template_for_the_alias_is_a_problem(tmp_path, target, alias):
+    folder = _templates_folder(tmp_path / "templates", "elsewhere")
+    job = load_job(items_job(tmp_path, target, alias, CLEAN))
+    found = asyncio.run(preview(job, mappings=folder))
+    assert found.problems == [f"no index template in {folder} matches {found.index} (by its index_patterns)"]

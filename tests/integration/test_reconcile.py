@@ -21,7 +21,7 @@ import time
 import pytest
 
 from indexer.config import load_job
-from indexer.errors import SourceError, VerificationError
+from indexer.errors import RefusedError, SourceError
 from indexer.reconcile import reconcile
 from indexer.spill import PREFIX
 from tests.support.harness import (
@@ -175,13 +175,14 @@ def test_an_empty_source_never_empties_the_index_unless_forced(tmp_path, target,
     spill_dir = tmp_path / "spill"
     spill_dir.mkdir()
 
-    with pytest.raises(VerificationError) as refused:
+    with pytest.raises(RefusedError) as refused:
         _reconcile(job, temp_dir=spill_dir)
     assert str(refused.value).startswith("reconcile refused: the source yields no ids while ")
     assert "holds 10 documents; nothing was written" in str(refused.value) and "\n" not in str(refused.value)
     assert count(alias) == 10
     assert list(spill_dir.iterdir()) == []                                         # a failed run leaves nothing
-    assert _state(alias)["_source"]["state"]["last_reconcile"]["outcome"] == "failed"
+    assert _state(alias)["_source"]["state"]["last_reconcile"]["outcome"] == "refused"  # not "failed"
+    assert _state(alias)["_source"]["state"]["last_run"]["outcome"] == "refused"
 
     forced = _reconcile(job, force=True, temp_dir=spill_dir)
     assert forced.deleted == 10 and any(w.startswith("--force:") for w in forced.warnings)
@@ -194,7 +195,7 @@ def test_deleting_more_than_half_of_the_index_is_refused_unless_forced(tmp_path,
     _reindex(job)
     _sql(sqlite_sensors, "DELETE FROM sensors WHERE rowid > 1400")                 # 1600 of 3000 gone
 
-    with pytest.raises(VerificationError, match=r"^reconcile refused: 1600 of the 3000 documents in .* would be "
+    with pytest.raises(RefusedError, match=r"^reconcile refused: 1600 of the 3000 documents in .* would be "
                                                 r"deleted, keeping fewer than job.min_ratio = 0.5 of them"):
         _reconcile(job)
     assert count(alias) == 3000

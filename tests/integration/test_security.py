@@ -30,7 +30,7 @@ import pytest
 import trustme
 
 from tests.support.harness import (
-    CLIENT_ENGINE, PARSING_EXCEPTION, count, http, indices, pg_connect, pg_source, run_indexer, sqlite_source, write_job,
+    CLIENT_ENGINE, PARSING_EXCEPTION, PG, count, http, indices, pg_connect, pg_source, run_indexer, sqlite_source, write_job,
 )
 from tests.support.httpproxy import ProxyServer, RecordingProxy
 
@@ -218,6 +218,20 @@ def test_a_failed_postgres_login_does_not_echo_the_password(tmp_path, engine_url
     assert "password authentication failed" in (tmp_path / "state.json").read_text()
     (state,) = [d["state"] for d in _state_docs(sec_alias) if "state" in d]
     assert "password authentication failed" in state["last_run"]["error"]
+
+
+@pytest.mark.parametrize("secret", ["x", "dex", "54329"])
+def test_a_short_wrong_password_is_never_found_by_its_position_in_the_error(tmp_path, engine_url, sec_alias, secret):
+    """Masking the secret's text wherever it occurred showed it by position: user "in***er", port ***."""
+    pg_connect().close()
+    source = {**pg_source(), "password_env": "SHORT_PASSWORD"}
+    job = _job(tmp_path, None, sec_alias, {"url": engine_url, "engine": CLIENT_ENGINE}, source=source,
+               query="SELECT 1 AS code")
+    result = run_indexer("reindex", str(job), env={"SHORT_PASSWORD": secret})
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "password authentication failed" in result.stderr
+    assert f'user "{PG["user"]}"' in result.stderr and str(PG["port"]) in result.stderr  # nothing masked in them
+    assert "***" not in result.stderr
 
 
 # ------------------------------------------------------------------ row values stay off the terminal

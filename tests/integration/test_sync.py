@@ -239,6 +239,7 @@ def test_a_second_run_of_the_same_job_is_refused_while_one_is_running(tmp_path, 
 def test_state_file_keeps_the_watermark_locally_and_status_reports_the_difference(tmp_path, engine_url, alias, sqlite_sensors):
     job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
     state = tmp_path / "state" / "sensors.json"
+    state.parent.mkdir()  # never made by indexer: a missing folder is refused before anything is read
     _run("reindex", str(job), "--state-file", str(state))
     _sql(sqlite_sensors, "UPDATE sensors SET is_deleted = 1, date_updated = '2025-05-05 05:05:05' WHERE code = 'SEN0000010'")
     summary = _run("sync", str(job), "--state-file", str(state))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import time
@@ -47,7 +48,7 @@ def _state(alias) -> dict:
 
 
 def _adds_up(s: dict) -> None:
-    assert s["rows_read"] == s["skipped"] + s["rejected"] + s["sent"], s
+    assert s["documents"] == s["skipped"] + s["rejected"] + s["sent"], s
     assert s["sent"] == s["indexed"] + s["duplicates"] + s["deleted"] + s["not_found"] + s["failed"], s
     assert s["dead_lettered"] == s["rejected"] + s["failed"], s
 
@@ -67,7 +68,7 @@ def test_a_query_that_returns_nothing_never_swaps_an_alias_that_serves_documents
     assert "swap refused" in refused.stderr and "holds 0 documents" in refused.stderr and "serves 3000" in refused.stderr
     assert alias_targets(alias) == [first] and count(alias) == 3000
     assert indices(f"{alias}-*") == [first]          # keep = 0 deleted nothing: the refused index went, not the good one
-    assert _state(alias)["_source"]["state"]["last_run"]["outcome"] == "failed"
+    assert _state(alias)["_source"]["state"]["last_run"]["outcome"] == "refused"
 
     forced = _ok("reindex", str(job), "--param", "startdate='2099-01-01'", "--force-swap")
     assert forced["force_swap"] is True and forced["documents_in_alias_before"] == 3000
@@ -151,7 +152,7 @@ def test_a_watch_loop_survives_a_held_lock_records_it_and_goes_on(tmp_path, engi
             assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline, "the refused pass was never recorded"
             time.sleep(0.2)
-        assert _state(alias)["_source"]["state"]["last_run"]["outcome"] == "failed"
+        assert _state(alias)["_source"]["state"]["last_run"]["outcome"] == "refused"
         time.sleep(2.5)
         assert proc.poll() is None                    # still looping after several refused passes
         http("DELETE", f"/indexer-state/_doc/lock:{alias}?refresh=true")
@@ -197,14 +198,133 @@ def test_ctrl_c_during_a_reindex_exits_130_cleans_up_and_is_recorded(tmp_path, e
         assert _state(alias)["_source"]["state"]["last_run"]["outcome"] == "interrupted"
 
 
-def test_state_and_dead_letter_files_in_missing_folders_are_one_line(tmp_path, engine_url, alias, sqlite_sensors):
+def test_state_and_dead_letter_files_that_cannot_be_written_are_one_line_before_any_read(
+        tmp_path, engine_url, alias, sqlite_sensors):
+    """A dead-letter file in a read-only place gave a traceback at the first dead letter, after the reads."""
     job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
-    for option in ("--state-file", "--dead-letter-file"):
-        result = run_indexer("reindex", str(job), option, str(tmp_path / "no" / "such" / "dir" / "file.json"))
-        assert "Traceback" not in result.stderr, result.stderr
-        assert result.returncode == 0 or result.stderr.startswith("error: "), result.stderr
+    missing = tmp_path / "no" / "such" / "dir" / "file.json"
+    for option, path, words in (("--state-file", missing, "does not exist"),
+                                ("--dead-letter-file", missing, "does not exist"),
+                                ("--dead-letter-file", tmp_path.__class__("/proc/x"), "cannot be written"),
+                                ("--state-file", tmp_path.__class__("/proc/self/state.json"), "cannot be written")):
+        result = run_indexer("reindex", str(job), option, str(path))
+        assert result.returncode == 2, (option, path, result.stderr)
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert words in result.stderr and "Traceback" not in result.stderr
+        assert indices(f"{alias}-*") == []           # nothing was read, nothing created
+    assert not (tmp_path / "no").exists()            # no folder made behind the user's back
     status = run_indexer("status", str(job), "--state-file", str(tmp_path / "nowhere" / "state.json"))
     assert "Traceback" not in status.stderr and status.returncode in (0, 2), status.stderr
+
+
+def _until(condition, what: str, proc=None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc is None or proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.2)
+
+
+def test_a_watch_loop_outlives_its_sqlite_file_moved_away_for_a_moment(tmp_path, engine_url, alias, sqlite_sensors):
+    """A backup tool or an atomic replace moves the file away and back: that ended the loop with exit 2."""
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    _ok("reindex", str(job))
+    _sql(sqlite_sensors, "UPDATE sensors SET value = -6, date_updated = '2025-12-01 00:00:00' WHERE code = 'SEN0000008'")
+    proc = start_indexer("sync", str(job), "--every", "1s")
+    aside = sqlite_sensors.with_name("aside.db")
+    try:
+        _until(lambda: documents(alias)["SEN0000008"]["value"] == -6, "a first sync pass", proc)
+        sqlite_sensors.rename(aside)
+        _until(lambda: "not found" in ((_state(alias)["_source"]["state"]["last_run"] or {}).get("error") or ""),
+               "the failed pass recorded", proc)
+        aside.rename(sqlite_sensors)
+        _sql(sqlite_sensors, "UPDATE sensors SET value = -7, date_updated = '2026-01-01 00:00:00' WHERE code = 'SEN0000009'")
+        _until(lambda: documents(alias)["SEN0000009"]["value"] == -7, "a sync once the file is back", proc)
+    finally:
+        if aside.exists():
+            aside.rename(sqlite_sensors)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "SQLite database file not found" in err and "trying again in 1s" in err and "Traceback" not in err
+
+    # the same mistake before any pass succeeded is the job file's: exit 2 at once
+    gone = _job(tmp_path, tmp_path / "never.db", {"url": engine_url}, alias, name="gone.toml")
+    result = run_indexer("sync", str(gone), "--every", "1s", timeout=60)
+    assert result.returncode == 2 and "never.db" in result.stderr, result.stderr
+
+
+def test_reconcile_every_is_kept_through_the_state_writes_of_a_busy_sync(tmp_path, engine_url, alias, sqlite_sensors):
+    """Every sync state write dropped last_reconcile: 5 full reconciles in 21 s with reconcile_every = 1h."""
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, reconcile_every="1h")
+    _ok("reindex", str(job))
+    proc = start_indexer("sync", str(job), "--every", "1s", "--json")
+    written: set[str] = set()
+
+    def busy_passes() -> bool:
+        state = _state(alias)["_source"]["state"]
+        last = state.get("last_run") or {}
+        if last.get("command") == "sync" and last.get("sent"):
+            written.add(last["started"])
+        n = len(written) + 1  # a change for every pass: each one writes state
+        _sql(sqlite_sensors, f"UPDATE sensors SET value = {n}, date_updated = '2026-02-01 00:00:{n:02d}' "
+                             "WHERE code = 'SEN0000011'")
+        return len(written) >= 4
+
+    try:
+        _until(busy_passes, "four sync passes that wrote state", proc, timeout=90)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    commands = [json.loads(line)["command"] for line in out.splitlines() if line.startswith("{")]
+    assert commands.count("reconcile") == 1 and commands.count("sync") >= 4, commands
+    assert _state(alias)["_source"]["state"]["last_reconcile"]["command"] == "reconcile"
+
+
+def test_json_gives_the_summary_of_a_failed_or_refused_run_too(tmp_path, engine_url, alias, sqlite_sensors):
+    """--json printed nothing on stdout when a run failed or was refused."""
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, query=f"{QUERY} WHERE site LIKE :site",
+               params={"site": "%"})
+    _ok("reindex", str(job))
+    refused = run_indexer("reindex", str(job), "--param", "site='NOWHERE'", "--json")
+    assert refused.returncode == 1 and refused.stderr.startswith("error: swap refused"), refused.stderr
+    summary = json.loads(refused.stdout)
+    assert summary["outcome"] == "refused" and summary["error"].startswith("swap refused")
+    assert summary["command"] == "reindex" and summary["rows_read"] == 0 and summary["documents_in_alias_before"] == 3000
+
+    reconciled = run_indexer("reconcile", str(job), "--param", "site='NOWHERE'", "--json")
+    assert reconciled.returncode == 1 and json.loads(reconciled.stdout)["outcome"] == "refused", reconciled.stdout
+    status = run_indexer("status", str(job))
+    assert "last reconcile: refused at" in status.stdout, status.stdout   # said "failed"
+
+    before_any_run = run_indexer("reindex", str(tmp_path / "no-such-job.toml"), "--json")
+    assert before_any_run.returncode == 2
+    assert json.loads(before_any_run.stdout) == {"command": "reindex", "outcome": "failed",
+                                                 "error": f"job file not found: {tmp_path / 'no-such-job.toml'}"}
+
+
+def test_a_transform_returning_more_documents_than_rows_counts_both(tmp_path, engine_url, alias, sqlite_sensors):
+    """The sums broke: "3430 documents failed in 1715 rows"."""
+    (tmp_path / "twice.py").write_text(
+        "def twice(docs):\n"
+        "    return [d for doc in docs for d in (doc, {**doc, 'code': doc['code'] + '-copy'})]\n"
+        "def twice_bad(docs):\n"
+        "    return [d for doc in docs for d in (doc, {**doc, 'code': doc['code'] + '-copy', 'value': float('nan')})]\n")
+    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, transform="twice:twice")
+    summary = _ok("reindex", str(job))
+    _adds_up(summary)
+    assert (summary["rows_read"], summary["documents"], summary["indexed"]) == (3000, 6000, 6000)
+    line = run_indexer("reindex", str(job), "--no-progress")
+    assert "3000 rows read -> 6000 documents = 0 skipped + 0 rejected + 6000 sent" in line.stdout, line.stdout
+
+    bad = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, name="bad.toml", transform="twice:twice_bad")
+    failed = run_indexer("reindex", str(bad))
+    assert failed.returncode == 1
+    found = re.search(r"(\d+) document\(s\) failed for good in (\d+) documents \(from (\d+) rows\)", failed.stderr)
+    assert found, failed.stderr
+    dead, documents_, rows = map(int, found.groups())
+    assert dead * 2 == documents_ == rows * 2, failed.stderr  # every copy failed: half the documents, all rows
 
 
 # ------------------------------------------------------------------ 7. NULL and odd watermarks

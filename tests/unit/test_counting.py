@@ -74,3 +74,14 @@ def test_a_sync_advances_over_acknowledged_chunks_and_stores_nothing_when_nothin
     assert [m.fingerprint for m in new.marks] == ["fresh"]     # "old" fell out of the window (00:15 and later)
     assert incremental.since(new, "5m") == "2025-01-01 00:15:00"
     assert incremental.skip(new) == frozenset({"fresh"})
+
+
+def test_documents_and_rows_are_counted_apart_when_a_transform_changes_their_number():
+    """A transform returning two documents a row broke the sums ("3430 documents failed in 1715 rows")."""
+    doubled = Chunk(0, 3, [Action(f"d{i}", b"x\n", -1) for i in range(5)], [Rejected(0, "NaN", None)], unpaired=True)
+    counts = Counts()
+    counts.add(doubled, Sent(indexed=5))
+    assert (counts.rows_read, counts.documents) == (3, 6)
+    assert counts.documents == counts.skipped + len(counts.rejected) + counts.sent
+    with pytest.raises(VerificationError, match=r"^1 document\(s\) failed for good in 6 documents \(from 3 rows\)"):
+        check_error_budget(settings(max_error_rate=0.1), counts, final=True)

@@ -44,7 +44,7 @@ def test_the_summary_arithmetic_in_the_readme_names_real_summary_fields():
     from indexer.run import Summary
 
     fields = set(Summary.__dataclass_fields__)
-    for formula in ("rows_read = skipped + rejected + sent", "sent = indexed + duplicates + deleted + not_found + failed",
+    for formula in ("documents = skipped + rejected + sent", "sent = indexed + duplicates + deleted + not_found + failed",
                     "dead_lettered = rejected + failed"):
         assert f"`{formula}`" in README, formula
         assert set(re.findall(r"\w+", formula)) <= fields, formula

@@ -7,6 +7,7 @@ import itertools
 import json
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from indexer.documents import (
@@ -21,6 +22,7 @@ from indexer.documents import (
     make_row_mapper,
 )
 from indexer.errors import ConfigError, RowError
+from indexer.values import DbText, Unconvertible
 
 NAN, INF = float("nan"), float("inf")
 
@@ -414,3 +416,31 @@ def test_a_dotted_key_must_match_a_dotted_column():
 
 def test_key_columns_are_not_checked_when_a_transform_shapes_the_documents():
     check_key_columns(("id",), ["made_by_transform"], has_transform=True)
+
+
+# ---------------------------------------------------------------- values the driver could not hand over as they are
+
+
+def test_a_time_with_a_zone_is_iso_8601_with_its_offset():
+    """orjson refuses a time with tzinfo: every row of a timetz column was rejected."""
+    value = dt.time(12, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert orjson.loads(dumps({"t": value, "n": None})) == {"t": "12:30:00+02:00", "n": None}
+
+
+def test_a_value_postgresql_prints_is_indexed_as_that_text():
+    assert orjson.loads(dumps({"at": DbText("infinity"), "t": DbText("24:00:00")})) == {"at": "infinity", "t": "24:00:00"}
+    assert doc_id({"k": DbText("-infinity")}, ["k"]) == "-infinity"
+
+
+def test_an_unconvertible_value_rejects_the_row_naming_its_field():
+    with pytest.raises(RowError, match=r"^field 'span.iv': an interval beyond"):
+        dumps({"span": {"iv": Unconvertible("an interval beyond Python's range")}})
+    with pytest.raises(RowError, match="key value: an interval beyond"):
+        doc_id({"k": Unconvertible("an interval beyond Python's range")}, ["k"])
+
+
+def test_a_column_named_like_a_metadata_field_is_refused_before_any_write():
+    with pytest.raises(ConfigError, match=r"column '_id', a metadata field name .* \(\"_id\" AS id_\)$"):
+        check_key_columns(("_id", "code"), ["code"], has_transform=False)
+    check_key_columns(("_id", "code"), ["code"], has_transform=True)  # the transform may rename it
+    check_key_columns(("meta._id", "code"), ["code"], has_transform=False)  # only the top level is reserved

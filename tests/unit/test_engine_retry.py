@@ -152,3 +152,46 @@ def test_a_bulk_sent_again_after_a_failed_attempt_says_it_was_resent():
     answer, engine = bulk(client)
     assert answer == BulkAnswer(items=ITEMS, resent=True)
     assert client.transport.calls == 2 and engine.retries == 1
+
+
+def pressure(operation_bytes: int, limit: int) -> TransportError:
+    reason = ("rejected execution of coordinating operation [coordinating_and_primary_bytes=0, replica_bytes=0, "
+              f"all_bytes=0, coordinating_operation_bytes={operation_bytes}, max_coordinating_bytes={limit}]")
+    return TransportError(429, "es_rejected_execution_exception",
+                          {"error": {"type": "es_rejected_execution_exception", "reason": reason}})
+
+
+def test_a_429_for_a_request_larger_than_the_nodes_whole_budget_is_a_413_at_once():
+    """It was retried for max_retry_time (5 minutes) though it could never succeed: sink splits a 413."""
+    client = Client(pressure(60_918_088, 53_687_091), {"items": []})
+    with pytest.raises(ApiStatusError) as caught:
+        request(client, RetryPolicy(max_retry_time=60, initial=0.001, cap=0.005))
+    assert caught.value.status == 413 and client.transport.calls == 1
+    assert "exceeds the node's indexing pressure limit" in str(caught.value)
+
+
+def test_a_429_from_pressure_that_can_pass_is_retried_as_before():
+    client = Client(pressure(1_000, 53_687_091), {"items": []})
+    body, engine = request(client)
+    assert body == {"items": []} and engine.retries == 1
+
+
+def test_the_sender_splits_a_request_the_node_can_never_take_instead_of_retrying_it():
+    from indexer.documents import Action, dumps, index_action
+    from indexer.sink import Sender
+
+    class Sized(Transport):
+        async def perform_request(self, method, path, params=None, body=None, headers=None):
+            self.calls += 1
+            lines = body.count(b"\n") // 2
+            if lines > 1:  # more than one document: over the node's whole budget
+                raise pressure(60_918_088, 53_687_091)
+            return {"items": [{"index": {"status": 201, "result": "created"}}]}
+
+    client = Client()
+    client.transport = Sized({})
+    engine = Engine(client, "opensearch", "http://127.0.0.1:9200", RetryPolicy(max_retry_time=60))
+    batch = [Action(i, index_action(i, dumps({"id": i})), n) for n, i in enumerate(["a", "b", "c"])]
+    sent = asyncio.run(Sender(engine, "x").send(batch))
+    assert sent.indexed == 3 and not sent.failed and engine.retries == 0
+    assert client.transport.calls == 5  # abc -> a | bc -> b, c: split at once, never waited on

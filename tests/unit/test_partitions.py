@@ -24,8 +24,8 @@ def holder(slices: list[Slice], value) -> list[int]:
     for s in slices:
         if s.nulls:
             inside = value is None
-        else:
-            inside = value is not None and s.lo <= value and (value <= s.hi if s.last else value < s.hi)
+        else:  # an open end (None) holds every value beyond the other bound
+            inside = value is not None and (s.lo is None or s.lo <= value) and (s.hi is None or value < s.hi)
         if inside:
             found.append(s.number)
     return found
@@ -41,46 +41,60 @@ def assert_each_value_in_exactly_one(slices: list[Slice], values) -> None:
 
 def test_integers_split_into_equal_ranges_that_hold_every_value_once():
     slices = slices_between(0, 99, False, 4)
-    assert [(s.lo, s.hi, s.last) for s in slices] == [(0, 25, False), (25, 50, False), (50, 75, False), (75, 99, True)]
+    assert [(s.lo, s.hi) for s in slices] == [(None, 25), (25, 50), (50, 75), (75, None)]
     assert [s.count for s in slices] == [4] * 4 and [s.number for s in slices] == [0, 1, 2, 3]
-    assert_each_value_in_exactly_one(slices, range(0, 100))
+    assert_each_value_in_exactly_one(slices, range(-1000, 1000))  # open ends: values beyond MIN and MAX too
 
 
 def test_negative_integers_and_a_null_slice_last():
     slices = slices_between(-50, 49, True, 3)
     assert [s.nulls for s in slices] == [False, False, False, True]
-    assert slices[-1] == Slice(3, 4, nulls=True) and slices[2].last
+    assert slices[-1] == Slice(3, 4, nulls=True) and slices[2].hi is None
     assert_each_value_in_exactly_one(slices, [*range(-50, 50), None])
 
 
 def test_more_partitions_than_values_gives_one_slice_per_value():
     slices = slices_between(1, 3, False, 10)
-    assert [(s.lo, s.hi, s.last) for s in slices] == [(1, 2, False), (2, 3, False), (3, 3, True)]
+    assert [(s.lo, s.hi) for s in slices] == [(None, 2), (2, 3), (3, None)]
 
 
-def test_min_equal_to_max_is_one_inclusive_slice():
-    assert slices_between(7, 7, False, 4) == [Slice(0, 1, 7, 7, last=True)]
+def test_min_equal_to_max_is_one_slice_of_every_non_null_value():
+    assert slices_between(7, 7, False, 4) == [Slice(0, 1)]
+    assert Slice(0, 1).describe("id") == "id is not NULL"
 
 
 def test_an_empty_result_has_no_slice_and_an_all_null_one_only_the_null_slice():
-    assert slices_between(None, None, False, 4) == []
-    assert slices_between(None, None, True, 4) == [Slice(0, 1, nulls=True)]
+    assert slices_between(None, None, False, 4, others=False) == []
+    assert slices_between(None, None, True, 4, others=False) == [Slice(0, 1, nulls=True)]
+
+
+def test_a_column_with_no_finite_value_is_one_slice_of_every_non_null_value():
+    # e.g. every timestamp is PostgreSQL's infinity: nothing to split on, nothing left out
+    assert slices_between(None, None, True, 4, others=True) == [Slice(0, 2), Slice(1, 2, nulls=True)]
+
+
+def test_infinities_and_nan_beyond_the_finite_bounds_are_read_by_the_open_ends():
+    """Ranges closed at MIN and MAX lost PostgreSQL's infinity rows (psycopg2 read them as datetime.max)."""
+    slices = slices_between(0.0, 10.0, True, 3)
+    assert_each_value_in_exactly_one(slices, [float("-inf"), -1e300, 0.0, 5.0, 10.0, 1e300, float("inf"), None])
+    days = slices_between(dt.datetime(2024, 1, 1), dt.datetime(2024, 6, 1), False, 2)
+    assert_each_value_in_exactly_one(days, [dt.datetime.min, dt.datetime(2024, 3, 1), dt.datetime.max])
 
 
 def test_decimals_split_exactly_and_integral_ones_on_integers():
     slices = slices_between(Decimal("-1.5"), Decimal("2.5"), False, 4)
-    assert [s.lo for s in slices] == [Decimal("-1.5"), Decimal("-0.5"), Decimal("0.5"), Decimal("1.5")]
+    assert [s.lo for s in slices] == [None, Decimal("-0.5"), Decimal("0.5"), Decimal("1.5")]
     assert_each_value_in_exactly_one(slices, [Decimal(n) / 10 for n in range(-15, 26)])
     whole = slices_between(Decimal(10), Decimal(20), False, 3)
-    assert [s.lo for s in whole] == [Decimal(10), Decimal(13), Decimal(17)]
+    assert [s.lo for s in whole] == [None, Decimal(13), Decimal(17)]
 
 
 def test_floats_split_between_min_and_max_and_mixed_numbers_as_floats():
     slices = slices_between(-1.0, 1.0, False, 3)
-    assert slices[0].lo == -1.0 and slices[-1].hi == 1.0 and len(slices) == 3
+    assert slices[0].lo is None and slices[1].lo > -1.0 and slices[-1].hi is None and len(slices) == 3
     assert_each_value_in_exactly_one(slices, [i / 100 for i in range(-100, 101)])
     mixed = slices_between(0, 2.5, False, 2)
-    assert [(s.lo, s.hi) for s in mixed] == [(0.0, 1.25), (1.25, 2.5)]
+    assert [(s.lo, s.hi) for s in mixed] == [(None, 1.25), (1.25, None)]
 
 
 def test_a_tiny_float_range_gives_fewer_slices_never_an_empty_or_reversed_one():
@@ -88,29 +102,28 @@ def test_a_tiny_float_range_gives_fewer_slices_never_an_empty_or_reversed_one():
     high = low + 2 * 2.220446049250313e-16
     slices = slices_between(low, high, False, 8)
     assert 1 <= len(slices) <= 3
-    assert all(s.lo < s.hi for s in slices[:-1])
+    assert all(s.lo < s.hi for s in slices[1:-1])
 
 
 def test_dates_split_on_whole_days():
     slices = slices_between(dt.date(2024, 1, 1), dt.date(2024, 1, 10), False, 3)
-    assert [s.lo for s in slices] == [dt.date(2024, 1, 1), dt.date(2024, 1, 4), dt.date(2024, 1, 7)]
+    assert [s.lo for s in slices] == [None, dt.date(2024, 1, 4), dt.date(2024, 1, 7)]
     assert_each_value_in_exactly_one(slices, [dt.date(2024, 1, d) for d in range(1, 11)])
 
 
 def test_timestamps_naive_and_aware_split_on_microseconds():
     low = dt.datetime(2024, 1, 1)
     slices = slices_between(low, dt.datetime(2024, 1, 2), False, 4)
-    assert [s.lo for s in slices] == [low + dt.timedelta(hours=6 * i) for i in range(4)]
+    assert [s.lo for s in slices] == [None] + [low + dt.timedelta(hours=6 * i) for i in range(1, 4)]
     assert_each_value_in_exactly_one(slices, [low + dt.timedelta(minutes=m) for m in range(0, 24 * 60 + 1, 7)])
     aware = slices_between(dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 1, 0, 0, 0, 2, tzinfo=UTC),
                            False, 5)
-    assert len(aware) == 3 and all(s.lo.tzinfo is UTC for s in aware)
+    assert len(aware) == 3 and all(s.lo.tzinfo is UTC for s in aware[1:])
 
 
 def test_iso_text_splits_as_timestamps_written_in_the_columns_own_layout():
     slices = slices_between("2024-01-01T00:00:00", "2024-01-03T00:00:00", True, 4)
-    assert [s.lo for s in slices[:4]] == ["2024-01-01T00:00:00", "2024-01-01T12:00:00", "2024-01-02T00:00:00",
-                                          "2024-01-02T12:00:00"]
+    assert [s.lo for s in slices[:4]] == [None, "2024-01-01T12:00:00", "2024-01-02T00:00:00", "2024-01-02T12:00:00"]
     # compared as text (as SQLite does): every text between MIN and MAX is in one range, any layout
     assert_each_value_in_exactly_one(slices, ["2024-01-01T00:00:00", "2024-01-01T23:00", "2024-01-02",
                                               "2024-01-02T12:00:00.5", "2024-01-03T00:00:00", None])
@@ -134,7 +147,8 @@ def test_a_column_that_cannot_be_ranged_is_one_config_error(low, high, named):
 
 def test_describe_names_the_range_without_anything_else():
     slices = slices_between(100, 250, True, 2)
-    assert [s.describe("id") for s in slices] == ["id >= 100 and < 175", "id >= 175 and <= 250", "id is NULL"]
+    assert [s.describe("id") for s in slices] == ["id < 175", "id >= 175", "id is NULL"]
+    assert slices_between(100, 250, False, 3)[1].describe("id") == "id >= 150 and < 200"
     assert slices[2].name() == "slice 3 of 3"
 
 
@@ -148,7 +162,7 @@ def job(dbtype: str, query: str, params: dict | None = None) -> Job:
                                    "partitions": 2, "params": params or {}})
 
 
-RANGE, LAST, NULLS = Slice(0, 3, 1, 5), Slice(1, 3, 5, 9, last=True), Slice(2, 3, nulls=True)
+RANGE, FIRST, LAST, NULLS = Slice(1, 4, 1, 5), Slice(0, 4, None, 1), Slice(2, 4, 5), Slice(3, 4, nulls=True)
 
 
 @pytest.mark.parametrize("dbtype, lo, hi", [("SQLITE", ":slice_lo", ":slice_hi"), ("ORACLE", ":slice_lo", ":slice_hi")])
@@ -157,7 +171,11 @@ def test_named_drivers_bind_the_bounds_by_name_after_the_jobs_own(dbtype, lo, hi
     assert sql == f"SELECT * FROM (SELECT id FROM t WHERE site = :site) q WHERE q.id >= {lo} AND q.id < {hi}"
     assert params == {"site": "eu", "slice_lo": 1, "slice_hi": 5}
     sql, params = slice_query(job(dbtype, "SELECT id FROM t"), LAST)
-    assert sql.endswith(f"q.id >= {lo} AND q.id <= {hi}") and params == {"slice_lo": 5, "slice_hi": 9}
+    assert sql.endswith(f"q.id >= {lo}") and params == {"slice_lo": 5}
+    sql, params = slice_query(job(dbtype, "SELECT id FROM t"), FIRST)
+    assert sql.endswith(f"WHERE q.id < {hi}") and params == {"slice_hi": 1}
+    sql, params = slice_query(job(dbtype, "SELECT id FROM t"), Slice(0, 1))
+    assert sql.endswith("WHERE q.id IS NOT NULL") and params is None
 
 
 def test_the_null_slice_binds_only_the_jobs_parameters():
@@ -215,10 +233,11 @@ def sqlite_job(path, column="id", query="SELECT id, site, at, code FROM readings
 def test_the_slices_of_a_real_query_read_every_row_exactly_once(readings):
     work = sqlite_job(readings)
     planned = plan_slices(work, 3)
-    assert [s.nulls for s in planned] == [False, False, False, True]
-    assert planned[0].lo == -39 and planned[2].hi == 59   # the odd ids among -40..59, site eu
+    assert planned.rows == 50
+    assert [s.nulls for s in planned.slices] == [False, False, False, True]
+    assert planned.slices[1].lo == -6 and planned.slices[2].lo == 27   # the odd ids among -40..59, site eu
 
-    results = [run_slice(SliceTask(work, s, None)) for s in planned]
+    results = [run_slice(SliceTask(work, s, None)) for s in planned.slices]
     assert sum(r.counts.rows_read for r in results) == 50 == sum(r.counts.sent for r in results)
     assert results[3].counts.rows_read == 10              # the eu rows whose id is NULL
     assert all(r.nbytes > 0 and r.seconds >= 0 for r in results[:3])
@@ -227,9 +246,9 @@ def test_the_slices_of_a_real_query_read_every_row_exactly_once(readings):
 def test_an_iso_text_column_plans_and_reads_every_row_once(readings):
     work = sqlite_job(readings, column="at")
     planned = plan_slices(work, 4)
-    assert planned[0].lo == "2024-01-01 00:01:00" and planned[-1].hi == "2024-01-01 00:59:00"
+    assert planned.slices[1].lo > "2024-01-01 00:01:00" and planned.slices[-1].hi is None
     reported = []
-    results = [run_slice(SliceTask(work, s, None), reported.append) for s in planned]
+    results = [run_slice(SliceTask(work, s, None), reported.append) for s in planned.slices]
     assert sum(r.counts.rows_read for r in results) == 50 == sum(reported)
 
 
@@ -242,7 +261,7 @@ def test_a_partition_column_the_query_lacks_or_of_plain_text_is_one_config_error
 
 def test_the_local_runner_returns_every_slice_in_order_and_reports_their_rows(readings):
     work = sqlite_job(readings)
-    tasks = [SliceTask(work, s, None) for s in plan_slices(work, 3)]
+    tasks = [SliceTask(work, s, None) for s in plan_slices(work, 3).slices]
     reported = []
     results = run_local(tasks, workers=2, on_rows=reported.append)
     assert [r.number for r in results] == [0, 1, 2, 3] and all(r.attempts == 1 for r in results)
@@ -254,11 +273,29 @@ def test_a_slice_failing_on_every_attempt_fails_the_run_naming_the_slice(reading
     query = ("SELECT id, site, at, code, CASE WHEN id = 1 THEN abs(-9223372036854775807 - 1 + 0 * id) END AS boom "
              "FROM readings WHERE site = :site")
     work = sqlite_job(readings, query=query)
-    tasks = [SliceTask(work, s, None) for s in plan_slices(work, 3)]
+    tasks = [SliceTask(work, s, None) for s in plan_slices(work, 3).slices]
     with pytest.raises(SliceFailed) as info:
         run_local(tasks, workers=2, on_rows=lambda n: None)
     assert str(info.value).startswith(f"slice 2 of 4 (id >= -6 and < 27) failed after {SLICE_ATTEMPTS} attempt(s): ")
     assert "integer overflow" in str(info.value) and info.value.exit_code == 1
+
+
+def test_infinite_values_in_a_real_sqlite_column_are_read_by_the_open_ends(tmp_path):
+    path = tmp_path / "inf.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE r (code TEXT, v REAL)")
+        conn.executemany("INSERT INTO r VALUES (?, ?)", [("a", float("-inf")), ("b", 1.0), ("c", 2.0),
+                                                           ("d", 3.0), ("e", float("inf")), ("f", None)])
+    conn.close()
+    work = Job(source={"dbtype": "SQLITE", "filename": str(path)},
+               job={"alias": "t", "key": ["code"], "query": "SELECT code, v FROM r", "partition_by": "v",
+                    "partitions": 2, "max_errors": 10, "max_error_rate": 1})
+    planned = plan_slices(work, 2)
+    assert planned.rows == 6 and planned.slices[1].lo == 2.0   # split between the finite 1.0 and 3.0
+    results = [run_slice(SliceTask(work, s, None)) for s in planned.slices]
+    assert [r.counts.rows_read for r in results] == [2, 3, 1]   # -inf, 1 | 2, 3, inf | NULL
+    # infinity cannot be JSON: those two rows are rejected (dead letters), not lost
+    assert sum(len(r.counts.rejected) for r in results) == 2
 
 
 def test_a_cluster_without_a_partition_column_is_refused(readings):
@@ -268,7 +305,7 @@ def test_a_cluster_without_a_partition_column_is_refused(readings):
 
 def test_a_job_parameter_named_like_a_bound_is_refused(readings):
     query = "SELECT id, site, at, code FROM readings WHERE site = :site AND id > :slice_lo"
-    with pytest.raises(ConfigError, match="'slice_lo' is the name a partitioned reindex binds"):
+    with pytest.raises(ConfigError, match="'slice_lo' is a name a partitioned reindex binds"):
         plan_slices(sqlite_job(readings, query=query, params={"site": "eu", "slice_lo": 0}), 3)
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from indexer import extract, preview
+from indexer import extract, preview, scratch
 from indexer.config import Job
 from indexer.documents import Action, Rejected
 from indexer.extract import ReadPlan
@@ -69,23 +69,23 @@ def test_duplicate_ids_are_named_once_with_their_count():
 
 @pytest.mark.parametrize("alias", ["indexer", "indexer_preview", "i", "sensors"])
 def test_a_throwaway_name_never_matches_an_alias_pattern(alias):
-    name = preview.scratch_name(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
+    name = scratch.scratch_name(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
     assert name.startswith("indexer_preview_20260102030405_") and "-" not in name
     assert not fnmatch.fnmatch(name, f"{alias}-*")
 
 
 def test_only_old_throwaway_indices_are_leftovers():
     now = dt.datetime(2026, 1, 2, 12, 0, tzinfo=dt.timezone.utc)
-    assert preview.is_leftover(preview.scratch_name(now - dt.timedelta(minutes=11)), now)
-    assert not preview.is_leftover(preview.scratch_name(now - dt.timedelta(minutes=1)), now)
-    assert not preview.is_leftover("indexer_preview_20200101000000_nothex!!", now)
-    assert not preview.is_leftover("indexer_preview_mine", now)
+    assert scratch.is_leftover(scratch.scratch_name(now - dt.timedelta(minutes=11)), now)
+    assert not scratch.is_leftover(scratch.scratch_name(now - dt.timedelta(minutes=1)), now)
+    assert not scratch.is_leftover("indexer_preview_20200101000000_nothex!!", now)
+    assert not scratch.is_leftover("indexer_preview_mine", now)
 
 
 def test_a_throwaway_index_takes_the_template_settings_but_no_policy_allocation_or_replicas():
     simulated = {"index": {"number_of_shards": "2", "number_of_replicas": "1", "analysis": {"analyzer": {}},
                            "lifecycle": {"name": "p"}, "routing": {"allocation": {}}, "refresh_interval": "1s"}}
-    assert preview.scratch_settings(simulated) == {"index": {
+    assert scratch.scratch_settings(simulated) == {"index": {
         "number_of_shards": "2", "analysis": {"analyzer": {}}, "refresh_interval": "1s", "number_of_replicas": 0}}
 
 
@@ -163,3 +163,25 @@ def test_null_watermarks_are_counted_and_soft_deleted_rows_left_out_as_a_reindex
     sample = preview.read_sample(job, 5)
     assert [a.id for a in sample.actions] == ["a", "c"]
     assert sample.null_watermarks == 1 and sample.largest == "2026-01-03"
+
+
+# ------------------------------------------------------------------ the job's own templates against the cluster's
+
+
+def test_the_files_result_equals_the_clusters_unless_a_setting_or_a_mapping_differs():
+    settings = {"index": {"number_of_shards": "1", "refresh_interval": "1s"}}
+    cluster = {"settings": {"index": {"number_of_shards": "1", "refresh_interval": "1s"}}, "mappings": STRICT, "aliases": {}}
+    assert preview.same_result(settings, STRICT, cluster)
+    assert preview.same_result({"number_of_shards": 1, "index.refresh_interval": "1s"}, STRICT, cluster)  # any shape
+    # Elasticsearch's data tiers add a setting to every simulated index: not a difference
+    tiered = {**cluster, "settings": {"index": {**cluster["settings"]["index"],
+                                                "routing": {"allocation": {"include": {"_tier_preference": "data_content"}}}}}}
+    assert preview.same_result(settings, STRICT, tiered)
+    assert not preview.same_result({"index": {"number_of_shards": "1", "refresh_interval": "5s"}}, STRICT, cluster)
+    assert not preview.same_result(settings, {**STRICT, "dynamic": "false"}, cluster)
+
+
+def test_the_settings_line_says_where_the_settings_and_mappings_come_from():
+    assert report().lines()[2] == "index a-20260101000000 would get these settings (from the cluster's index templates):"
+    assert "(from the templates in jobs/mappings):" in report(templates="the templates in jobs/mappings").lines()[2]
+    assert report().as_dict()["templates"] == "the cluster's index templates"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,9 @@ from indexer.config import Job, SourceConfig, TargetConfig
 from indexer.errors import ConfigError
 from indexer.scaffold import _alias, init_job, plan, render_job, render_templates, toml_string
 from indexer.source import connect
+
+
+KEYWORD = {"type": "keyword", "ignore_above": 8191}  # every keyword init writes: never an immense term
 
 
 def _table(dbtype: str, name: TableName, rows: list[tuple], key_rows: list[tuple]) -> Table:
@@ -115,9 +119,9 @@ def test_oracle_rows_become_a_query_key_mappings_and_guesses():
     assert (job.watermark, job.deleted) == ("updatedat", "is_deleted")
     p = job.properties
     assert p["sample_id"] == {"type": "long"} and p["line_no"] == {"type": "short"} and p["level"] == {"type": "byte"}
-    assert p["code"] == {"type": "keyword"} and p["description"]["type"] == "text" and p["notes"]["type"] == "text"
+    assert p["code"] == KEYWORD and p["description"]["type"] == "text" and p["notes"]["type"] == "text"
     assert p["value"] == {"type": "double"}
-    assert p["reading"] == {"type": "double"} and p["counter"] == {"type": "long"} and p["big"] == {"type": "keyword"}
+    assert p["reading"] == {"type": "double"} and p["counter"] == {"type": "long"} and p["big"] == KEYWORD
     assert p["taken"] == p["updatedat"] == {"type": "date", "format": DATE_FORMAT}
     assert p["photo"] == {"type": "binary"} and p["doc"] == {"type": "object", "enabled": False}
     assert p["span"] == {"type": "double"}
@@ -141,10 +145,10 @@ def test_mssql_rows_become_a_query_key_mappings_and_guesses():
     assert (job.watermark, job.deleted) == ("modified", "deleted")
     p = job.properties
     assert p["orderid"] == {"type": "integer"} and p["order date"]["type"] == "date" and p["notes"]["type"] == "text"
-    assert p["code"] == {"type": "keyword"} and p["price"] == {"type": "double"}
+    assert p["code"] == KEYWORD and p["price"] == {"type": "double"}
     assert p["rate"] == {"type": "double"}
     assert p["ratio"] == {"type": "double"} and p["small"] == {"type": "float"} and p["tiny"] == {"type": "short"}
-    assert p["deleted"] == {"type": "boolean"} and p["guid"] == {"type": "keyword"} and p["blob"] == {"type": "binary"}
+    assert p["deleted"] == {"type": "boolean"} and p["guid"] == KEYWORD and p["blob"] == {"type": "binary"}
     assert job.unknown == []
 
 
@@ -156,15 +160,15 @@ def test_mssql_rows_become_a_query_key_mappings_and_guesses():
     ("int8", None, 64, 0, {"type": "long"}), ("numeric", None, 10, 2, {"type": "double"}),
     ("numeric", None, 15, 5, {"type": "double"}),
     ("numeric", None, 16, 2, {"type": "double"}), ("numeric", None, None, None, {"type": "double"}),
-    ("numeric", None, 9, 0, {"type": "integer"}), ("numeric", None, 19, 0, {"type": "keyword"}),
+    ("numeric", None, 9, 0, {"type": "integer"}), ("numeric", None, 19, 0, KEYWORD),
     ("float4", None, None, None, {"type": "float"}), ("float8", None, None, None, {"type": "double"}),
-    ("varchar", 64, None, None, {"type": "keyword"}), ("bpchar", 3, None, None, {"type": "keyword"}),
+    ("varchar", 64, None, None, KEYWORD), ("bpchar", 3, None, None, KEYWORD),
     ("varchar", 65, None, None, {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}),
     ("text", None, None, None, {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}),
     ("timestamptz", None, None, None, {"type": "date", "format": DATE_FORMAT}),
     ("bool", None, None, None, {"type": "boolean"}), ("bytea", None, None, None, {"type": "binary"}),
     ("jsonb", None, None, None, {"type": "object", "enabled": False}), ("_int4", None, None, None, {"type": "integer"}),
-    ("uuid", None, None, None, {"type": "keyword"}), ("tsvector", None, None, None, None),
+    ("uuid", None, None, None, KEYWORD), ("tsvector", None, None, None, None),
 ])
 def test_postgres_types_map_by_size_precision_and_length(udt, length, precision, scale, mapping):
     assert field_mapping("PG", Column("c", udt, length, precision, scale)) == mapping
@@ -175,7 +179,7 @@ def test_a_long_string_key_is_a_keyword_that_can_never_be_an_immense_term():
 
 
 @pytest.mark.parametrize("declared, mapping", [
-    ("INTEGER", {"type": "long"}), ("BOOLEAN", {"type": "long"}), ("VARCHAR(10)", {"type": "keyword"}),
+    ("INTEGER", {"type": "long"}), ("BOOLEAN", {"type": "long"}), ("VARCHAR(10)", KEYWORD),
     ("TEXT", {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}),
     ("REAL", {"type": "double"}), ("DECIMAL(10,2)", {"type": "double"}), ("BLOB", {"type": "binary"}),
     ("JSON", {"type": "object", "enabled": False}), ("", None), ("DATETIME", None),
@@ -226,7 +230,7 @@ def test_columns_that_become_the_same_field_are_refused():
 
 def test_a_dotted_column_nests_its_mapping_as_documents_nest_its_value():
     job = plan("PG", _pg_table([("id", "int4"), ("metadata.source", "varchar", 20)], ("id",)), "t")
-    assert job.properties["metadata"] == {"properties": {"source": {"type": "keyword"}}}
+    assert job.properties["metadata"] == {"properties": {"source": KEYWORD}}
 
 
 def test_the_default_alias_is_the_table_name_made_valid():
@@ -302,3 +306,65 @@ def test_a_folder_that_cannot_be_made_is_one_line_and_leaves_no_file(tmp_path, m
     monkeypatch.chdir(tmp_path)  # a relative path is relative to the current folder, and then to the job file
     written = init_job({"dbtype": "SQLITE", "filename": "t.db"}, "t", out=tmp_path / "again")
     assert tomllib.loads(written[0].read_text())["source"]["filename"] == "../t.db"
+
+
+# ---------------------------------------------------------------- metadata field names, keywords, --table (issue 17, 5)
+
+
+def test_a_column_named_like_a_metadata_field_is_renamed_in_the_query_the_mappings_and_the_key():
+    table = _pg_table([("_id", "int4"), ("id_", "text"), ("_source", "text"), ("_Routing", "varchar", 10),
+                       ("_type", "text"), ("_index.name", "varchar", 10), ("_index.site", "varchar", 10)], ("_id",))
+    job = plan("PG", table, "t")
+    assert job.key == ["id__"]  # id_ is taken by a column of its own
+    assert '"_id" AS id__' in job.query and '"_source" AS source_' in job.query and '"_Routing" AS routing_' in job.query
+    assert '"_index.name" AS "index_.name"' in job.query and '"_index.site" AS "index_.site"' in job.query
+    assert '"_type",' in job.query  # the engines take _type in a document: kept
+    assert set(job.properties) == {"id__", "id_", "source_", "routing_", "_type", "index_"}
+    assert job.properties["index_"] == {"properties": {"name": KEYWORD, "site": KEYWORD}}
+    assert plan("PG", table, "t", ["_ID"]).key == ["id__"]  # --key names the column, in any case
+
+    text = render_job(SourceConfig(dbtype="SQLITE", filename="x.db"), TargetConfig(), job, "t", Path("."))
+    assert '# column "_id" is renamed "id__" in the query: _id is a metadata field name' in text
+    assert '# column "_index.site" is renamed "index_.site"' in text
+    loaded = Job(**tomllib.loads(text))
+    assert loaded.job.key == ["id__"] and loaded.job.query == job.query and loaded.job.mappings == Path("mappings")
+
+
+def test_a_renamed_column_is_aliased_bare_where_the_database_folds_names():
+    table = Table(TableName("APP", "T", "t"), (Column("_ID", "number", None, 9, 0), Column("CODE", "varchar2", 5)), ("_ID",))
+    job = plan("ORACLE", table, "t")
+    assert job.query.startswith('SELECT\n  "_ID" AS id_,\n  CODE\n') and job.key == ["id_"]  # Oracle: no bare _ID
+
+
+def test_every_keyword_init_writes_has_ignore_above():
+    columns = [("c", "varchar", 10), ("k", "text"), ("u", "uuid"), ("t", "time"), ("n", "numeric", None, 30, 0),
+               ("g", "geometry"), ("a", "_varchar", 3), ("b", "text")]
+    job = plan("PG", _pg_table(columns, ("k",)), "t")
+
+    def keywords(node):
+        for mapping in node.values():
+            if mapping.get("type") == "keyword":
+                yield mapping
+            yield from keywords(mapping.get("properties") or {})
+            yield from keywords(mapping.get("fields") or {})
+
+    found = list(keywords(job.properties))
+    assert len(found) == 8 and all("ignore_above" in m and m["ignore_above"] <= 8191 for m in found)
+
+
+@pytest.mark.parametrize("dbtype", ["PG", "SQLITE", "ORACLE", "MSSQL"])
+@pytest.mark.parametrize("text", ["a; drop table a", "public.a b", "a--x", "x.a'b", "a)"])
+def test_an_unquoted_table_part_that_is_not_a_plain_name_must_be_quoted(dbtype, text):
+    with pytest.raises(ConfigError, match=r"is not a plain name \(letters, digits, _, \$, #\): quote it"):
+        catalogue(dbtype).parse_table(text)
+
+
+@pytest.mark.parametrize("text, expected", [("a$b", "a$b"), ("#tmp", "#tmp"), ("dbo . orders", "orders"),
+                                            ("é_table", "é_table")])
+def test_plain_table_parts_are_letters_digits_underscore_dollar_and_hash(text, expected):
+    assert catalogue("MSSQL").parse_table(text).name == expected
+
+
+def test_a_control_character_in_a_quoted_table_part_is_refused():
+    with pytest.raises(ConfigError, match="expected NAME or SCHEMA.NAME"):
+        catalogue("PG").parse_table('"a\x00b"')

@@ -1,12 +1,16 @@
 """The SQL the tool wraps around the user's query, and the errors the user sees (indexer.source, SQLite)."""
 
+import datetime as dt
 import sqlite3
 
 import pytest
 
 from indexer.config import SourceConfig
 from indexer.errors import SourceError
-from indexer.source import columns_of, connect, count_by, count_rows, dialect, iter_row_chunks, max_value
+from indexer.source import (
+    columns_of, connect, count_by, count_rows, dialect, iter_row_chunks, max_value, pg_time_caster,
+)
+from indexer.values import DbText, Unconvertible
 
 # Evaluating this column on any row raises "integer overflow" in SQLite: a query that selects it
 # succeeds only when no row is read.
@@ -163,3 +167,45 @@ def test_counts_and_maxima_run_without_parameters(db, params):
         assert sorted(count_by(conn, "SELECT Site FROM readings", params, "site")) == [("eu", 4), ("us", 3)]
         assert columns_of(conn, "SELECT code FROM readings", params) == ("code",)
 
+
+
+# ---------------------------------------------------------------- values the driver would change
+
+
+@pytest.mark.parametrize("name, base, text, expected", [
+    ("timestamp", "PYDATETIME", "infinity", DbText("infinity")),
+    ("timestamp", "PYDATETIME", "-infinity", DbText("-infinity")),
+    ("date", "PYDATE", "infinity", DbText("infinity")),
+    ("date", "PYDATE", "10000-01-01", DbText("10000-01-01")),       # psycopg2: ValueError, the whole fetch lost
+    ("date", "PYDATE", "0044-03-15 BC", DbText("0044-03-15 BC")),
+    ("time", "PYTIME", "24:00:00", DbText("24:00:00")),             # psycopg2: time(0, 0), another real value
+    ("timetz", "PYTIME", "24:00:00+02", DbText("24:00:00+02")),
+    ("interval", "PYINTERVAL", "1000000000 days", Unconvertible(
+        "an interval beyond Python's range of +-999,999,999 days; convert it in the query (e.g. EXTRACT(EPOCH FROM ...))")),
+    ("timestamp", "PYDATETIME", "2024-01-02 03:04:05", dt.datetime(2024, 1, 2, 3, 4, 5)),
+    ("date", "PYDATE", "2024-01-02", dt.date(2024, 1, 2)),
+    ("time", "PYTIME", "23:59:59.5", dt.time(23, 59, 59, 500000)),
+    ("interval", "PYINTERVAL", "1 day 02:00:00", dt.timedelta(days=1, hours=2)),
+    ("timestamp", "PYDATETIME", None, None),
+])
+def test_postgres_casters_keep_what_psycopg2_would_change_or_choke_on(name, base, text, expected):
+    import psycopg2.extensions
+
+    value = pg_time_caster(name, getattr(psycopg2.extensions, base))(text, None)  # no cursor: never a zone here
+    assert value == expected and type(value) is type(expected)
+
+
+def test_a_value_the_driver_cannot_convert_ends_the_fetch_in_one_line(tmp_path):
+    """A conversion error that is not the driver's own class was a 40-line traceback."""
+    path = tmp_path / "t.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (v TEXT)")
+        conn.execute("INSERT INTO t VALUES ('x')")
+    conn.close()
+    with connect(SourceConfig(dbtype="SQLITE", filename=path)) as conn:
+        # what a driver's converter raising on a value looks like from the fetch loop
+        conn.raw.row_factory = lambda cursor, row: (_ for _ in ()).throw(OverflowError(f"{row[0]} too big"))
+        message = one_line_error(lambda: list(iter_row_chunks(conn, "SELECT v FROM t", None, 10)))
+    assert message == ("reading rows failed (job.query): the driver could not convert a value (OverflowError); "
+                       "convert the column in the query")
+    assert "x too big" not in message  # the value is not quoted

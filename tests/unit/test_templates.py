@@ -5,8 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from indexer.documents import METADATA_FIELDS
 from indexer.errors import ConfigError
-from indexer.templates import diff, load_templates, normalise
+from indexer.templates import (
+    check_body, choose, compose, diff, flat_settings, load_templates, merge_mappings, nested_settings,
+    normalise, patterns_overlap,
+)
 
 COMPONENT = {"template": {"settings": {"number_of_shards": 1}, "mappings": {"properties": {"id": {"type": "keyword"}}}}}
 INDEX = {"index_patterns": ["sensors-*"], "composed_of": ["base"], "template": {"settings": {"refresh_interval": "1s"}}}
@@ -162,3 +166,97 @@ def test_index_patterns_written_as_one_string_equal_the_list_the_cluster_stores(
     assert normalise(file) == normalise(cluster)
     assert diff("index", "sensors", cluster, file) == ""
     assert normalise({**INDEX, "index_patterns": "alerts-*"}) != normalise(cluster)
+
+
+# ---------------------------------------------------------------- what a file is checked for before the cluster is asked
+
+
+@pytest.mark.parametrize("kind, body, message", [
+    ("component", {"template": {"mappings": {"properties": {"_id": {"type": "keyword"}}}}}, "field '_id' is a metadata field"),
+    ("component", {"template": {"mappings": {"properties": {"_source.x": {"type": "keyword"}}}}}, "'_source.x'"),
+    ("index", {"index_patterns": ["a-*"], "template": {"mappings": {"properties": {"_routing": {}}}}}, "'_routing'"),
+    ("index", {"index_patterns": [], "priority": 1}, "index_patterns must be"),
+    ("index", {"index_patterns": ["a-*"], "composed_of": "base"}, "composed_of must be a list"),
+    ("index", {"index_patterns": ["a-*"], "priority": -1}, "priority must be a whole number"),
+    ("index", {"index_patterns": ["a-*"], "priority": "high"}, "priority must be a whole number"),
+    ("component", {"template": []}, "template must be an object"),
+    ("component", {"template": {"settings": "one shard"}}, "template.settings must be an object"),
+])
+def test_a_template_the_engines_would_refuse_is_refused_by_its_file_first(tmp_path, kind, body, message):
+    assert message in check_body(kind, body)
+    write(tmp_path, kind, "bad", body)
+    with pytest.raises(ConfigError, match=r"bad\.json: "):
+        load_templates(tmp_path)
+
+
+def test_metadata_names_are_refused_only_at_the_top_of_a_mapping():
+    nested = {"template": {"mappings": {"properties": {"meta": {"properties": {"_id": {"type": "keyword"}}}}}}}
+    assert check_body("component", nested) is None  # meta._id: tried, every engine takes it
+    assert {"_id", "_source", "_index", "_routing", "_version", "_seq_no"} <= METADATA_FIELDS
+    assert not {"_type", "_meta", "_all", "_primary_term"} & METADATA_FIELDS  # every engine takes these
+
+
+# ---------------------------------------------------------------- compose, as the engines merge composed templates
+
+
+def test_components_compose_in_order_then_the_index_template_settings_key_by_key():
+    first = {"template": {"settings": {"number_of_shards": 1, "refresh_interval": "1s"}}}
+    second = {"template": {"settings": {"index": {"refresh_interval": "5s"}, "index.mapping.coerce": False}}}
+    index = {"index_patterns": ["a-*"], "template": {"settings": {"number_of_shards": 2}}}
+    assert compose([first, second, index])["settings"] == {
+        "index": {"number_of_shards": "2", "refresh_interval": "5s", "mapping": {"coerce": "false"}}}
+
+
+def test_mappings_merge_property_by_property_objects_recursively_and_a_field_defined_again_replaced_whole():
+    first = {"template": {"mappings": {"dynamic": "strict", "properties": {
+        "code": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+        "meta": {"properties": {"source": {"type": "keyword"}, "site": {"type": "keyword"}}}}}}}
+    second = {"template": {"mappings": {"properties": {
+        "code": {"type": "keyword"}, "meta": {"properties": {"site": {"type": "long"}}}, "n": {"type": "long"}}}}}
+    assert compose([first, second])["mappings"] == {"dynamic": "strict", "properties": {
+        "code": {"type": "keyword"},
+        "meta": {"properties": {"source": {"type": "keyword"}, "site": {"type": "long"}}},
+        "n": {"type": "long"}}}
+
+
+def test_an_object_becoming_a_field_or_nested_is_replaced_and_dynamic_templates_merge_by_name():
+    base = {"properties": {"o": {"properties": {"a": {"type": "long"}}}, "n": {"properties": {"a": {"type": "long"}}}},
+            "dynamic_templates": [{"strings": {"match": "*"}}, {"longs": {"match": "n*"}}]}
+    later = {"properties": {"o": {"type": "keyword"}, "n": {"type": "nested", "properties": {"b": {"type": "long"}}}},
+             "dynamic_templates": [{"longs": {"match": "l*"}}, {"dates": {"match": "d*"}}]}
+    merged = merge_mappings(base, later)
+    assert merged["properties"] == {"o": {"type": "keyword"}, "n": {"type": "nested", "properties": {"b": {"type": "long"}}}}
+    assert merged["dynamic_templates"] == [{"strings": {"match": "*"}}, {"longs": {"match": "l*"}}, {"dates": {"match": "d*"}}]
+    assert base["properties"]["o"] == {"properties": {"a": {"type": "long"}}}  # the arguments are left alone
+
+
+def test_aliases_compose_by_name():
+    assert compose([{"template": {"aliases": {"a": {}, "b": {"is_hidden": True}}}},
+                    {"template": {"aliases": {"b": {}}}}])["aliases"] == {"a": {}, "b": {}}
+
+
+def test_settings_flatten_and_nest_back_in_the_clusters_shape():
+    flat = flat_settings({"number_of_shards": 1, "index": {"analysis": {"analyzer": {"x": {"filter": ["lowercase"]}}}}})
+    assert flat == {"index.number_of_shards": "1", "index.analysis.analyzer.x.filter": ["lowercase"]}
+    assert nested_settings(flat) == {"index": {"number_of_shards": "1", "analysis": {"analyzer": {"x": {"filter": ["lowercase"]}}}}}
+
+
+# ---------------------------------------------------------------- which index template applies, which ones clash
+
+
+def test_the_highest_priority_template_whose_patterns_match_applies():
+    templates = [("all", {"index_patterns": ["*"], "priority": 1}), ("s", {"index_patterns": "sensors-*", "priority": 5}),
+                 ("eu", {"index_patterns": ["sensors-eu-*"], "priority": 9}), ("x", {"index_patterns": ["x-*"], "priority": 99})]
+    assert choose(templates, "sensors-20260101000000")[0] == "s"
+    assert choose(templates, "sensors-eu-20260101000000")[0] == "eu"
+    assert choose(templates, "other")[0] == "all"
+    assert choose(templates[1:], "other") is None
+    assert choose([("s", {"index_patterns": ["s.*"]})], "sx1") is None  # "." is no wildcard
+
+
+@pytest.mark.parametrize("a, b, overlap", [
+    ("sensors-*", "sensors-eu-*", True), ("a-*", "b-*", False), ("*", "x", True), ("a*b", "*c", False),
+    ("a*c", "ab*", True), ("x-1", "x-1", True), ("x-1", "x-2", False), ("*-eu", "sensors-*", True),
+])
+def test_two_index_patterns_overlap_when_one_name_matches_both(a, b, overlap):
+    assert patterns_overlap(a, b) is overlap and patterns_overlap(b, a) is overlap

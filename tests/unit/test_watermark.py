@@ -5,6 +5,8 @@ from decimal import Decimal
 
 import pytest
 
+from indexer.values import DbText, Unconvertible
+
 from indexer import watermark as wm
 from indexer.errors import ConfigError, SourceError
 
@@ -171,11 +173,37 @@ def test_newer_and_at_least_still_compare_in_the_values_type():
     ("", "5m", "empty text"),
     ("2024-02-30 10:00:00", "5m", "not a valid ISO-8601 date or time"),
     ("0001-01-01 00:00:00", "5m", "out of range once job.lookback is subtracted"),
-    (dt.datetime.min, "5m", "out of range once job.lookback is subtracted"),
-    (dt.date.min, "1d", "out of range once job.lookback is subtracted"),
+    (dt.datetime(1, 1, 1, 0, 2), "5m", "out of range once job.lookback is subtracted"),
+    (dt.date(1, 1, 2), "2d", "out of range once job.lookback is subtracted"),
     (Decimal("NaN"), 1, "NaN"),
 ])
 def test_minus_refuses_values_it_cannot_look_back_from(value, lookback, reason):
     error = bad_value(lambda: wm.minus(value, lookback))
     assert (error.position, error.reason) == (None, reason)
     assert str(error) == f"job.watermark value: {reason}"
+
+
+@pytest.mark.parametrize("value", [
+    dt.datetime.max, dt.datetime.min, dt.datetime.max.replace(tzinfo=UTC), dt.date.max, dt.date.min,
+    float("inf"), float("-inf"), Decimal("Infinity"), Decimal("-Infinity"), float("nan"), Decimal("NaN"),
+    DbText("infinity"), DbText("-infinity"), DbText("24:00:00"), DbText("10000-01-01"),
+    Unconvertible("an interval beyond Python's range"),
+])
+def test_a_value_that_is_no_point_in_time_is_never_a_watermark(value):
+    """psycopg2 gave datetime.max for 'infinity'; stored, it froze sync for good."""
+    for call in (lambda: wm.value_kind(value), lambda: wm.keys_of([None, value]), lambda: wm.minus(value, "5m"),
+                 lambda: wm.newer(value, value)):
+        error = bad_value(call)
+        assert isinstance(error, wm.NotAPointError), error
+
+
+@pytest.mark.parametrize("kind, values, position", [
+    ("timestamp", [dt.datetime(2024, 1, 1), dt.datetime.max], 1),
+    ("timestamp with offset", [dt.datetime.min.replace(tzinfo=UTC), dt.datetime(2024, 1, 1, tzinfo=UTC)], 0),
+    ("date", [dt.date(2024, 1, 1), None, dt.date.max], 2),
+    ("number", [1, float("inf")], 1),
+    ("number", [Decimal("-Infinity"), 2], 0),
+])
+def test_the_fast_path_never_takes_a_stand_in_for_a_point(kind, values, position):
+    error = bad_value(lambda: wm.keys_of(values, kind))
+    assert isinstance(error, wm.NotAPointError) and error.position == position
