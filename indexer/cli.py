@@ -5,7 +5,7 @@ code in :func:`_run`, the only place that does so (``--debug`` shows the
 traceback instead); with ``--json`` the failure's summary also goes to stdout. Any other
 exception is a defect of ours: one line too, exit 1. Help is click's plain layout
 (``rich_markup_mode=None``): full option names with their metavars (``--workers N``), wrapped
-to the terminal, never cut at 80 columns. (About 400 lines: every command's options are declared here, the one
+to the terminal, never cut at 80 columns. (About 440 lines: every command's options are declared here, the one
 place typer reads them; the work is in ``pipeline``, ``scaffold`` and ``preview``.)
 """
 

@@ -25,7 +25,7 @@ kept as ``Engine.policy``; each operation's retries are one ``Retry``):
 Everything else is an error at once. The first request of a run (``GET /``) is
 not retried: an unreachable cluster at start is a configuration problem.
 
-(About 440 lines: one short method per cluster operation, all on the one request
+(About 470 lines: one short method per cluster operation, all on the one request
 path above; the client construction and what a client's exception says are apart, in ``clients``.)
 """
 

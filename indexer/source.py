@@ -4,17 +4,19 @@
 
     dbtype --dialect()--> Dialect (one class per database, chosen once): placeholders, parameter
                           shapes, the sync and slice wrappers, how to connect, which exceptions are the driver's
-    SourceConfig --connect()--> Connection (DB-API connection + its Dialect)
+    SourceConfig --connect()--> Connection (DB-API connection + its Dialect; PostgreSQL's casters registered)
                  --iter_row_chunks()--> (columns, [tuple row, ...]) ...
                  --columns_of / count_rows / max_value / count_by / bounds--> one answer each
+                 --usable_extreme()--> MIN/MAX asked again past a value that is no usable extreme (infinity)
 
 Rows are streamed with ``etlhelper.iter_chunks`` and plain tuples (the cheapest
 row shape); column names come from the cursor description. Connections are
 opened with keyword arguments, never with a connection string, so a password
 with spaces, ``@`` or ``%`` is neither mangled nor echoed in a driver error.
 Nothing outside this module asks which database it is: a new database is one
-more ``Dialect`` subclass here. (About 420 lines: the dialects stay next to the
-queries they serve, in the one module allowed to import the drivers.)
+more ``Dialect`` subclass here. (About 530 lines: the dialects, PostgreSQL's date and time casters
+among them, stay next to the queries they serve, in the one module allowed to import the drivers;
+issue 18 gives each database a module of its own.)
 """
 
 from __future__ import annotations
