@@ -28,6 +28,7 @@ import typer
 from indexer import __version__, pipeline, tune_gc
 from indexer import bootstrap as bootstrapping
 from indexer import reconcile as reconciling
+from indexer import run as running
 from indexer.config import TargetConfig, load_job, parse_param, with_partitions
 from indexer.errors import ConfigError, IndexerError
 from indexer.terminal import err, out, print_failure, print_status, print_summary, progress_bar
@@ -93,10 +94,10 @@ def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate
             traceback.print_exc()
         print_failure(exc, command, as_json)
         raise typer.Exit(exc.exit_code) from None
-    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         err.print("terminated" if terminated else "interrupted", markup=False)
-        if as_json and getattr(exc, "summary", None) is not None:
-            print_summary(exc.summary, as_json)  # type: ignore[attr-defined]
+        if as_json and running.latest[0] is not None and running.latest[0].outcome == "interrupted":
+            print_summary(running.latest[0], as_json)  # the run the signal ended, as recorded
         raise typer.Exit(143 if terminated else 130) from None
     except Exception as exc:  # noqa: BLE001 - a defect of ours: one line, never a traceback unless --debug
         if debug:

@@ -54,6 +54,10 @@ SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]*$")
 
 # The parameter sync binds to the stored watermark (minus the lookback).
 SINCE = "since"
+# The parameters indexer binds around the job's query in every command (an aggregate asked again past a
+# value that is no usable extreme, a partitioned reindex's bounds): a job parameter of the same name
+# would be overwritten inside the job's own query, so it is refused.
+RESERVED_BINDS = ("indexer_beyond", "slice_lo", "slice_hi")
 # Bind parameters as each driver reads them. String literals, quoted names and comments are
 # blanked first for :name (a '12:30' literal binds nothing); psycopg2 substitutes %(name)s
 # everywhere, so PostgreSQL queries are read as they are. MSSQL's ? is positional: no names.
@@ -328,6 +332,10 @@ def _check_params(job: Job, file_params: dict[str, Any], cli_params: dict[str, A
     def among(name: str, names: Any) -> bool:
         return any(same_bind_name(dbtype, name, other) for other in names)
 
+    for name in (*settings.params, *binds):
+        if among(name, RESERVED_BINDS):
+            raise ConfigError(f"{file_name}: the parameter name {name} is one indexer binds itself "
+                              f"({', '.join(RESERVED_BINDS)}); rename it in the query and job.params")
     if settings.watermark:
         for name in settings.params:
             if name.lower() == SINCE:

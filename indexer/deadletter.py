@@ -9,6 +9,8 @@ No secrets are ever in it; row values are, by design, when the document is inclu
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 from typing import IO, Any, Sequence
 
@@ -30,20 +32,23 @@ class DeadLetters:
     def check(self) -> None:
         """ConfigError (one line) unless the file can be appended to: checked before a run reads a row, so
         that the first dead letter never finds a read-only folder. Its folder is never created: a
-        missing folder is a mistyped path more often than a wish."""
+        missing folder is a mistyped path more often than a wish. The file itself is never created nor
+        removed here (another run may be writing it): an existing one is opened for appending, else a
+        file of another name is made and removed in its folder."""
         folder = self.path.parent
         if not folder.is_dir():
             raise ConfigError(f"dead-letter file {self.path}: its folder {folder} does not exist "
                               "(create it, or pass --dead-letter-file)")
-        existed = self.path.exists()
         try:
-            with open(self.path, "ab"):
-                pass
+            if self.path.exists() or self.path.is_symlink():
+                os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND))
+            else:
+                probe = folder / f".{self.path.name}.{uuid.uuid4().hex}.check"
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                probe.unlink()
         except OSError as exc:
             raise ConfigError(f"dead-letter file {self.path} cannot be written: {exc.strerror or type(exc).__name__} "
                               "(pass --dead-letter-file with a writable path)") from None
-        if not existed:
-            self.path.unlink(missing_ok=True)  # made only to try: a run without dead letters leaves no file
 
     def _write(self, record: dict) -> None:
         if self._file is None:

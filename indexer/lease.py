@@ -118,6 +118,20 @@ class Lease:
         if self.lost:
             raise LeaseLostError(self.describe_loss())
 
+    async def confirm_lost(self) -> bool:
+        """Whether the lock is no longer this run's: known already, or asked of the store once more
+        (best effort, a few seconds at most: the store may be what failed)."""
+        if self.lost:
+            return True
+        try:
+            holder = await asyncio.wait_for(self.store._holder(self.alias), timeout=5)
+        except Exception:  # noqa: BLE001 - unknown is not lost
+            return False
+        if holder.get("token") != self.store.owner["token"]:
+            self._lose(f"taken over by pid {holder.get('pid')} on host {holder.get('host')} after it expired"
+                       if holder else "its lock was deleted by someone else")
+        return self.lost
+
     def describe_loss(self) -> str:
         """What happened to the lock, for the run's one error line."""
         return (f"the lock on alias {self.alias!r} was lost ({self._lost}); "
@@ -176,6 +190,10 @@ class _LockStore:
 
     async def _renew(self, alias: str, expires: float) -> dict | None:
         """Push our lock's expiry forward; None when done, else who holds it now ({} for nobody)."""
+        raise NotImplementedError
+
+    async def _holder(self, alias: str) -> dict:
+        """Who holds the lock now ({} for nobody), read without writing."""
         raise NotImplementedError
 
     async def release(self, alias: str) -> None:

@@ -42,7 +42,7 @@ from typing import Any
 
 from indexer import source
 from indexer import watermark as wm
-from indexer.config import Job, same_bind_name
+from indexer.config import Job
 from indexer.errors import ConfigError
 from indexer.extract import user_params
 from indexer.values import is_finite
@@ -94,13 +94,7 @@ def plan_slices(job: Job, partitions: int) -> Plan:
     settings, column = job.job, job.job.partition_by
     if column is None:  # the job file's check covers partitions > 1; this one job.cluster too
         raise ConfigError("job.cluster needs job.partition_by (the column the slices are ranges of)")
-    db = source.dialect(job.source.dbtype)
-    taken = [n for n in (*settings.params, *db.binds(settings.query))
-             if any(same_bind_name(job.source.dbtype, n, own) for own in (source.SLICE_LO, source.SLICE_HI,
-                                                                           source.BEYOND))]
-    if taken:
-        raise ConfigError(f"job.params: {taken[0]!r} is a name a partitioned reindex binds; rename it")
-    params = user_params(job)
+    params = user_params(job)  # the names partitions bind are refused as job parameters (config.RESERVED_BINDS)
     with source.connect(job.source, settings.chunk_size) as conn:
         columns = source.columns_of(conn, settings.query, params)
         if column not in columns:
@@ -111,6 +105,8 @@ def plan_slices(job: Job, partitions: int) -> Plan:
             low = source.usable_extreme(conn, settings.query, params, column, "MIN", is_finite)
         if high is not None and not is_finite(high):
             high = source.usable_extreme(conn, settings.query, params, column, "MAX", is_finite)
+    if (low is None) != (high is None):  # no finite value left at one end: one range from the other
+        low = high = low if low is not None else high
     return Plan(slices_between(low, high, nulls > 0, partitions, column, rows > nulls), rows)
 
 

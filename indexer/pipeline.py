@@ -156,11 +156,11 @@ async def _load_slices(job: Job, frame: Run, plan: ReadPlan, planned: SlicePlan,
     results = await slices.run_slices(job, tasks, local, slices.RowTotal(progress))
     summary.workers = len({result.worker for result in results})  # the processes that ran a slice, here or on Dask
     counts = slices.merged(results)
-    await _check_rows(job, summary, counts.rows_read, planned.rows)
     write_dead_letters(frame.dead, counts.rejected, counts.failed)
     for result in results:
         _note_watermarks(summary, result, settings.watermark)
     summary.count(counts)
+    await _check_rows(job, summary, counts.rows_read, planned.rows)
     check_error_budget(settings, counts, final=True)
     summary.documents_in_index = await indices.finish_load(frame.engine, summary.index, wanted)
     # a rerun slice's "updated" answers echo its failed attempt: duplicates are counted from the index

@@ -19,16 +19,17 @@ from __future__ import annotations
 import re
 
 MASK = "***"
+# A value after "password=" / "PWD=": quoted ('...' with \' escapes, {...} with }} escapes); or, in an ODBC
+# string, words up to the ";" that ends it (spaces kept in); or else one word (libpq quotes a value with spaces).
+_VALUE = r"(?:'(?:[^'\\]|\\.)*'|\{(?:[^}]|\}\})*\}|[^;\s'=]+(?:\s+[^;\s'=]+)*(?=;)|[^;\s']+)"
 _PATTERNS = (
-    # libpq key=value: a value in single quotes (with \' and \\ escapes), or up to the next space
-    (re.compile(r"(?i)\b(password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s']+)"), rf"\g<1>{MASK}"),
-    # ODBC: PWD=value; or PWD={value with }} escapes}
-    (re.compile(r"(?i)\b((?:pwd|password)\s*=\s*)(?:\{(?:[^}]|\}\})*\}|[^;\s]*)"), rf"\g<1>{MASK}"),
-    # a URL's user information: scheme://user:password@
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@"), rf"\g<1>{MASK}@"),
-    # an Authorization header, whatever its scheme
-    (re.compile(r"(?i)\b(authorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer|apikey|api-key|token)?\s*)[^\s'\",}]+"),
-     rf"\g<1>{MASK}"),
+    # libpq key=value and ODBC connection strings
+    (re.compile(rf"(?i)\b((?:password|pwd)\s*=\s*){_VALUE}"), rf"\g<1>{MASK}"),
+    # a URL's user information: scheme://user:password@ (a password holds no "/" unencoded)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]*@"), rf"\g<1>{MASK}@"),
+    # an Authorization header: its scheme, then the credentials
+    (re.compile(r"(?i)\b(authorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer|apikey|api-key|token|negotiate)\s+)"
+                r"[^\s'\",}]+"), rf"\g<1>{MASK}"),
 )
 
 

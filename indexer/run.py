@@ -119,6 +119,10 @@ async def _record(store: StateStore | None, summary: Summary) -> None:
         await asyncio.wait_for(asyncio.shield(store.record_run(summary.alias, summary.record())), 10)
 
 
+# The summary of the run started last in this process (a watch loop runs one at a time).
+latest: list[Summary | None] = [None]
+
+
 def outcome_of(exc: BaseException) -> str:
     """The recorded outcome of a run that ended with ``exc``."""
     return "refused" if isinstance(exc, RefusedError) else "failed"
@@ -137,6 +141,7 @@ async def run(command: str, job: Job, engine: Engine | None, state_file: Path | 
     """
     started_clock, started = time.monotonic(), utc_now()
     summary = Summary(command=command, started=started.isoformat(), job=job.name, alias=job.job.alias)
+    latest[0] = summary  # what --json prints when the run is interrupted (the CLI sees no exception of ours)
     own = engine is None
     store: StateStore | None = None
     dead = dead_letters(job, dead_letter_file, include_doc, started)
@@ -152,7 +157,9 @@ async def run(command: str, job: Job, engine: Engine | None, state_file: Path | 
             try:
                 yield Run(summary, engine, store, dead, lease, started)
             except IndexerError as exc:
-                if lease.lost and not isinstance(exc, LeaseLostError):
+                # The lost lease is the cause of what failed next (another run deleted our index...):
+                # asked once more of the cluster, since the renewal may not have run since.
+                if not isinstance(exc, LeaseLostError) and await lease.confirm_lost():
                     raise LeaseLostError(f"{lease.describe_loss()} (the run then failed: {exc})") from exc
                 raise
     except IndexerError as exc:
@@ -165,7 +172,7 @@ async def run(command: str, job: Job, engine: Engine | None, state_file: Path | 
         await _record(store, summary)
         raise
     except Exception as exc:  # a defect of ours: recorded all the same, then the CLI reports it in one line
-        summary.error = f"unexpected {type(exc).__name__} (run with --debug for the traceback)"
+        summary.outcome, summary.error = "failed", f"unexpected {type(exc).__name__} (run with --debug for the traceback)"
         exc.summary = summary  # type: ignore[attr-defined]
         await _record(store, summary)
         raise

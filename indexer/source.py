@@ -35,14 +35,14 @@ from typing import Any, Callable, Iterator, Sequence
 import etlhelper
 from etlhelper.exceptions import ETLHelperError
 
-from indexer.config import SINCE, SourceConfig, bind_names, same_bind_name
+from indexer.config import RESERVED_BINDS, SINCE, SourceConfig, bind_names, same_bind_name
 from indexer.errors import ConfigError, SourceError
 from indexer.redact import first_line
 from indexer.values import DbText, Unconvertible
 
-SLICE_LO, SLICE_HI = "slice_lo", "slice_hi"  # a partitioned reindex's bounds (bind names Oracle accepts too)
-BEYOND = "beyond"  # the bound of an aggregate asked again past a value that is no usable extreme
-_MAX_UNUSABLE_EXTREMES = 4  # NaN, then +infinity, then a driver's stand-in...: each asked past once
+# The names indexer binds around the job's query (config.RESERVED_BINDS: refused as job parameters):
+BEYOND, SLICE_LO, SLICE_HI = RESERVED_BINDS  # an aggregate asked again past a value; a slice's bounds
+_MAX_UNUSABLE_EXTREMES = 8  # NaN, then +infinity, then a driver's stand-in...: each asked past once
 
 
 class Dialect:
@@ -98,9 +98,8 @@ class Dialect:
         return f"SELECT * FROM ({self.own(query, lower or upper)}) q WHERE {where}"  # nosec B608
 
     def with_param(self, params: Any, name: str, value: Any) -> Any:
-        """Driver-shaped ``params`` (``params()``'s answer) with one more parameter, bound last."""
-        if isinstance(params, tuple):
-            return (*params, value)
+        """Driver-shaped ``params`` (``params()``'s answer, None when nothing is bound) with one more
+        parameter, bound last."""
         return {**(params or {}), name: value}
 
     @property
@@ -316,6 +315,10 @@ class MSSQL(Dialect):
     def params(self, values: dict[str, Any], query: str | None = None) -> tuple | None:
         """Positional: ``[job.params]`` in file order, ``since`` last (it is added last)."""
         return tuple(values.values()) or None
+
+    def with_param(self, params: Any, name: str, value: Any) -> tuple:
+        """Positional: the bound value after the job's own."""
+        return (*(params or ()), value)
 
     def connect(self, source: SourceConfig, password: str | None, chunk_size: int) -> Any:
         params = etlhelper.DbParams(

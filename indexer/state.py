@@ -299,6 +299,10 @@ class ClusterState(_LockStore):
                     raise
         raise LockedError(f"another run of alias {alias!r} just took the lock")
 
+    async def _holder(self, alias: str) -> dict:
+        current = await self._lock_doc(alias, retry=False)
+        return (current or {}).get("_source", {}).get("lock", {})
+
     async def _renew(self, alias: str, expires: float) -> dict | None:
         # Not retried here: the lease retries on its own schedule, bounded by its expiry.
         current = await self._lock_doc(alias, retry=False)

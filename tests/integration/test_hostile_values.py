@@ -198,3 +198,34 @@ def test_preview_reports_a_watermark_that_is_no_point_in_time(tmp_path, target, 
     assert result.returncode == 1, result.stderr
     problems = json.loads(result.stdout)["problems"]
     assert any("no point in time" in p and "(key '2')" in p for p in problems), problems
+
+
+def test_ordinary_values_come_back_exactly_as_psycopg2s_own_casters_give_them():
+    """Our casters parse with datetime.fromisoformat (faster); for every ordinary value the result must be
+    psycopg2's own: offsets with minutes and seconds, fractions, zones on times, arrays."""
+    import psycopg2
+
+    from indexer.config import SourceConfig
+    from indexer.source import connect
+
+    values = ("'2024-01-02 03:04:05'::timestamp, '2024-01-02 03:04:05.123456'::timestamp, "
+              "'2024-01-02 03:04:05.5+05:30'::timestamptz, '1901-01-01 00:00:00+05:53:28'::timestamptz, "
+              "'2024-06-01 12:00-08'::timestamptz, '0001-01-01'::date, '9999-12-30'::date, '23:59:59.999999'::time, "
+              "'12:30:15.25-03:30'::timetz, '1 day 02:03:04.5'::interval, '-3 mons'::interval, "
+              "ARRAY['2024-01-01 10:00'::timestamp, NULL], NULL::timestamptz")
+    sql = f"SELECT {values}"
+    plain = pg_connect()
+    with plain.cursor() as cur:
+        cur.execute("SET TIME ZONE 'Asia/Kolkata'")  # a session zone with minutes: the offsets it prints
+        cur.execute(sql)
+        theirs = cur.fetchone()
+    plain.close()
+    with connect(SourceConfig(**pg_source()), 10) as conn:
+        cur = psycopg2.extensions.cursor(conn.raw)  # a plain cursor: SET cannot run in a named one
+        cur.execute("SET TIME ZONE 'Asia/Kolkata'")
+        cur.execute(sql)
+        ours = cur.fetchone()
+        cur.close()
+    assert [type(v) for v in ours] == [type(v) for v in theirs] and ours == theirs
+    assert [v.utcoffset() for v in (ours[2], ours[3], ours[4])] == [v.utcoffset() for v in (theirs[2], theirs[3], theirs[4])]
+    assert ours[8].utcoffset() == theirs[8].utcoffset()

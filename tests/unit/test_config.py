@@ -428,3 +428,15 @@ def test_a_cloud_id_names_the_deployment_in_messages_and_refuses_indexer_url_bes
     assert load_job(write(tmp_path, SQLITE_JOB), env={}).target.where == DEFAULT_URL
     with pytest.raises(ConfigError, match="^INDEXER_URL and target.cloud_id both name the cluster"):
         load_job(write(tmp_path, text), env={"INDEXER_URL": "http://other:9200"})
+
+
+@pytest.mark.parametrize("name", ["indexer_beyond", "slice_lo", "slice_hi"])
+def test_a_parameter_named_like_one_indexer_binds_is_refused_in_every_job(tmp_path, name):
+    """indexer binds these around the job's query (a MAX asked again past infinity, a slice's bounds):
+    a job parameter of that name was overwritten inside its own query and the MAX taken over other rows."""
+    query = f"SELECT id FROM readings WHERE id < :{name}"
+    job = SQLITE_JOB.replace('"SELECT id, reading FROM readings WHERE taken >= :since"', f'"{query}"')
+    job = job.replace("limit = 10", f"{name} = 3")
+    message = config_error(write(tmp_path, job), env={})
+    assert f"the parameter name {name} is one indexer binds itself" in message
+    assert "\n" not in message

@@ -32,3 +32,22 @@ def test_a_short_secret_leaves_the_rest_of_the_message_as_it_was(secret):
 def test_first_line_is_the_first_non_empty_line_redacted():
     assert first_line("\n  FATAL: password=abc refused\nDETAIL: more\n") == "FATAL: password=*** refused"
     assert first_line("") == ""
+
+
+@pytest.mark.parametrize("text, expected", [
+    # found in review: ODBC values run to ";" (spaces included), libpq ones to the next key
+    ("DRIVER=x;PWD=my pass;UID=sa", "DRIVER=x;PWD=***;UID=sa"),
+    ("Password=secret;User ID=sa", "Password=***;User ID=sa"),
+    ("host=db password=s3cret port=5 user=x", "host=db password=*** port=5 user=x"),
+])
+def test_a_value_ends_where_its_connection_string_ends_it(text, expected):
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "GET https://es.example:9200/users/_doc/john@example.com failed",   # a port, then an @ in the path
+    "authorization: action [indices:data/write/bulk] is unauthorized",  # no credentials after it
+    "the password was accepted",
+])
+def test_ordinary_text_is_left_as_it_is(text):
+    assert redact(text) == text

@@ -8,7 +8,8 @@ import pytest
 from indexer.config import SourceConfig
 from indexer.errors import SourceError
 from indexer.source import (
-    columns_of, connect, count_by, count_rows, dialect, iter_row_chunks, max_value, pg_time_caster,
+    columns_of, connect, count_by, count_rows, dialect, extreme, iter_row_chunks, max_value, pg_time_caster,
+    usable_extreme,
 )
 from indexer.values import DbText, Unconvertible
 
@@ -209,3 +210,40 @@ def test_a_value_the_driver_cannot_convert_ends_the_fetch_in_one_line(tmp_path):
     assert message == ("reading rows failed (job.query): the driver could not convert a value (OverflowError); "
                        "convert the column in the query")
     assert "x too big" not in message  # the value is not quoted
+
+
+# ---------------------------------------------------------------- an aggregate asked again past an unusable extreme
+
+
+@pytest.fixture
+def floats(tmp_path):
+    path = tmp_path / "f.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE f (id INTEGER, v REAL)")
+        conn.executemany("INSERT INTO f VALUES (?, ?)", [(1, float("-inf")), (2, 1.5), (3, 7.0), (4, float("inf")),
+                                                         (5, None)])
+    conn.close()
+    return SourceConfig(dbtype="SQLITE", filename=path)
+
+
+def test_usable_extreme_asks_again_past_each_value_that_is_not_usable(floats):
+    import math
+
+    with connect(floats) as conn:
+        assert extreme(conn, "SELECT id, v FROM f", None, "v", "MAX") == math.inf
+        assert usable_extreme(conn, "SELECT id, v FROM f", None, "v", "MAX", math.isfinite) == 7.0
+        assert usable_extreme(conn, "SELECT id, v FROM f", None, "v", "MIN", math.isfinite) == 1.5
+        # the job's own parameters are bound before the one indexer adds
+        query = "SELECT id, v FROM f WHERE id < :top"
+        assert usable_extreme(conn, query, {"top": 3}, "v", "MAX", math.isfinite) == 1.5
+        assert usable_extreme(conn, "SELECT id, v FROM f WHERE id = 1", None, "v", "MAX", math.isfinite) is None
+
+
+@pytest.mark.parametrize("dbtype, params, expected", [
+    ("SQLITE", None, {"indexer_beyond": 5}),
+    ("PG", {"site": "eu"}, {"site": "eu", "indexer_beyond": 5}),
+    ("MSSQL", None, (5,)),                 # positional: never a dict for a "?"
+    ("MSSQL", ("eu", 3), ("eu", 3, 5)),
+])
+def test_the_added_bound_is_in_each_drivers_shape(dbtype, params, expected):
+    assert dialect(dbtype).with_param(params, "indexer_beyond", 5) == expected
