@@ -305,7 +305,8 @@ def read_table(conn: Connection, table: TableName) -> Table:
                               'quote a part that is not a plain name, as in SQL: schema."Name"') from None
         if not found:
             raise ConfigError(f"table {table.given} not found (PostgreSQL looks in the search_path and reads "
-                              'unquoted names in lower case: give SCHEMA.NAME, quoting a mixed-case part: schema."Name")')
+                              'unquoted names in lower case: give SCHEMA.NAME, quoting a mixed-case part: '
+                              'schema."Name")')
         table = TableName(found[0][0], found[0][1], table.given)
     rows = _fetch(conn, *cat.columns_query(table))
     if not rows:

@@ -19,9 +19,10 @@ import logging
 import signal
 import sys
 import traceback
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Coroutine, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -39,12 +40,12 @@ app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_e
 JobArg = Annotated[Path, typer.Argument(help="The job file (TOML).", metavar="JOB.toml", show_default=False)]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (a failed run's too).")]
-ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", metavar="NAME=VALUE", help="Override a [job.params] value (repeatable).")]
-StateOpt = Annotated[Optional[Path], typer.Option("--state-file", metavar="PATH", help="Keep the job state in this local JSON file instead of the cluster's indexer-state index (the lock stays in the cluster).")]
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", metavar="NAME=VALUE", help="Override a [job.params] value (repeatable).")]
+StateOpt = Annotated[Path | None, typer.Option("--state-file", metavar="PATH", help="Keep the job state in this local JSON file instead of the cluster's indexer-state index (the lock stays in the cluster).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")]
-DeadFileOpt = Annotated[Optional[Path], typer.Option("--dead-letter-file", metavar="PATH", help="Where documents that fail for good are appended (NDJSON). Default: <job>.dead-letters.ndjson beside the job file.")]
+DeadFileOpt = Annotated[Path | None, typer.Option("--dead-letter-file", metavar="PATH", help="Where documents that fail for good are appended (NDJSON). Default: <job>.dead-letters.ndjson beside the job file.")]
 DeadDocOpt = Annotated[bool, typer.Option("--dead-letter-include-doc", help="Also write each failed document (row values) to the dead-letter file.")]
-UrlOpt = Annotated[Optional[str], typer.Option("--url", metavar="URL", envvar="INDEXER_URL", help="The cluster, http(s)://host:port.")]
+UrlOpt = Annotated[str | None, typer.Option("--url", metavar="URL", envvar="INDEXER_URL", help="The cluster, http(s)://host:port.")]
 EngineOpt = Annotated[str, typer.Option("--engine", metavar="auto|elasticsearch|opensearch", help="The client to use; auto asks GET /.")]
 EXIT_DEAD_LETTERS = 3  # finished, but some documents went to the dead-letter file
 EXIT_COULD_NOT_CHECK = 2  # bootstrap --check: the cluster or the files could not be compared
@@ -123,9 +124,9 @@ def _main(
 
 @app.command()
 def bootstrap(
-    mappings: Annotated[Optional[Path], typer.Option("--mappings", metavar="DIR", help="The templates folder (default: the --job file's job.mappings, else ./mappings).")] = None,
+    mappings: Annotated[Path | None, typer.Option("--mappings", metavar="DIR", help="The templates folder (default: the --job file's job.mappings, else ./mappings).")] = None,
     url: UrlOpt = None,
-    job: Annotated[Optional[Path], typer.Option("--job", metavar="JOB.toml", help="Take the cluster settings ([target]) and job.mappings from this job file.")] = None,
+    job: Annotated[Path | None, typer.Option("--job", metavar="JOB.toml", help="Take the cluster settings ([target]) and job.mappings from this job file.")] = None,
     engine: EngineOpt = "auto",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would change (a diff); write nothing.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 0 when the cluster matches the files, 1 when it differs, 2 when it could not be checked.")] = False,
@@ -213,9 +214,9 @@ def reindex(
     job_file: JobArg,
     allow_duplicates: Annotated[bool, typer.Option("--allow-duplicates", help="Keep the row latest in source order for a repeated key instead of failing.")] = False,
     force_swap: Annotated[bool, typer.Option("--force-swap", help="Move the alias even when the new index holds fewer than job.min_ratio of the documents the alias serves now (or none).")] = False,
-    partitions: Annotated[Optional[int], typer.Option("--partitions", metavar="N", min=1, help="Read the query as this many slices of job.partition_by, in parallel (overrides job.partitions).")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", metavar="N", min=1, help="Local worker processes for the slices (default: the number of partitions, at most the CPU count).")] = None,
-    cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="tcp://HOST:PORT", help="Run the slices on this Dask distributed scheduler (overrides job.cluster).")] = None,
+    partitions: Annotated[int | None, typer.Option("--partitions", metavar="N", min=1, help="Read the query as this many slices of job.partition_by, in parallel (overrides job.partitions).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", metavar="N", min=1, help="Local worker processes for the slices (default: the number of partitions, at most the CPU count).")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", metavar="tcp://HOST:PORT", help="Run the slices on this Dask distributed scheduler (overrides job.cluster).")] = None,
     *, options: RunOptions,
 ) -> None:
     """Rebuild the job's alias from scratch: fresh index, verify, then one atomic alias swap."""
@@ -228,7 +229,7 @@ def reindex(
 @run_options
 def sync(
     job_file: JobArg,
-    every: Annotated[Optional[str], typer.Option("--every", metavar="DURATION", help="Run again after this pause (30s, 5m, 1h; at least 1s) until SIGINT/SIGTERM; once a pass succeeded, a failed pass is reported and retried.")] = None,
+    every: Annotated[str | None, typer.Option("--every", metavar="DURATION", help="Run again after this pause (30s, 5m, 1h; at least 1s) until SIGINT/SIGTERM; once a pass succeeded, a failed pass is reported and retried.")] = None,
     *, options: RunOptions,
 ) -> None:
     """Index the rows changed since the last run (by the job's watermark column) into the alias."""
@@ -309,7 +310,7 @@ def reconcile(
     job_file: JobArg,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Compare, print the counts and sample ids, write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Write even when the index would keep fewer than job.min_ratio of its documents, or the source yields no ids.")] = False,
-    temp_dir: Annotated[Optional[Path], typer.Option("--temp-dir", metavar="DIR", help="Folder for the sorted id files (ids only, removed at the end). Default: the system's temporary folder.")] = None,
+    temp_dir: Annotated[Path | None, typer.Option("--temp-dir", metavar="DIR", help="Folder for the sorted id files (ids only, removed at the end). Default: the system's temporary folder.")] = None,
     *, options: RunOptions,
 ) -> None:
     """Make the alias hold exactly the query's ids: delete documents whose rows are gone, index missing rows."""
@@ -356,17 +357,17 @@ def status(
 def init(
     table: Annotated[str, typer.Option("--table", metavar="[SCHEMA.]NAME", help="The table or view to start from.", show_default=False)],
     dbtype: Annotated[str, typer.Option("--dbtype", metavar="ORACLE|PG|SQLITE|MSSQL", help="The database type.", show_default=False)],
-    filename: Annotated[Optional[Path], typer.Option("--filename", metavar="FILE", help="SQLite: the database file.")] = None,
-    host: Annotated[Optional[str], typer.Option("--host", metavar="HOST", help="Database host (ORACLE, PG, MSSQL).")] = None,
-    port: Annotated[Optional[int], typer.Option("--port", metavar="PORT", help="Database port.")] = None,
-    dbname: Annotated[Optional[str], typer.Option("--dbname", metavar="NAME", help="Database (PG, MSSQL) or service name (ORACLE).")] = None,
-    user: Annotated[Optional[str], typer.Option("--user", metavar="USER", help="Database user.")] = None,
-    password_env: Annotated[Optional[str], typer.Option("--password-env", metavar="VAR", help="The NAME of the environment variable holding the password (the job file keeps only the name).")] = None,
-    odbc_driver: Annotated[Optional[str], typer.Option("--odbc-driver", metavar="DRIVER", help="MSSQL: the ODBC driver name.")] = None,
-    alias: Annotated[Optional[str], typer.Option("--alias", metavar="ALIAS", help="The alias the job writes (default: the table name).")] = None,
+    filename: Annotated[Path | None, typer.Option("--filename", metavar="FILE", help="SQLite: the database file.")] = None,
+    host: Annotated[str | None, typer.Option("--host", metavar="HOST", help="Database host (ORACLE, PG, MSSQL).")] = None,
+    port: Annotated[int | None, typer.Option("--port", metavar="PORT", help="Database port.")] = None,
+    dbname: Annotated[str | None, typer.Option("--dbname", metavar="NAME", help="Database (PG, MSSQL) or service name (ORACLE).")] = None,
+    user: Annotated[str | None, typer.Option("--user", metavar="USER", help="Database user.")] = None,
+    password_env: Annotated[str | None, typer.Option("--password-env", metavar="VAR", help="The NAME of the environment variable holding the password (the job file keeps only the name).")] = None,
+    odbc_driver: Annotated[str | None, typer.Option("--odbc-driver", metavar="DRIVER", help="MSSQL: the ODBC driver name.")] = None,
+    alias: Annotated[str | None, typer.Option("--alias", metavar="ALIAS", help="The alias the job writes (default: the table name).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder for the job file and its mappings/.")] = Path("."),
-    key: Annotated[Optional[list[str]], typer.Option("--key", metavar="COLUMN", help="Key column (repeat for a composite key) when the table has no primary key.")] = None,
-    url: Annotated[Optional[str], typer.Option("--url", metavar="URL", help="The cluster URL written into the job's [target].")] = None,
+    key: Annotated[list[str] | None, typer.Option("--key", metavar="COLUMN", help="Key column (repeat for a composite key) when the table has no primary key.")] = None,
+    url: Annotated[str | None, typer.Option("--url", metavar="URL", help="The cluster URL written into the job's [target].")] = None,
     engine: EngineOpt = "auto",
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -396,7 +397,7 @@ def init(
 def preview(
     job_file: JobArg,
     limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, help="Rows to read and show.")] = 5,
-    mappings: Annotated[Optional[Path], typer.Option("--mappings", metavar="DIR", help="Build the next index from these template files (default: job.mappings), before any bootstrap.")] = None,
+    mappings: Annotated[Path | None, typer.Option("--mappings", metavar="DIR", help="Build the next index from these template files (default: job.mappings), before any bootstrap.")] = None,
     param: ParamOpt = None,
     state_file: StateOpt = None,
     as_json: JsonOpt = False,

@@ -151,7 +151,8 @@ def reason_of(exc: Exception) -> str:
     """A short cause for an unanswered request, without URLs or credentials."""
     text = f"{exc!r} {getattr(exc, 'message', '')} {getattr(exc, 'info', '')}"
     for pattern, reason in (
-        (r"(?i)certificate.verify|CERTIFICATE_VERIFY_FAILED|SSLCertVerification", "TLS certificate not trusted (see target.ca_certs)"),
+        (r"(?i)certificate.verify|CERTIFICATE_VERIFY_FAILED|SSLCertVerification",
+         "TLS certificate not trusted (see target.ca_certs)"),
         (r"(?i)refused|Connect call failed", "connection refused"),
         (r"(?i)timed? ?out", "timed out"),
         (r"(?i)SSLError|wrong version number", "TLS handshake failed"),

@@ -126,8 +126,10 @@ class SourceConfig(_Model):
     port: int | None = Field(default=None, ge=1, le=65535, description="Required for PG, ORACLE, MSSQL: the port.")
     dbname: str | None = Field(None, description="Required for PG, MSSQL (the database), ORACLE (the service name).")
     user: str | None = Field(None, description="Required for PG, ORACLE, MSSQL: the user to connect as.")
-    odbc_driver: str | None = Field(None, description='Required for MSSQL: the ODBC driver ("ODBC Driver 18 for SQL Server").')
-    password_env: str | None = Field(None, description="Required for PG, ORACLE, MSSQL: the NAME of the password's variable.")
+    odbc_driver: str | None = Field(None, description="Required for MSSQL: the ODBC driver "
+                                    '("ODBC Driver 18 for SQL Server").')
+    password_env: str | None = Field(None, description="Required for PG, ORACLE, MSSQL: the NAME of the "
+                                     "password's variable.")
 
     @field_validator("dbtype", mode="before")
     @classmethod
@@ -153,14 +155,17 @@ class TargetConfig(_Model):
                      f"or a query; the environment variable {URL_ENV} overrides it.")
     engine: Literal["auto", "elasticsearch", "opensearch"] = Field("auto", description="The client; auto asks GET /.")
     username: str | None = Field(None, description="Basic auth user; needs password_env.")
-    password_env: str | None = Field(None, description="Basic auth: the NAME of the password's variable; needs username.")
-    api_key_env: str | None = Field(None, description="The NAME of the variable holding an API key (encoded, as issued).")
+    password_env: str | None = Field(None, description="Basic auth: the NAME of the password's variable; "
+                                     "needs username.")
+    api_key_env: str | None = Field(None, description="The NAME of the variable holding an API key "
+                                    "(encoded, as issued).")
     bearer_env: str | None = Field(None, description="The NAME of the variable holding a bearer token.")
     cloud_id: str | None = Field(None, description="Elastic Cloud: the deployment's Cloud ID, used instead of url.")
     ca_certs: Path | None = Field(None, description="A PEM file of CA certificates to trust, relative to the job file.")
     verify_certs: bool = Field(True, description="Verify the TLS certificate; false works but warns on every run.")
     request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0, description="Seconds to wait for one answer.")
-    max_retry_time: float = Field(default=DEFAULT_MAX_RETRY_TIME, gt=0, description="Seconds of retrying 429/502/503/504 "
+    max_retry_time: float = Field(default=DEFAULT_MAX_RETRY_TIME, gt=0,
+                                  description="Seconds of retrying 429/502/503/504 "
                                   "and unanswered requests.")
 
     _env = field_validator("password_env", "api_key_env", "bearer_env")(
@@ -200,11 +205,14 @@ class JobSettings(_Model):
     """What to copy and how: the ``[job]`` table (and ``[job.params]``)."""
 
     alias: str = Field(description="The alias the job writes; each reindex builds <alias>-<UTC yyyymmddhhmmss>.")
-    key: list[str] = Field(min_length=1, description="The id: one or more columns of the document (after any transform).")
+    key: list[str] = Field(min_length=1, description="The id: one or more columns of the document "
+                                                     "(after any transform).")
     query: str = Field(min_length=1, description="The SELECT whose rows become documents; a trailing ; is fine.")
     transform: str | None = Field(None, description="package.module:function; the job file's folder is importable.")
-    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=100_000, description="Rows per fetch and per bulk request.")
-    chunk_bytes: int = Field(default=DEFAULT_CHUNK_BYTES, ge=1024, description="A bulk request is cut at this many bytes.")
+    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=100_000,
+                            description="Rows per fetch and per bulk request.")
+    chunk_bytes: int = Field(default=DEFAULT_CHUNK_BYTES, ge=1024,
+                             description="A bulk request is cut at this many bytes.")
     concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64, description="Bulk requests in flight.")
     keep: int = Field(default=DEFAULT_KEEP, ge=0, description="Previous indices kept after a swap, for rollback.")
     params: dict[str, Any] = Field(default_factory=dict, description="Bind parameters (name = TOML value; dates stay "
@@ -214,7 +222,8 @@ class JobSettings(_Model):
                                    "and must ORDER BY the watermark. Needs watermark.")
     lookback: str | int | float = Field(DEFAULT_LOOKBACK, description="Sync re-reads from the stored watermark "
                                         "minus this: a duration (30s, 5m, 1h), or a number for numeric watermarks.")
-    deleted: str | None = Field(None, description="Soft-delete flag column: reindex leaves them out, sync deletes them.")
+    deleted: str | None = Field(None, description="Soft-delete flag column: reindex leaves them out, "
+                                "sync deletes them.")
     reconcile_every: str | int | float | None = Field(None, description="sync --every also runs reconcile when "
                                                       "the last one started at least this long ago (e.g. 24h).")
     max_errors: int = Field(default=DEFAULT_MAX_ERRORS, ge=0, description="Dead letters allowed before the run stops.")
@@ -292,7 +301,8 @@ class JobSettings(_Model):
     def _alias(cls, value: str) -> str:
         check_index_name(value, "alias")
         if len(value.encode()) > 255 - INDEX_SUFFIX_LEN:
-            raise ValueError(f"alias is too long to add the -yyyymmddhhmmss suffix (max {255 - INDEX_SUFFIX_LEN} bytes)")
+            raise ValueError("alias is too long to add the -yyyymmddhhmmss suffix "
+                             f"(max {255 - INDEX_SUFFIX_LEN} bytes)")
         return value
 
     @field_validator("key")

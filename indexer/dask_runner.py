@@ -24,7 +24,8 @@ import importlib.metadata
 import logging
 import threading
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from indexer.errors import ConfigError, IndexerError
 from indexer.slices import NOT_RETRIED, SLICE_ATTEMPTS, SliceFailed, SliceResult, SliceTask, failed, run_slice
@@ -186,7 +187,7 @@ def _results(distributed: Any, client: Any, futures: list, tasks: list[SliceTask
              stop: threading.Event) -> list[SliceResult]:
     """Every slice's result once all have finished, in slice order; SliceFailed for the first that
     failed for good, or when ``stop`` is set."""
-    by_key = {future.key: (position, task) for position, (future, task) in enumerate(zip(futures, tasks))}
+    by_key = {future.key: (position, task) for position, (future, task) in enumerate(zip(futures, tasks, strict=True))}
     results: list[Any] = [None] * len(futures)
     pending = distributed.as_completed(futures, loop=client.loop)
     while True:
@@ -201,7 +202,7 @@ def _results(distributed: Any, client: Any, futures: list, tasks: list[SliceTask
         if stop.wait(POLL_SECONDS):
             raise SliceFailed("the run was stopped")
     attempts = client.run_on_scheduler(_attempts, [future.key for future in futures])
-    for future, result in zip(futures, results):
+    for future, result in zip(futures, results, strict=True):
         result.attempts = attempts.get(future.key, 1)
     return results
 

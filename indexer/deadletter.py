@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any
 
 import orjson
 
@@ -21,7 +22,8 @@ from indexer.errors import ConfigError
 
 
 class DeadLetters:
-    def __init__(self, path: Path, job: str, alias: str, key: Sequence[str], run: str, include_doc: bool = False) -> None:
+    def __init__(self, path: Path, job: str, alias: str, key: Sequence[str], run: str,
+                 include_doc: bool = False) -> None:
         self.path = path
         self.base = {"job": job, "alias": alias, "run": run}
         self.key = tuple(key)

@@ -28,8 +28,9 @@ import base64
 import datetime as dt
 import hashlib
 import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -82,7 +83,7 @@ def make_row_mapper(columns: Sequence[str]) -> Callable[[Sequence[Any]], dict]:
         raise ConfigError(f"query returns column {dupes[0]!r} more than once (alias the columns)")
     paths = [tuple(c.split(".")) for c in columns]
     if all(len(p) == 1 for p in paths):
-        return lambda row: dict(zip(columns, row))
+        return lambda row: dict(zip(columns, row, strict=True))
 
     leaves = set(paths)
     for path in paths:
@@ -94,7 +95,7 @@ def make_row_mapper(columns: Sequence[str]) -> Callable[[Sequence[Any]], dict]:
 
     def nested(row: Sequence[Any]) -> dict:
         doc: dict = {}
-        for path, value in zip(paths, row):
+        for path, value in zip(paths, row, strict=True):
             node = doc
             for part in path[:-1]:
                 node = node.setdefault(part, {})

@@ -38,8 +38,9 @@ import logging
 import random
 import re
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 from indexer.clients import client_options, make_client, reason_of, status_of

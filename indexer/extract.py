@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from indexer import documents, source, transform
 from indexer import watermark as wm
@@ -149,7 +150,8 @@ class Reader:
         what = "job.sync_query" if plan.mode == "sync" and settings.sync_query else "job.query"
         row_number = 0
         with source.connect(self.job.source, settings.chunk_size) as conn, \
-                contextlib.closing(source.iter_row_chunks(conn, plan.query, plan.params, settings.chunk_size, what)) as rows_of:
+                contextlib.closing(source.iter_row_chunks(conn, plan.query, plan.params, settings.chunk_size,
+                                                          what)) as rows_of:
             # closing(): the cursor is closed before its connection, also when the run stops early
             for seq, (description, rows) in enumerate(rows_of):
                 if self.mapper is None:
@@ -251,7 +253,7 @@ class Reader:
                         keys.append(None)
                         chunk.odd_watermark = chunk.odd_watermark or f"{where(i)}: {one.reason}"
         if sync:
-            if any(k is None and v is None for k, v in zip(keys, values)):
+            if any(k is None and v is None for k, v in zip(keys, values, strict=True)):
                 i = next(i for i, v in enumerate(values) if v is None)
                 raise refuse(i, "NULL (job.sync_query must leave out rows whose watermark is NULL)")
         elif chunk.odd_watermark is None and self.kind is None:
@@ -281,7 +283,8 @@ class Reader:
         if self.plan.mode == "sync":  # in order, leaving out the values that are no point in time
             ordered = [keys[i] for i in present]
             last = self.last_key
-            if (last is not None and ordered[0] < last) or any(b < a for a, b in zip(ordered, ordered[1:])):
+            backwards = any(b < a for a, b in zip(ordered, ordered[1:], strict=False))
+            if (last is not None and ordered[0] < last) or backwards:
                 raise ConfigError("the sync query must return rows ORDER BY the watermark column (job.sync_query)")
             self.last_key = ordered[-1]
         chunk.watermark = values[max(present, key=keys.__getitem__)]

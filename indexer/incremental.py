@@ -15,7 +15,8 @@ order (``sink.Acks`` releases them that way).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from indexer import watermark as wm
 from indexer.extract import Chunk

@@ -27,7 +27,7 @@ LOAD_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
 
 def index_name(alias: str, now: dt.datetime, existing: list[str]) -> str:
     """``<alias>-<UTC yyyymmddhhmmss>``, one second past the newest existing one if needed."""
-    stamp = now.astimezone(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    stamp = now.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
     stamps = [dt.datetime.strptime(i[len(alias) + 1:], "%Y%m%d%H%M%S") for i in existing]
     if stamps and max(stamps) >= stamp:
         stamp = max(stamps) + dt.timedelta(seconds=1)
@@ -44,7 +44,8 @@ async def live_indices(engine: Engine, alias: str) -> list[str]:
     """The indices the alias serves; refuses an index that has the alias's name."""
     live = await engine.alias_targets(alias)
     if not live and await engine.exists(alias):
-        raise EngineError(f"{alias!r} is an index, not an alias: rename or delete that index first (indexer never deletes it)")
+        raise EngineError(f"{alias!r} is an index, not an alias: rename or delete that index first "
+                          "(indexer never deletes it)")
     return live
 
 

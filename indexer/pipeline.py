@@ -213,7 +213,8 @@ def _verify(summary: Summary, counts: Counts, allow_duplicates: bool) -> None:
         )
     if summary.documents_in_index != counts.indexed:
         raise VerificationError(
-            f"the new index holds {summary.documents_in_index} documents but {counts.indexed} distinct keys were read; alias not changed"
+            f"the new index holds {summary.documents_in_index} documents but {counts.indexed} distinct keys "
+            "were read; alias not changed"
         )
 
 

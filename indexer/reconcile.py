@@ -52,9 +52,9 @@ import dataclasses
 import datetime as dt
 import itertools
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from indexer import documents, extract, source, spill
 from indexer.config import SQL_IDENTIFIER, Job, JobSettings

@@ -18,22 +18,23 @@ import contextlib
 import dataclasses
 import datetime as dt
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from indexer.config import Job
 from indexer.deadletter import DeadLetters
 from indexer.engine import Engine, open_engine
 from indexer.errors import IndexerError, RefusedError
-from indexer.sink import Counts
 from indexer.lease import Lease, LeaseLostError
+from indexer.sink import Counts
 from indexer.state import ClusterState, FileState, RunRecord, StateStore
 
 
 def utc_now() -> dt.datetime:
     """The only clock a run reads (index names, run times); never used inside documents."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(kw_only=True)
@@ -172,7 +173,8 @@ async def run(command: str, job: Job, engine: Engine | None, state_file: Path | 
         await _record(store, summary)
         raise
     except Exception as exc:  # a defect of ours: recorded all the same, then the CLI reports it in one line
-        summary.outcome, summary.error = "failed", f"unexpected {type(exc).__name__} (run with --debug for the traceback)"
+        summary.outcome = "failed"
+        summary.error = f"unexpected {type(exc).__name__} (run with --debug for the traceback)"
         exc.summary = summary  # type: ignore[attr-defined]
         await _record(store, summary)
         raise

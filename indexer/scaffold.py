@@ -21,8 +21,9 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -70,7 +71,8 @@ def init_job(source: dict, table: str, *, out: Path, alias: str | None = None,
     paths = output_paths(Path(out), alias)
     for path in paths:
         if path.exists():
-            raise ConfigError(f"{path} already exists: indexer init never overwrites a file (choose another --out or --alias)")
+            raise ConfigError(f"{path} already exists: indexer init never overwrites a file "
+                              "(choose another --out or --alias)")
     with connect(src) as conn:
         found = catalogue.read_table(conn, name)
         if src.dbtype == "SQLITE":
@@ -122,7 +124,7 @@ def plan(dbtype: str, table: Table, alias: str, key: list[str] | None = None) ->
     fields = list(names.values())
     make_row_mapper(fields)  # the checks a reindex makes: a field twice ("Code" and "code"), "a" and "a.b"
     keys = _key_fields(table, names, key)
-    by_field = dict(zip(fields, table.columns))
+    by_field = dict(zip(fields, table.columns, strict=True))
 
     def guess(pattern: re.Pattern, fits: Callable[[str, Column], bool]) -> str | None:
         return next((f for f, c in by_field.items() if pattern.search(f) and fits(dbtype, c) and catalogue.plain(f)
@@ -247,7 +249,8 @@ def render_job(src: SourceConfig, tgt: TargetConfig, job: Plan, table: str, out:
         source_fields["filename"] = _relative(src.filename, out)
     target_fields = {"url": tgt.url, "engine": tgt.engine, **tgt.model_dump(exclude_unset=True)}
     name = f"{job.alias}.toml"
-    lines = [f"# Written by `indexer init` from {src.dbtype} table {toml_string(table)}: a starting point, read it first.",
+    lines = [f"# Written by `indexer init` from {src.dbtype} table {toml_string(table)}: a starting point, "
+             "read it first.",
              f"# From this folder: indexer preview {name}; indexer bootstrap --job {name}; indexer reindex {name}",
              "", "[source]"]
     for field, value in source_fields.items():
@@ -312,7 +315,7 @@ def _write_all(paths: list[Path], texts: list[str]) -> None:
     """Create each file (never replacing one); on any failure this call's files are removed again."""
     written: list[Path] = []
     try:
-        for path, text in zip(paths, texts):
+        for path, text in zip(paths, texts, strict=True):
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "x", encoding="utf-8") as f:
                 written.append(path)

@@ -19,8 +19,8 @@ import contextlib
 import datetime as dt
 import re
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 from indexer.engine import ApiStatusError, Engine
 
@@ -46,7 +46,7 @@ class Scratch:
 
 def scratch_name(now: dt.datetime) -> str:
     """``indexer_preview_<UTC yyyymmddhhmmss>_<8 hex>``: no ``-``, so never ``<alias>-*``."""
-    return f"{SCRATCH_PREFIX}{now.astimezone(dt.timezone.utc):%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
+    return f"{SCRATCH_PREFIX}{now.astimezone(dt.UTC):%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
 
 
 def is_leftover(name: str, now: dt.datetime) -> bool:
@@ -54,7 +54,7 @@ def is_leftover(name: str, now: dt.datetime) -> bool:
     match = _SCRATCH_NAME.fullmatch(name)
     if not match:
         return False
-    made = dt.datetime.strptime(match.group(1), "%Y%m%d%H%M%S").replace(tzinfo=dt.timezone.utc)
+    made = dt.datetime.strptime(match.group(1), "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
     return now - made > LEFTOVER_AGE
 
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
 from indexer.bridge import ThreadFeed
 from indexer.config import DEFAULT_QUEUE_CHUNKS, ERROR_RATE_MIN_ROWS, JobSettings
@@ -144,7 +145,7 @@ class Sender:
         # A body sent again after an unanswered attempt may have been applied twice:
         # its "updated" results are then its own echo, not a second row with the same key.
         updated_is_duplicate = self.fresh_index and not answer.resent
-        for action, item in zip(batch, items):
+        for action, item in zip(batch, items, strict=True):
             (op, result), = item.items()
             status = result.get("status", 0)
             if status < 300:
@@ -282,7 +283,8 @@ class Acks:
 
 async def load(
     chunks: Callable[[], Iterator[Chunk]], sender: Sender, settings: JobSettings, counts: Counts, *,
-    dead: DeadLetters | None, progress: Progress = Progress(), on_acked: Callable[[list[Chunk]], Awaitable[Any]] | None = None,
+    dead: DeadLetters | None, progress: Progress = Progress(),
+    on_acked: Callable[[list[Chunk]], Awaitable[Any]] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Stream ``chunks()`` (run in a worker thread) through ``sender`` with ``concurrency`` requests in flight.

@@ -35,9 +35,10 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from indexer import extract, tune_gc
 from indexer.config import Job

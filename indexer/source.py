@@ -30,7 +30,8 @@ import itertools
 import os
 import re
 import sqlite3
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import etlhelper
 from etlhelper.exceptions import ETLHelperError
@@ -520,7 +521,8 @@ def max_value(conn: Connection, query: str, params: Any, column: str, what: str 
     return extreme(conn, query, params, column, "MAX", what=what)
 
 
-def bounds(conn: Connection, query: str, params: Any, column: str, what: str = "job.query") -> tuple[Any, Any, int, int]:
+def bounds(conn: Connection, query: str, params: Any, column: str,
+           what: str = "job.query") -> tuple[Any, Any, int, int]:
     """MIN and MAX of ``column`` among the query's rows, how many of them have it NULL, and how many rows
     there are: one aggregate."""
     # bandit B608 accepted: column passed config.SQL_IDENTIFIER

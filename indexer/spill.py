@@ -25,8 +25,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from indexer.errors import ConfigError
 
@@ -155,7 +155,8 @@ def workspace(alias: str, temp_dir: Path | None = None) -> Iterator[Path]:
     try:
         path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{alias}-{os.getpid()}-", dir=base))
     except OSError as exc:
-        raise ConfigError(f"--temp-dir {base}: cannot create a folder there: {exc.strerror or type(exc).__name__}") from exc
+        why = exc.strerror or type(exc).__name__
+        raise ConfigError(f"--temp-dir {base}: cannot create a folder there: {why}") from exc
     try:
         yield path
     finally:

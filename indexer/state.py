@@ -176,7 +176,8 @@ class FileState:
         try:
             fd = os.open(self.path.parent, os.O_RDONLY)
         except OSError as exc:
-            raise ConfigError(f"state file {self.path}: cannot use its folder: {exc.strerror or type(exc).__name__}") from exc
+            why = exc.strerror or type(exc).__name__
+            raise ConfigError(f"state file {self.path}: cannot use its folder: {why}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

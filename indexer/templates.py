@@ -27,9 +27,10 @@ import difflib
 import functools
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from indexer.config import check_index_name
 from indexer.documents import METADATA_FIELDS, renamed

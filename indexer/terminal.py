@@ -127,7 +127,8 @@ def print_status(info: Any, as_json: bool) -> None:
     for label, value in (
         ("alias", f"{info.alias} -> {', '.join(info.alias_indices) or '(missing)'}"),
         ("watermark", info.watermark),
-        ("last run", f"{last.get('command', '-')} {last.get('outcome', '-')} at {last.get('ended') or last.get('started') or '-'}"),
+        ("last run", f"{last.get('command', '-')} {last.get('outcome', '-')} "
+                     f"at {last.get('ended') or last.get('started') or '-'}"),
         ("last reconcile", f"{reconciled['outcome']} at {reconciled.get('ended') or reconciled.get('started')}: "
                            f"{reconciled.get('deleted', 0)} deleted, {reconciled.get('indexed', 0)} indexed"
                            + (f" ({reconciled['error']})" if reconciled.get("error") else "") if reconciled else "-"),

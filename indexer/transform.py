@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from indexer.errors import ConfigError, IndexerError
 

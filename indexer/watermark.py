@@ -230,7 +230,8 @@ def kind_of(value: Any) -> str:
         return "float"
     if isinstance(value, str):
         return "text" if _ISO_TEXT.match(value) else "string"
-    raise SourceError(f"watermark values must be timestamps, dates, ISO-8601 text or numbers, not {type(value).__name__}")
+    raise SourceError("watermark values must be timestamps, dates, ISO-8601 text or numbers, "
+                      f"not {type(value).__name__}")
 
 
 def to_state(value: Any) -> dict:
