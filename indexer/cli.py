@@ -30,7 +30,7 @@ from indexer import __version__, pipeline, tune_gc
 from indexer import bootstrap as bootstrapping
 from indexer import reconcile as reconciling
 from indexer import run as running
-from indexer.config import TargetConfig, load_job, parse_param, with_partitions
+from indexer.config import TargetConfig, invalid, load_job, parse_param, with_partitions
 from indexer.errors import ConfigError, IndexerError
 from indexer.terminal import err, out, print_failure, print_status, print_summary, progress_bar
 
@@ -164,11 +164,9 @@ def _target(url: str | None, engine: str) -> TargetConfig:
     from pydantic import ValidationError
 
     try:
-        return TargetConfig(**({"url": url} if url else {}), engine=engine)
+        return TargetConfig.model_validate({**({"url": url} if url else {}), "engine": engine})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        # from None: pydantic's text quotes the input, and a --url may carry credentials
-        raise ConfigError(f"--{first['loc'][0]}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise invalid(exc, option=True) from None
 
 
 @dataclass(frozen=True)

@@ -367,18 +367,25 @@ def _check_params(job: Job, file_params: dict[str, Any], cli_params: dict[str, A
                                   f"(add it to [job.params] or pass --param {name}=...)")
 
 
-def _format_validation_error(path: Path, exc: ValidationError) -> str:
-    first = exc.errors()[0]
+def invalid(exc: ValidationError, *, file: str | None = None, option: bool = False) -> ConfigError:
+    """One line for a pydantic error, the only place they are put into words: where (``file: a.b.c``, or
+    ``--a-b`` for an option), the first error's message, and how many more. Never the input: pydantic's
+    text quotes it, and a --url may carry credentials (raise it ``from None``)."""
+    errors = exc.errors()
+    first = errors[0]
     loc = [*first["loc"], *([first["ctx"]["field"]] if first["type"] == "field" else [])]
-    where = ".".join(str(p) for p in loc) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
     elif first["type"] == "missing":
         msg = "required field is missing"
     msg = msg.removeprefix("Value error, ")
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{path.name}: {where}: {msg}{more}"
+    if option:
+        where = f"--{str(loc[0]).replace('_', '-')}: " if loc else ""
+        return ConfigError(where + msg)
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ConfigError(f"{file + ': ' if file else ''}{dotted}: {msg}{more}")
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -433,8 +440,7 @@ def load_job(path: str | Path, params: dict[str, Any] | None = None, env: dict[s
     try:
         loaded = Job(**raw, base_dir=base_dir, name=path.stem)
     except ValidationError as exc:
-        # from None: pydantic's text quotes each input_value, e.g. a target.url with credentials
-        raise ConfigError(_format_validation_error(path, exc)) from None
+        raise invalid(exc, file=path.name) from None
     except TypeError as exc:  # e.g. a top-level key given twice
         raise ConfigError(f"{path.name}: {exc}") from exc
     _check_params(loaded, file_params, params, path.name)
@@ -449,7 +455,5 @@ def with_partitions(job: Job, partitions: int | None, cluster: str | None) -> Jo
     try:
         settings = JobSettings.model_validate({**job.job.model_dump(), **update})
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(p) for p in error["loc"]) or "partitions"
-        raise ConfigError(f"--{field}: {error['msg']}".replace("Value error, ", "")) from None
+        raise invalid(exc, option=True) from None
     return job.model_copy(update={"job": settings})

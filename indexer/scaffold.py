@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from indexer import catalogue
 from indexer.catalogue import Column, Table
-from indexer.config import INDEX_SUFFIX_LEN, Job, SourceConfig, TargetConfig, check_index_name
+from indexer.config import INDEX_SUFFIX_LEN, Job, SourceConfig, TargetConfig, check_index_name, invalid
 from indexer.documents import METADATA_FIELDS, make_row_mapper
 from indexer.documents import renamed as renamed_field
 from indexer.errors import ConfigError
@@ -94,10 +94,7 @@ def _validated(model: type[BaseModel], values: dict) -> Any:
     try:
         return model(**values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = f"--{str(first['loc'][0]).replace('_', '-')}: " if first["loc"] else ""
-        # from None: pydantic's text quotes the input, and a --url may carry credentials
-        raise ConfigError(where + first["msg"].removeprefix("Value error, ")) from None
+        raise invalid(exc, option=True) from None
 
 
 def _alias(given: str | None, table_name: str) -> str:
@@ -270,9 +267,7 @@ def render_job(src: SourceConfig, tgt: TargetConfig, job: Plan, table: str, out:
     try:
         Job(**tomllib.loads(text))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise invalid(exc) from None
     return text
 
 
