@@ -103,7 +103,7 @@ def check_bench_name(index: str) -> None:
 
 
 def load(job_file: str):
-    from indexer.config import load_job
+    from indexer.jobfile import load_job
 
     return load_job(job_file)
 

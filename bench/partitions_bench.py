@@ -56,8 +56,25 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from baselines import Cluster, check_bench_name, process_cpu  # noqa: E402  (bench/ is this script's folder)
-from run import (DATA, SOURCE_NAMES, Failed, check_indexer, engine_pid, ensure_data, environment, fmt,  # noqa: E402
-                 last_json, log, pg_connect, pg_settings, pg_table, run_child, size_label, sqlite_file, verdict)
+from run import (  # noqa: E402
+    DATA,
+    SOURCE_NAMES,
+    Failed,
+    check_indexer,
+    engine_pid,
+    ensure_data,
+    environment,
+    fmt,
+    last_json,
+    log,
+    pg_connect,
+    pg_settings,
+    pg_table,
+    run_child,
+    size_label,
+    sqlite_file,
+    verdict,
+)
 
 ALIASES = {"sqlite": "bench-part-sqlite", "pg": "bench-part-pg"}
 SINK_INDEX = "bench-part-sink"
@@ -85,9 +102,10 @@ def slices_child(argv: list[str]) -> None:
     p.add_argument("--index", help="send into this index (the free sink); without it: extraction only")
     args = p.parse_args(argv)
     from indexer import tune_gc
-    from indexer.config import load_job
+    from indexer.jobfile import load_job
+    from indexer.local_runner import run_local
     from indexer.partitions import plan_slices
-    from indexer.slices import SliceTask, run_local
+    from indexer.slices import SliceTask
 
     def cpu() -> float:  # this process and its reaped children (the pool's workers, once it has shut down)
         return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
@@ -99,8 +117,8 @@ def slices_child(argv: list[str]) -> None:
     results = run_local([SliceTask(job, s, args.index) for s in plan.slices], workers=args.workers,
                         on_rows=lambda n: None)
     seconds, client_cpu = time.perf_counter() - started, cpu() - cpu0
-    totals = {f: sum(getattr(r.counts, f) for r in results) for f in ("rows_read", "sent", "indexed")}
-    totals |= {"dead": sum(r.counts.dead for r in results), "slices": len(results),
+    totals = {f: sum(r.counts.numbers()[f] for r in results) for f in ("rows_read", "sent", "indexed")}
+    totals |= {"dead": sum(r.counts.dead_lettered for r in results), "slices": len(results),
                "retried": sum(r.attempts > 1 for r in results)}  # a rerun slice's timings would not be one run's
     expected = {"rows_read": args.rows, "sent": args.rows, "indexed": args.rows if args.index else 0, "dead": 0,
                 "slices": args.workers, "retried": 0}
@@ -651,7 +669,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started_at, started = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+    started_at, started = dt.datetime.now(dt.UTC), time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k not in ("INDEXER_URL", "INDEXER_PROGRESS")}  # job files name the url
     cluster = Cluster(args.url)
     try:

@@ -36,8 +36,8 @@ TARGET_RSS_MIB = 200
 TARGET_RSS_GROWTH = 1.2
 QUERY = "SELECT code, description, site, value, date_updated FROM sensors WHERE rowid % 200 != {left_out}"
 # The in-process call, until `indexer reconcile` is wired into the CLI (--cli then times the command).
-IN_PROCESS = ("import asyncio, dataclasses, json, sys; from pathlib import Path; from indexer.config import load_job; "
-              "from indexer.reconcile import reconcile; "
+IN_PROCESS = ("import asyncio, dataclasses, json, sys; from pathlib import Path; from indexer.jobfile import load_job; "
+              "from indexer.commands.reconcile import reconcile; "
               "s = asyncio.run(reconcile(load_job(sys.argv[1]), state_file=Path(sys.argv[2]))); "
               "print(json.dumps(s.as_dict(), default=str))")
 
@@ -126,7 +126,7 @@ def main() -> None:
         import datetime as dt
         import platform
 
-        when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         with args.append.open("a", encoding="utf-8") as fh:
             fh.write(f"\n## Reconcile (issue 11)\n\n{when}; {platform.machine()}, {os.cpu_count()} cores, "
                      f"Python {platform.python_version()}; SQLite, the OpenSearch node of this run, "

@@ -43,8 +43,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -927,7 +928,7 @@ def run_sweep(args, env: dict[str, str], cluster: Cluster, record: Record) -> li
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
-    started_at = dt.datetime.now(dt.timezone.utc)
+    started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
     env = {**os.environ, "INDEXER_URL": args.url}
     env.pop("INDEXER_PROGRESS", None)

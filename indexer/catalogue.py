@@ -1,18 +1,21 @@
-"""A table as its database's catalogue describes it, for ``indexer init``: columns, types, primary key.
+"""A table as its database's catalogue describes it, for ``indexer init``: columns, types, primary key,
+and the mapping each column's field gets.
 
 ::
 
-    "SCHEMA.NAME" --parse_table--> TableName --Catalogue(dbtype).queries--> (sql, binds) ...
-        --read_table(conn)--> Table (columns in order, primary key in key order)
+    "SCHEMA.NAME" --catalogue(dbtype).parse_table--> TableName (quotes removed, case folded as the database does)
+        --read_table(conn)--> [the database's resolve_query: the name as it reads it]
+                              --its columns_query, key_query (names bound)--> Table (columns, primary key)
+    Column --field_mapping(dbtype)--> its kind (the database's type facts) --> the mapping (rules here)
 
-One ``Catalogue`` per database holds its catalogue SQL (schema and table names are always bound,
-never pasted), how its rows read, and how it quotes a name in the generated query. An unquoted part
-of ``--table`` must be a plain name (letters, digits, ``_``, ``$``, ``#``), and a name PostgreSQL
-cannot read is an option error too (ConfigError, exit 2). The SQL type -> mapping table is the last
-part of this module (``field_mapping``; docs/init.md); every keyword it gives has ``ignore_above``.
-Oracle and MSSQL are exercised by unit tests on literal catalogue rows (no server runs here); SQLite
-and PostgreSQL end to end. (About 470 lines: a fifth of it is data, the reserved words and the four
-type tables, kept beside the rules that read them.)
+What is the same for every database lives here: names (parsing ``--table``, quoting, the reserved
+words), the flow of ``read_table``, and the kind -> mapping rules (docs/init.md; every keyword has
+``ignore_above``). What differs comes from the database's module in ``indexer.sources``: its catalogue
+SQL (schema and table names always bound, never pasted), how it folds and quotes names, how its rows
+read, where its primary key is, and its SQL type -> kind table. An unquoted part of ``--table`` must be
+a plain name (letters, digits, ``_``, ``$``, ``#``), and a name the database cannot read is an option
+error too (ConfigError, exit 2). Oracle and MSSQL are exercised by unit tests on literal catalogue rows
+(no server runs here); SQLite and PostgreSQL end to end.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from indexer.errors import ConfigError, SourceError
-from indexer.source import Connection
+from indexer.sources import Connection, Dialect, dialect
 
 # Names that are safe unquoted in every database, once in the database's own case. Over-quoting
 # is always correct (the name is the catalogue's own spelling), so this set only keeps the query
@@ -92,15 +95,17 @@ _BARE_PART = re.compile(r"[\w$#]+")
 
 
 class Catalogue:
-    """What differs between the databases' catalogues; one subclass per ``dbtype``."""
+    """One database's catalogue as ``init`` reads it: the rules every database shares, applied with the facts
+    of its dialect (``indexer.sources``), which also writes its catalogue SQL."""
 
-    dbtype: str
-    open_quote, close_quote = '"', '"'
-    case_sensitive = False  # do names compare with their case (PostgreSQL, Oracle) or without?
+    def __init__(self, db: Dialect) -> None:
+        self.db = db
+        self.dbtype = db.dbtype
+        self.case_sensitive = db.case_sensitive  # do names compare with their case (PostgreSQL, Oracle)?
 
     def fold(self, name: str) -> str:
         """How the database stores an unquoted name."""
-        return name
+        return self.db.fold(name)
 
     def parse_table(self, text: str, user: str | None = None) -> TableName:
         """``NAME`` or ``SCHEMA.NAME``; a quoted part is kept exactly, an unquoted one folded."""
@@ -128,18 +133,15 @@ class Catalogue:
             pos += 1
         if len(parts) > 2 or not all(p.strip() for p in parts) or any(ch < " " for p in parts for ch in p):
             raise bad
-        schema = parts[0] if len(parts) == 2 else self.default_schema(user)
+        schema = parts[0] if len(parts) == 2 else self.db.default_schema(user)
         return TableName(schema, parts[-1], text)
-
-    def default_schema(self, user: str | None) -> str | None:
-        return None
 
     def quote(self, name: str) -> str:
         """``name`` as the generated query writes it: bare when that means the same, else quoted."""
         if plain(name) and self.fold(name) == name:
             return name
-        inner = name.replace(self.close_quote, self.close_quote * 2)
-        return f"{self.open_quote}{inner}{self.close_quote}"
+        inner = name.replace(self.db.close_quote, self.db.close_quote * 2)
+        return f"{self.db.open_quote}{inner}{self.db.close_quote}"
 
     def needs_alias(self, name: str, field: str) -> bool:
         """Whether the unquoted ``q.<field>`` the tool writes around the query misses a column called ``name``."""
@@ -148,131 +150,28 @@ class Catalogue:
     def qualified(self, table: TableName) -> str:
         return ".".join(self.quote(p) for p in (table.schema, table.name) if p is not None)
 
-    def columns_query(self, table: TableName) -> tuple[str, Any]:
-        raise NotImplementedError
+    def resolve_query(self, text: str) -> tuple[str, Any] | None:
+        return self.db.resolve_query(text)
 
-    def key_query(self, table: TableName) -> tuple[str, Any]:
-        raise NotImplementedError
+    def columns_query(self, table: TableName) -> tuple[str, Any]:
+        return self.db.columns_query(table)
+
+    def key_query(self, table: TableName) -> tuple[str, Any] | None:
+        return self.db.key_query(table)
 
     def parse_columns(self, rows: list[tuple]) -> tuple[Column, ...]:
-        """Rows of (name, type, length, precision, scale)."""
-        return tuple(Column(str(name), str(type_).lower(), _positive(length), _int(precision), _int(scale))
-                     for name, type_, length, precision, scale in rows)
+        """The columns query's rows as Columns, read as the database's rows read."""
+        return tuple(Column(*row) for row in self.db.read_columns(rows))
 
     def parse_key(self, rows: list[tuple]) -> tuple[str, ...]:
-        return tuple(str(row[0]) for row in rows)
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _positive(value: Any) -> int | None:
-    """A declared length; 0 and -1 (Oracle's non-character columns, MSSQL's ``max``) mean none."""
-    return int(value) if value is not None and int(value) > 0 else None
-
-
-class SQLiteCatalogue(Catalogue):
-    dbtype = "SQLITE"
-
-    def columns_query(self, table: TableName) -> tuple[str, Any]:
-        if table.schema is None:
-            return "SELECT name, type, pk FROM pragma_table_info(:name) ORDER BY cid", {"name": table.name}
-        return ("SELECT name, type, pk FROM pragma_table_info(:name, :schema) ORDER BY cid",
-                {"name": table.name, "schema": table.schema})
-
-    def parse_columns(self, rows: list[tuple]) -> tuple[Column, ...]:
-        """SQLite rows are (name, declared type, position in the primary key); "VARCHAR(10)" gives length 10."""
-        columns = []
-        for name, declared, _ in rows:
-            size = re.search(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", declared or "")
-            first, second = (int(size.group(1)), _int(size.group(2))) if size else (None, None)
-            columns.append(Column(str(name), (declared or "").lower(), first, first, second))
-        return tuple(columns)
+        return self.db.read_key(rows)
 
     def key_from_columns(self, rows: list[tuple]) -> tuple[str, ...]:
-        return tuple(str(name) for name, _, pk in sorted((r for r in rows if r[2]), key=lambda r: r[2]))
-
-
-class PostgresCatalogue(Catalogue):
-    """information_schema, reached through the schema and name ``to_regclass`` resolves (search path,
-    quoting and case exactly as PostgreSQL reads ``--table``). Types by ``udt_name`` (int4, _text...)."""
-
-    dbtype, case_sensitive = "PG", True
-
-    def fold(self, name: str) -> str:
-        return name.lower()
-
-    def resolve_query(self, text: str) -> tuple[str, Any]:
-        return ("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
-                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.oid = pg_catalog.to_regclass(%(name)s)", {"name": text})
-
-    def columns_query(self, table: TableName) -> tuple[str, Any]:
-        return ("SELECT column_name, udt_name, character_maximum_length, numeric_precision, numeric_scale "
-                "FROM information_schema.columns WHERE table_schema = %(schema)s AND table_name = %(name)s "
-                "ORDER BY ordinal_position", {"schema": table.schema, "name": table.name})
-
-    def key_query(self, table: TableName) -> tuple[str, Any]:
-        return ("SELECT kcu.column_name FROM information_schema.table_constraints tc "
-                "JOIN information_schema.key_column_usage kcu ON kcu.constraint_schema = tc.constraint_schema "
-                "AND kcu.constraint_name = tc.constraint_name AND kcu.table_name = tc.table_name "
-                "WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = %(schema)s "
-                "AND tc.table_name = %(name)s ORDER BY kcu.ordinal_position",
-                {"schema": table.schema, "name": table.name})
-
-
-class OracleCatalogue(Catalogue):
-    """ALL_TAB_COLUMNS and the primary key constraint; the owner is the schema given, else the user."""
-
-    dbtype, case_sensitive = "ORACLE", True
-
-    def fold(self, name: str) -> str:
-        return name.upper()
-
-    def default_schema(self, user: str | None) -> str | None:
-        return user.upper() if user else None
-
-    def columns_query(self, table: TableName) -> tuple[str, Any]:
-        return ("SELECT column_name, data_type, char_length, data_precision, data_scale FROM all_tab_columns "
-                "WHERE owner = :owner AND table_name = :name ORDER BY column_id",
-                {"owner": table.schema, "name": table.name})
-
-    def key_query(self, table: TableName) -> tuple[str, Any]:
-        return ("SELECT cc.column_name FROM all_constraints c JOIN all_cons_columns cc "
-                "ON cc.owner = c.owner AND cc.constraint_name = c.constraint_name AND cc.table_name = c.table_name "
-                "WHERE c.constraint_type = 'P' AND c.owner = :owner AND c.table_name = :name ORDER BY cc.position",
-                {"owner": table.schema, "name": table.name})
-
-
-class MSSQLCatalogue(Catalogue):
-    """INFORMATION_SCHEMA with positional ``?``; no schema given: the user's default, ``SCHEMA_NAME()``."""
-
-    dbtype = "MSSQL"
-    open_quote, close_quote = "[", "]"
-
-    def columns_query(self, table: TableName) -> tuple[str, Any]:
-        return ("SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE "
-                "FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, SCHEMA_NAME()) AND TABLE_NAME = ? "
-                "ORDER BY ORDINAL_POSITION", (table.schema, table.name))
-
-    def key_query(self, table: TableName) -> tuple[str, Any]:
-        return ("SELECT kcu.COLUMN_NAME FROM INFORMATION_SCHEMA.TABLE_CONSTRAINTS tc "
-                "JOIN INFORMATION_SCHEMA.KEY_COLUMN_USAGE kcu ON kcu.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA "
-                "AND kcu.CONSTRAINT_NAME = tc.CONSTRAINT_NAME AND kcu.TABLE_NAME = tc.TABLE_NAME "
-                "WHERE tc.CONSTRAINT_TYPE = 'PRIMARY KEY' AND tc.TABLE_SCHEMA = COALESCE(?, SCHEMA_NAME()) "
-                "AND tc.TABLE_NAME = ? ORDER BY kcu.ORDINAL_POSITION", (table.schema, table.name))
-
-
-_CATALOGUES = {c.dbtype: c for c in (SQLiteCatalogue(), PostgresCatalogue(), OracleCatalogue(), MSSQLCatalogue())}
+        return self.db.key_from_columns(rows)
 
 
 def catalogue(dbtype: str) -> Catalogue:
-    return _CATALOGUES[dbtype]
-
-
-# SQLSTATEs of a --table text PostgreSQL cannot read as a name: invalid_name, syntax_error (a.b.c.d).
-_PG_BAD_NAME = ("42602", "42601")
+    return Catalogue(dialect(dbtype))
 
 
 def _fetch(conn: Connection, sql: str, binds: Any) -> list[tuple]:
@@ -292,28 +191,25 @@ def _fetch(conn: Connection, sql: str, binds: Any) -> list[tuple]:
 
 def read_table(conn: Connection, table: TableName) -> Table:
     """The table's columns and primary key; ConfigError when the catalogue does not know it."""
-    cat = catalogue(conn.dialect.dbtype)
-    if isinstance(cat, PostgresCatalogue):
+    cat = Catalogue(conn.dialect)
+    resolve = cat.resolve_query(table.given)
+    if resolve is not None:  # the database reads --table itself (PostgreSQL: search path, quoting, case)
         try:
-            found = _fetch(conn, *cat.resolve_query(table.given))
+            found = _fetch(conn, *resolve)
         except SourceError as exc:
-            # to_regclass reads --table as SQL would: a text it cannot read as a name is an option error
-            if getattr(exc.__cause__, "pgcode", None) not in _PG_BAD_NAME:
+            reason = cat.db.unreadable_name(exc.__cause__)
+            if reason is None:
                 raise
-            reason = str(exc.__cause__).strip().splitlines()[0]
-            raise ConfigError(f"--table {table.given!r}: PostgreSQL reads no table name in it ({reason}): "
-                              'quote a part that is not a plain name, as in SQL: schema."Name"') from None
+            raise ConfigError(f"--table {table.given!r}: {reason}") from None
         if not found:
-            raise ConfigError(f"table {table.given} not found (PostgreSQL looks in the search_path and reads "
-                              'unquoted names in lower case: give SCHEMA.NAME, quoting a mixed-case part: '
-                              'schema."Name")')
+            raise ConfigError(f"table {table.given} not found ({cat.db.resolve_hint})")
         table = TableName(found[0][0], found[0][1], table.given)
     rows = _fetch(conn, *cat.columns_query(table))
     if not rows:
         raise ConfigError(f"table {table.given} not found (or it has no columns this user may read)")
-    if isinstance(cat, SQLiteCatalogue):
-        return Table(table, cat.parse_columns(rows), cat.key_from_columns(rows))
-    return Table(table, cat.parse_columns(rows), cat.parse_key(_fetch(conn, *cat.key_query(table))))
+    key_query = cat.key_query(table)
+    key = cat.key_from_columns(rows) if key_query is None else cat.parse_key(_fetch(conn, *key_query))
+    return Table(table, cat.parse_columns(rows), key)
 
 
 # ------------------------------------------------------------------ SQL type -> mapping (docs/init.md)
@@ -331,61 +227,20 @@ KEYWORD_MAX_CHARS = 64   # declared length up to which a string is a code: keywo
 SAFE_KEYWORD = {"type": "keyword", "ignore_above": 8191}
 
 
+# The kinds a database's type table (its dialect's ``kinds``) may give, each mapped by field_mapping below.
+KINDS = frozenset({"short", "integer", "long", "float", "double", "numeric", "boolean", "date", "binary", "json",
+                   "string", "text", "keyword"})
+
+
 def text_mapping() -> dict:
     """Full text, with a keyword sub-field ``raw`` for sorting and exact matches (values up to 256 characters)."""
     return {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}
 
 
-_PG_KINDS = {
-    "int2": "short", "int4": "integer", "int8": "long", "oid": "long", "float4": "float", "float8": "double",
-    "numeric": "numeric", "bool": "boolean", "date": "date", "timestamp": "date", "timestamptz": "date",
-    "bytea": "binary", "json": "json", "jsonb": "json", "varchar": "string", "bpchar": "string",
-    "text": "string", "citext": "string", "name": "string", "xml": "text", "interval": "double",
-    "uuid": "keyword", "time": "keyword", "timetz": "keyword", "money": "keyword", "inet": "keyword",
-    "cidr": "keyword", "macaddr": "keyword", "char": "keyword",
-}
-_ORACLE_KINDS = {
-    "number": "numeric", "float": "double", "binary_float": "float", "binary_double": "double",
-    "varchar2": "string", "nvarchar2": "string", "char": "string", "nchar": "string", "varchar": "string",
-    "clob": "text", "nclob": "text", "long": "text", "xmltype": "text", "date": "date", "raw": "binary",
-    "blob": "binary", "long raw": "binary", "json": "json", "boolean": "boolean", "rowid": "keyword",
-    "urowid": "keyword",
-}
-_MSSQL_KINDS = {
-    "tinyint": "short", "smallint": "short", "int": "integer", "bigint": "long", "bit": "boolean",
-    "decimal": "numeric", "numeric": "numeric", "money": "numeric", "smallmoney": "numeric", "real": "float",
-    "float": "double", "date": "date", "datetime": "date", "datetime2": "date", "smalldatetime": "date",
-    "datetimeoffset": "date", "time": "keyword", "char": "string", "varchar": "string", "nchar": "string",
-    "nvarchar": "string", "text": "text", "ntext": "text", "xml": "text", "binary": "binary",
-    "varbinary": "binary", "image": "binary", "timestamp": "binary", "rowversion": "binary",
-    "uniqueidentifier": "keyword",
-}
-
-
-def _sqlite_kind(column: Column) -> str | None:
-    """By SQLite's affinity rules on the declared type (which SQLite does not enforce)."""
-    declared = column.type
-    if column.is_date:
-        return "date"
-    rules = (("bool", "long"), ("int", "long"), ("json", "json"), ("char", "string"), ("clob", "string"),
-             ("text", "string"), ("blob", "binary"), ("real", "double"), ("floa", "double"),
-             ("doub", "double"), ("dec", "double"), ("num", "double"))
-    return next((kind for part, kind in rules if part in declared), None)
-
-
 def _kind(dbtype: str, column: Column) -> str | None:
-    """The kind of a column's values ("integer", "string", "date"...); None for a type not known here."""
-    if dbtype == "SQLITE":
-        return _sqlite_kind(column)
-    if dbtype == "PG":
-        return _PG_KINDS.get(column.type.removeprefix("_"))  # _int4: an array of int4, same mapping
-    if dbtype == "ORACLE":
-        if column.type.startswith("timestamp"):
-            return "date"
-        return "double" if column.type.startswith("interval day") else _ORACLE_KINDS.get(column.type)
-    if dbtype == "MSSQL" and column.type == "float" and (column.precision or 53) <= 24:
-        return "float"
-    return _MSSQL_KINDS.get(column.type)
+    """The kind of a column's values ("integer", "string", "date"...) by its database's type facts; None for a
+    type not known there."""
+    return dialect(dbtype).kind(column)
 
 
 def _integer(digits: int) -> dict:
@@ -430,7 +285,7 @@ def field_mapping(dbtype: str, column: Column, is_key: bool = False) -> dict | N
 
 
 def _is_array(dbtype: str, column: Column) -> bool:
-    return dbtype == "PG" and column.type.startswith("_")
+    return dialect(dbtype).is_array(column)
 
 
 def is_date(dbtype: str, column: Column) -> bool:
@@ -448,22 +303,16 @@ def is_flag(dbtype: str, column: Column) -> bool:
     return kind in ("boolean", "short", "integer", "long")
 
 
-_DATE_NAME = re.compile(r"date|time|_at$|_on$|updat|modif|creat|chang")
-
-
 def sqlite_date_columns(conn: Connection, table: TableName, columns: tuple[Column, ...], sample: int = 100) -> set[str]:
-    """SQLite keeps dates as text: the columns declared as dates, or text named like one, whose first
-    ``sample`` non-NULL values are all ISO 8601 that DATE_FORMAT reads (declared ones may be empty)."""
-    cat, found = catalogue("SQLITE"), set()
+    """SQLite keeps dates as text: the columns its dialect calls worth sampling (declared as dates, or text named
+    like one) whose first ``sample`` non-NULL values are all ISO 8601 that DATE_FORMAT reads (declared ones may
+    be empty). A database with date types samples nothing."""
+    db, cat, found = conn.dialect, Catalogue(conn.dialect), set()
     for column in columns:
-        declared = "date" in column.type or "time" in column.type
-        texty = column.type == "" or _sqlite_kind(column) == "string"
-        if not (declared or (texty and _DATE_NAME.search(column.name.lower()))):
+        if not db.may_hold_dates(column):
             continue
-        name = cat.quote(column.name)
-        # bandit B608 accepted: identifiers quoted from the catalogue's own names; nothing else in the text
-        sql = f"SELECT {name} FROM {cat.qualified(table)} WHERE {name} IS NOT NULL LIMIT {int(sample)}"  # nosec B608
+        sql = db.sample_query(cat.quote(column.name), cat.qualified(table), sample)
         values = [row[0] for row in _fetch(conn, sql, ())]
-        if (values or declared) and all(isinstance(v, str) and ISO_TEXT.match(v) for v in values):
+        if (values or db.declares_date(column)) and all(isinstance(v, str) and ISO_TEXT.match(v) for v in values):
             found.add(column.name)
     return found

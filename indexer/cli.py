@@ -1,55 +1,71 @@
-"""The command line: declares options, builds the config, calls one pipeline function.
+"""The command line: declares the options, loads the job, calls one command, hands its result to ``terminal``.
 
-Every failure is an ``IndexerError`` mapped to one line on stderr and an exit
-code in :func:`_run`, the only place that does so (``--debug`` shows the
-traceback instead); with ``--json`` the failure's summary also goes to stdout. Any other
-exception is a defect of ours: one line too, exit 1. Help is click's plain layout
-(``rich_markup_mode=None``): full option names with their metavars (``--workers N``), wrapped
-to the terminal, never cut at 80 columns. (About 440 lines: every command's options are declared here, the one
-place typer reads them; the work is in ``pipeline``, ``scaffold`` and ``preview``.)
+Every failure is an ``IndexerError`` mapped to one line on stderr and an exit code in :func:`_run`, the only
+place that does so (``--debug`` shows the traceback instead); with ``--json`` the failure's summary also
+goes to stdout. Any other exception is a defect of ours: one line too, exit 1. Help is click's plain layout
+(``rich_markup_mode=None``): full option names with their metavars (``--workers N``), wrapped to the
+terminal, never cut at 80 columns. The commands themselves live in ``indexer.commands``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import inspect
 import logging
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from indexer import __version__, pipeline, tune_gc
-from indexer import bootstrap as bootstrapping
-from indexer import reconcile as reconciling
+from indexer import __version__, sources, tune_gc
 from indexer import run as running
-from indexer.config import TargetConfig, invalid, load_job, parse_param, with_partitions
-from indexer.errors import ConfigError, IndexerError
-from indexer.terminal import err, out, print_failure, print_status, print_summary, progress_bar
+from indexer.commands import bootstrap as bootstrapping
+from indexer.commands import init as initialising
+from indexer.commands import preview as previewing
+from indexer.commands import reconcile as reconciling
+from indexer.commands import reindex as reindexing
+from indexer.commands import status as statusing
+from indexer.commands import sync as syncing
+from indexer.commands import watch as watching
+from indexer.config import TargetConfig
+from indexer.errors import IndexerError
+from indexer.jobfile import invalid, with_partitions
+from indexer.options import (
+    DebugOpt,
+    EngineOpt,
+    JobArg,
+    JsonOpt,
+    ParamOpt,
+    RunOptions,
+    StateOpt,
+    UrlOpt,
+    every_seconds,
+    load,
+    run_options,
+)
+from indexer.state import Outcome
+from indexer.terminal import (
+    WatchReport,
+    err,
+    print_failure,
+    print_preview,
+    print_status,
+    print_summary,
+    print_templates,
+    print_version,
+    print_written,
+    progress_bar,
+)
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Copy rows from a relational database into Elasticsearch or OpenSearch.")
 
-JobArg = Annotated[Path, typer.Argument(help="The job file (TOML).", metavar="JOB.toml", show_default=False)]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (a failed run's too).")]
-ParamOpt = Annotated[list[str] | None, typer.Option("--param", metavar="NAME=VALUE", help="Override a [job.params] value (repeatable).")]
-StateOpt = Annotated[Path | None, typer.Option("--state-file", metavar="PATH", help="Keep the job state in this local JSON file instead of the cluster's indexer-state index (the lock stays in the cluster).")]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")]
-DeadFileOpt = Annotated[Path | None, typer.Option("--dead-letter-file", metavar="PATH", help="Where documents that fail for good are appended (NDJSON). Default: <job>.dead-letters.ndjson beside the job file.")]
-DeadDocOpt = Annotated[bool, typer.Option("--dead-letter-include-doc", help="Also write each failed document (row values) to the dead-letter file.")]
-UrlOpt = Annotated[str | None, typer.Option("--url", metavar="URL", envvar="INDEXER_URL", help="The cluster, http(s)://host:port.")]
-EngineOpt = Annotated[str, typer.Option("--engine", metavar="auto|elasticsearch|opensearch", help="The client to use; auto asks GET /.")]
+
 EXIT_DEAD_LETTERS = 3  # finished, but some documents went to the dead-letter file
 EXIT_COULD_NOT_CHECK = 2  # bootstrap --check: the cluster or the files could not be compared
-MIN_EVERY = 1.0  # seconds: the shortest pause `sync --every` accepts
 
 
 def _setup_logging(debug: bool) -> None:
@@ -59,7 +75,8 @@ def _setup_logging(debug: bool) -> None:
     )
     # The clients log request bodies (row values) at DEBUG and every 404 at WARNING;
     # indexer reports what matters itself, so keep theirs out even with --debug.
-    for noisy in ("elastic_transport", "opensearchpy", "opensearch", "elasticsearch", "urllib3", "etlhelper", "asyncio"):
+    for noisy in ("elastic_transport", "opensearchpy", "opensearch", "elasticsearch", "urllib3", "etlhelper",
+                  "asyncio"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
@@ -79,6 +96,7 @@ def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate
     async def main() -> int:
         if terminate:
             task = asyncio.current_task()
+            assert task is not None
 
             def on_term() -> None:
                 nonlocal terminated
@@ -97,8 +115,9 @@ def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate
         raise typer.Exit(exc.exit_code) from None
     except (KeyboardInterrupt, asyncio.CancelledError):
         err.print("terminated" if terminated else "interrupted", markup=False)
-        if as_json and running.latest[0] is not None and running.latest[0].outcome == "interrupted":
-            print_summary(running.latest[0], as_json)  # the run the signal ended, as recorded
+        latest = running.latest[0]
+        if as_json and latest is not None and latest.outcome == Outcome.INTERRUPTED:
+            print_summary(latest, as_json)  # the run the signal ended, as recorded
         raise typer.Exit(143 if terminated else 130) from None
     except Exception as exc:  # noqa: BLE001 - a defect of ours: one line, never a traceback unless --debug
         if debug:
@@ -110,52 +129,51 @@ def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"indexer {__version__}", markup=False, highlight=False)
+        print_version(__version__)
         raise typer.Exit(0)
 
 
 @app.callback()
 def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+                                     help="Print the version and exit.")] = False,
 ) -> None:
     """Copy rows from a relational database into Elasticsearch or OpenSearch."""
 
 
 @app.command()
 def bootstrap(
-    mappings: Annotated[Path | None, typer.Option("--mappings", metavar="DIR", help="The templates folder (default: the --job file's job.mappings, else ./mappings).")] = None,
+    mappings: Annotated[Path | None, typer.Option(
+        "--mappings", metavar="DIR", help="The templates folder (default: the --job file's job.mappings, "
+        "else ./mappings).")] = None,
     url: UrlOpt = None,
-    job: Annotated[Path | None, typer.Option("--job", metavar="JOB.toml", help="Take the cluster settings ([target]) and job.mappings from this job file.")] = None,
+    job: Annotated[Path | None, typer.Option(
+        "--job", metavar="JOB.toml", help="Take the cluster settings ([target]) and job.mappings from this "
+        "job file.")] = None,
     engine: EngineOpt = "auto",
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would change (a diff); write nothing.")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 0 when the cluster matches the files, 1 when it differs, 2 when it could not be checked.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print what would change (a diff); write nothing.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Write nothing; exit 0 when the cluster matches the files, 1 when it differs, 2 when "
+        "it could not be checked.")] = False,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Install the index and component templates from MAPPINGS (component templates first)."""
 
     async def main() -> int:
+        written = not (dry_run or check)
         try:
-            loaded = load_job(job) if job else None
+            loaded = load(job, None) if job else None
             target = loaded.target if loaded else _target(url, engine)
             folder = mappings or (loaded.job.mappings if loaded and loaded.job.mappings else Path("mappings"))
-            changes = await bootstrapping.bootstrap(target, folder, write=not (dry_run or check))
+            changes = await bootstrapping.bootstrap(target, folder, write=written)
         except IndexerError as exc:
             if check:
                 exc.exit_code = EXIT_COULD_NOT_CHECK  # 1 means drift; anything that stopped the check is 2
             raise
-        drift = [c for c in changes if c.action != "unchanged"]
-        if as_json:
-            out.print_json(data={"templates": [c.__dict__ for c in changes], "drift": bool(drift),
-                                 "written": not (dry_run or check)})
-        else:
-            verb = {"created": "would create", "updated": "would update"} if (dry_run or check) else {}
-            for c in changes:
-                out.print(f"{c.kind} template {c.name}: {verb.get(c.action, c.action)}", markup=False, highlight=False)
-                if dry_run and c.diff:
-                    out.print(c.diff, markup=False, highlight=False)
-        return 1 if check and drift else 0
+        print_templates(changes, as_json, written=written, show_diff=dry_run)
+        return 1 if check and any(c.action != "unchanged" for c in changes) else 0
 
     _run(debug, main, command="bootstrap", as_json=as_json)
 
@@ -169,56 +187,29 @@ def _target(url: str | None, engine: str) -> TargetConfig:
         raise invalid(exc, option=True) from None
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """The options ``reindex`` and ``sync`` share, declared once (see :func:`run_options`)."""
-
-    param: list[str] | None
-    state_file: Path | None
-    dead_letter_file: Path | None
-    dead_letter_include_doc: bool
-    progress: bool
-    as_json: bool
-    debug: bool
-
-
-_RUN_OPTIONS = [
-    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-    for name, annotation, default in (
-        ("param", ParamOpt, None), ("state_file", StateOpt, None), ("dead_letter_file", DeadFileOpt, None),
-        ("dead_letter_include_doc", DeadDocOpt, False), ("progress", ProgressOpt, True),
-        ("as_json", JsonOpt, False), ("debug", DebugOpt, False),
-    )
-]
-
-
-def run_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give a command the shared run options (as sqlite-utils does for insert and upsert): typer
-    reads them from the signature, and the command receives them as one ``options`` object."""
-    own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "options"]
-
-    @functools.wraps(command)
-    def with_options(**kwargs: Any) -> None:
-        shared = {p.name: kwargs.pop(p.name) for p in _RUN_OPTIONS}
-        command(**kwargs, options=RunOptions(**shared))
-
-    with_options.__signature__ = inspect.Signature(own + _RUN_OPTIONS)  # type: ignore[attr-defined]
-    return with_options
-
-
 @app.command()
 @run_options
 def reindex(
     job_file: JobArg,
-    allow_duplicates: Annotated[bool, typer.Option("--allow-duplicates", help="Keep the row latest in source order for a repeated key instead of failing.")] = False,
-    force_swap: Annotated[bool, typer.Option("--force-swap", help="Move the alias even when the new index holds fewer than job.min_ratio of the documents the alias serves now (or none).")] = False,
-    partitions: Annotated[int | None, typer.Option("--partitions", metavar="N", min=1, help="Read the query as this many slices of job.partition_by, in parallel (overrides job.partitions).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", metavar="N", min=1, help="Local worker processes for the slices (default: the number of partitions, at most the CPU count).")] = None,
-    cluster: Annotated[str | None, typer.Option("--cluster", metavar="tcp://HOST:PORT", help="Run the slices on this Dask distributed scheduler (overrides job.cluster).")] = None,
+    allow_duplicates: Annotated[bool, typer.Option(
+        "--allow-duplicates", help="Keep the row latest in source order for a repeated key instead of "
+        "failing.")] = False,
+    force_swap: Annotated[bool, typer.Option(
+        "--force-swap", help="Move the alias even when the new index holds fewer than job.min_ratio of the "
+        "documents the alias serves now (or none).")] = False,
+    partitions: Annotated[int | None, typer.Option(
+        "--partitions", metavar="N", min=1, help="Read the query as this many slices of job.partition_by, "
+        "in parallel (overrides job.partitions).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", metavar="N", min=1, help="Local worker processes for the slices (default: the number "
+        "of partitions, at most the CPU count).")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", metavar="tcp://HOST:PORT", help="Run the slices on this Dask distributed scheduler "
+        "(overrides job.cluster).")] = None,
     *, options: RunOptions,
 ) -> None:
     """Rebuild the job's alias from scratch: fresh index, verify, then one atomic alias swap."""
-    _summarised("reindex", job_file, options, lambda job, **run: pipeline.reindex(
+    _summarised("reindex", job_file, options, lambda job, **run: reindexing.reindex(
         with_partitions(job, partitions, cluster), allow_duplicates=allow_duplicates, force_swap=force_swap,
         workers=workers, **run))
 
@@ -227,107 +218,62 @@ def reindex(
 @run_options
 def sync(
     job_file: JobArg,
-    every: Annotated[str | None, typer.Option("--every", metavar="DURATION", help="Run again after this pause (30s, 5m, 1h; at least 1s) until SIGINT/SIGTERM; once a pass succeeded, a failed pass is reported and retried.")] = None,
+    every: Annotated[str | None, typer.Option(
+        "--every", metavar="DURATION", help="Run again after this pause (30s, 5m, 1h; at least 1s) until "
+        "SIGINT/SIGTERM; once a pass succeeded, a failed pass is reported and retried.")] = None,
     *, options: RunOptions,
 ) -> None:
     """Index the rows changed since the last run (by the job's watermark column) into the alias."""
 
     async def main() -> int:
-        job = _load(job_file, options.param)
-        pause = _duration(every) if every else None
+        job = load(job_file, options.param)
+        pause = every_seconds(every) if every else None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        watch = _Watch(every)
-        while True:
-            if pause is not None and job.job.reconcile_every is not None:
-                await _reconcile_if_due(job, options, watch)
-            try:
-                with progress_bar(options.progress and pause is None, options.as_json) as progress:
-                    summary = await pipeline.sync(
-                        job, progress=progress, state_file=options.state_file, stop=stop,
-                        dead_letter_file=options.dead_letter_file, include_doc=options.dead_letter_include_doc)
-            except IndexerError as exc:
-                if pause is None or not watch.retries(exc):
-                    raise
-                print_failure(exc, "sync", options.as_json, f"sync --every: trying again in {every}")
-            else:
-                watch.passed()
-                print_summary(summary, options.as_json)
-                if pause is None or stop.is_set():
-                    return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
-            if stop.is_set():
-                return 0
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), pause)
-            if stop.is_set():
-                return 0
+        if pause is not None:
+            await watching.watch(job, pause, str(every), stop=stop, observer=WatchReport(options.as_json),
+                                 **options.files())
+            return 0
+        with progress_bar(options.progress, options.as_json) as progress:
+            summary = await syncing.sync(job, progress=progress, stop=stop, **options.files())
+        print_summary(summary, options.as_json)
+        return EXIT_DEAD_LETTERS if summary.outcome == Outcome.DEAD_LETTERS else 0
 
     _run(options.debug, main, command="sync", as_json=options.as_json)
-
-
-class _Watch:
-    """``sync --every``: which failures a watch loop outlives. A watch loop runs for weeks: a failed pass
-    (the cluster or the database down, the lock held by a reindex, the SQLite file moved away by a backup
-    for a moment) is reported, recorded by the pipeline and retried. Only a ConfigError before any pass
-    succeeded ends it (exit 2): the job file or the options are wrong. Once a pass succeeded, the same job
-    against the same sources worked, so a ConfigError then is the world changing under it: an outage too."""
-
-    def __init__(self, every: str | None) -> None:
-        self.every = every
-        self.succeeded = False
-
-    def passed(self) -> None:
-        self.succeeded = True
-
-    def retries(self, exc: IndexerError) -> bool:
-        return self.succeeded or not isinstance(exc, ConfigError)
-
-
-async def _reconcile_if_due(job, options: RunOptions, watch: _Watch) -> None:
-    """``sync --every``: a reconcile pass once ``job.reconcile_every`` has passed since the last one
-    started. A failed or refused pass is reported and tried again after the next interval (it is
-    recorded as ``last_reconcile``); the sync passes go on meanwhile."""
-    try:
-        if await reconciling.due(job, state_file=options.state_file):
-            summary = await pipeline.reconcile(job, state_file=options.state_file,
-                                               dead_letter_file=options.dead_letter_file,
-                                               include_doc=options.dead_letter_include_doc)
-            print_summary(summary, options.as_json)
-    except IndexerError as exc:
-        if not watch.retries(exc):
-            raise
-        print_failure(exc, "reconcile", options.as_json,
-                      f"sync --every: reconcile runs again in {job.job.reconcile_every}")
 
 
 @app.command()
 @run_options
 def reconcile(
     job_file: JobArg,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Compare, print the counts and sample ids, write nothing.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Write even when the index would keep fewer than job.min_ratio of its documents, or the source yields no ids.")] = False,
-    temp_dir: Annotated[Path | None, typer.Option("--temp-dir", metavar="DIR", help="Folder for the sorted id files (ids only, removed at the end). Default: the system's temporary folder.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Compare, print the counts and sample ids, write nothing.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Write even when the index would keep fewer than job.min_ratio of its documents, or "
+        "the source yields no ids.")] = False,
+    temp_dir: Annotated[Path | None, typer.Option(
+        "--temp-dir", metavar="DIR", help="Folder for the sorted id files (ids only, removed at the end). "
+        "Default: the system's temporary folder.")] = None,
     *, options: RunOptions,
 ) -> None:
     """Make the alias hold exactly the query's ids: delete documents whose rows are gone, index missing rows."""
-    _summarised("reconcile", job_file, options, lambda job, **run: pipeline.reconcile(
+    _summarised("reconcile", job_file, options, lambda job, **run: reconciling.reconcile(
         job, dry_run=dry_run, force=force, temp_dir=temp_dir, **run))
 
 
-def _summarised(name: str, job_file: Path, options: RunOptions, command: Callable[..., Coroutine[Any, Any, Any]]) -> None:
+def _summarised(name: str, job_file: Path, options: RunOptions,
+                command: Callable[..., Coroutine[Any, Any, Any]]) -> None:
     """Run one command that ends with a summary: load the job, show progress, print the summary;
     exit 3 when documents went to the dead-letter file."""
 
     async def main() -> int:
-        job = _load(job_file, options.param)
+        job = load(job_file, options.param)
         with progress_bar(options.progress, options.as_json) as progress:
-            summary = await command(job, progress=progress, state_file=options.state_file,
-                                    dead_letter_file=options.dead_letter_file,
-                                    include_doc=options.dead_letter_include_doc)
+            summary = await command(job, progress=progress, **options.files())
         print_summary(summary, options.as_json)
-        return EXIT_DEAD_LETTERS if summary.outcome == "dead_letters" else 0
+        return EXIT_DEAD_LETTERS if summary.outcome == Outcome.DEAD_LETTERS else 0
 
     _run(options.debug, main, terminate=True, command=name, as_json=options.as_json)
 
@@ -343,9 +289,7 @@ def status(
     """Show the stored watermark, the last run, documents in the alias, rows in the source, and the difference."""
 
     async def main() -> int:
-        job = _load(job_file, param)
-        info = await pipeline.status(job, state_file=state_file)
-        print_status(info, as_json)
+        print_status(await statusing.status(load(job_file, param), state_file=state_file), as_json)
         return 0
 
     _run(debug, main, command="status", as_json=as_json)
@@ -353,19 +297,32 @@ def status(
 
 @app.command()
 def init(
-    table: Annotated[str, typer.Option("--table", metavar="[SCHEMA.]NAME", help="The table or view to start from.", show_default=False)],
-    dbtype: Annotated[str, typer.Option("--dbtype", metavar="ORACLE|PG|SQLITE|MSSQL", help="The database type.", show_default=False)],
-    filename: Annotated[Path | None, typer.Option("--filename", metavar="FILE", help="SQLite: the database file.")] = None,
-    host: Annotated[str | None, typer.Option("--host", metavar="HOST", help="Database host (ORACLE, PG, MSSQL).")] = None,
+    table: Annotated[str, typer.Option(
+        "--table", metavar="[SCHEMA.]NAME", help="The table or view to start from.", show_default=False)],
+    dbtype: Annotated[str, typer.Option(
+        "--dbtype", metavar="|".join(sources.DBTYPES), help="The database type.", show_default=False)],
+    filename: Annotated[Path | None, typer.Option(
+        "--filename", metavar="FILE", help="SQLite: the database file.")] = None,
+    host: Annotated[str | None, typer.Option(
+        "--host", metavar="HOST", help="Database host (ORACLE, PG, MSSQL).")] = None,
     port: Annotated[int | None, typer.Option("--port", metavar="PORT", help="Database port.")] = None,
-    dbname: Annotated[str | None, typer.Option("--dbname", metavar="NAME", help="Database (PG, MSSQL) or service name (ORACLE).")] = None,
+    dbname: Annotated[str | None, typer.Option(
+        "--dbname", metavar="NAME", help="Database (PG, MSSQL) or service name (ORACLE).")] = None,
     user: Annotated[str | None, typer.Option("--user", metavar="USER", help="Database user.")] = None,
-    password_env: Annotated[str | None, typer.Option("--password-env", metavar="VAR", help="The NAME of the environment variable holding the password (the job file keeps only the name).")] = None,
-    odbc_driver: Annotated[str | None, typer.Option("--odbc-driver", metavar="DRIVER", help="MSSQL: the ODBC driver name.")] = None,
-    alias: Annotated[str | None, typer.Option("--alias", metavar="ALIAS", help="The alias the job writes (default: the table name).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder for the job file and its mappings/.")] = Path("."),
-    key: Annotated[list[str] | None, typer.Option("--key", metavar="COLUMN", help="Key column (repeat for a composite key) when the table has no primary key.")] = None,
-    url: Annotated[str | None, typer.Option("--url", metavar="URL", help="The cluster URL written into the job's [target].")] = None,
+    password_env: Annotated[str | None, typer.Option(
+        "--password-env", metavar="VAR", help="The NAME of the environment variable holding the password (the "
+        "job file keeps only the name).")] = None,
+    odbc_driver: Annotated[str | None, typer.Option(
+        "--odbc-driver", metavar="DRIVER", help="MSSQL: the ODBC driver name.")] = None,
+    alias: Annotated[str | None, typer.Option(
+        "--alias", metavar="ALIAS", help="The alias the job writes (default: the table name).")] = None,
+    out_dir: Annotated[Path, typer.Option(
+        "--out", metavar="DIR", help="Folder for the job file and its mappings/.")] = Path("."),
+    key: Annotated[list[str] | None, typer.Option(
+        "--key", metavar="COLUMN", help="Key column (repeat for a composite key) when the table has no "
+        "primary key.")] = None,
+    url: Annotated[str | None, typer.Option(
+        "--url", metavar="URL", help="The cluster URL written into the job's [target].")] = None,
     engine: EngineOpt = "auto",
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -373,19 +330,13 @@ def init(
     """Write a job file and its templates from a table's catalogue entry (never overwrites a file)."""
 
     async def main() -> int:
-        from indexer.scaffold import init_job
-
         given = {"dbtype": dbtype, "filename": str(filename) if filename else None, "host": host, "port": port,
                  "dbname": dbname, "user": user, "password_env": password_env, "odbc_driver": odbc_driver}
         target = {"engine": engine, **({"url": url} if url else {})}
         written = await asyncio.to_thread(
-            init_job, {k: v for k, v in given.items() if v is not None}, table, out=out_dir, alias=alias,
-            key=key or None, target=target)
-        if as_json:
-            out.print_json(data={"written": [str(p) for p in written]})
-        else:
-            for path in written:
-                out.print(f"wrote {path}", markup=False, highlight=False)
+            initialising.init_job, {k: v for k, v in given.items() if v is not None}, table, out=out_dir,
+            alias=alias, key=key or None, target=target)
+        print_written(written, as_json)
         return 0
 
     _run(debug, main, command="init", as_json=as_json)
@@ -395,7 +346,9 @@ def init(
 def preview(
     job_file: JobArg,
     limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, help="Rows to read and show.")] = 5,
-    mappings: Annotated[Path | None, typer.Option("--mappings", metavar="DIR", help="Build the next index from these template files (default: job.mappings), before any bootstrap.")] = None,
+    mappings: Annotated[Path | None, typer.Option(
+        "--mappings", metavar="DIR", help="Build the next index from these template files (default: "
+        "job.mappings), before any bootstrap.")] = None,
     param: ParamOpt = None,
     state_file: StateOpt = None,
     as_json: JsonOpt = False,
@@ -406,33 +359,12 @@ def preview(
     Exit 0 when no problem was found, 1 when one was."""
 
     async def main() -> int:
-        from indexer.preview import preview as previewing
-
-        report = await previewing(_load(job_file, param), limit=limit, state_file=state_file, mappings=mappings)
-        if as_json:
-            out.print_json(data=report.as_dict())
-        else:
-            for line in report.lines():
-                out.print(line, markup=False, highlight=False)
+        report = await previewing.preview(load(job_file, param), limit=limit, state_file=state_file,
+                                          mappings=mappings)
+        print_preview(report, as_json)
         return 1 if report.problems else 0
 
     _run(debug, main, terminate=True, command="preview", as_json=as_json)
-
-
-def _load(job_file: Path, param: list[str] | None):
-    return load_job(job_file, params=dict(parse_param(p) for p in param or []))
-
-
-def _duration(text: str) -> float:
-    from indexer.watermark import parse_duration
-
-    try:
-        seconds = parse_duration(text).total_seconds()
-    except ValueError as exc:
-        raise ConfigError(f"--every: {exc}") from exc
-    if seconds < MIN_EVERY:
-        raise ConfigError(f"--every {text}: the pause must be at least {MIN_EVERY:g}s")
-    return seconds
 
 
 if __name__ == "__main__":  # pragma: no cover

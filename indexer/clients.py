@@ -5,7 +5,7 @@
     TargetConfig + environment --client_options()--> auth and TLS, validated --make_client()--> client
     a client's exception --status_of()--> (HTTP status, error body) | --reason_of()--> why no answer came
 
-``engine.open_engine`` calls the first two and wraps the client in an ``Engine``. Secrets
+``cluster.open_engine`` calls the first two and wraps the client in an ``Engine``. Secrets
 are read from the environment variables the job file names, here and nowhere else.
 The clients' transports retry nothing (``max_retries=0``): ``Engine`` retries, once,
 by its ``RetryPolicy``.
@@ -17,6 +17,7 @@ import ipaddress
 import os
 import re
 import ssl
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +34,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _secret(name: str | None, what: str, env: dict[str, str]) -> str | None:
+def _secret(name: str | None, what: str, env: Mapping[str, str]) -> str | None:
     if name is None:
         return None
     value = env.get(name)
@@ -42,13 +43,13 @@ def _secret(name: str | None, what: str, env: dict[str, str]) -> str | None:
     return value
 
 
-def client_options(target: TargetConfig, env: dict[str, str] | None = None) -> dict[str, Any]:
+def client_options(target: TargetConfig, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Auth and TLS settings shared by both clients, validated; secrets read from the environment."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     parts = urlsplit(target.url)
-    password = _secret(target.password_env, "target.password_env", env)
-    api_key = _secret(target.api_key_env, "target.api_key_env", env)
-    bearer = _secret(target.bearer_env, "target.bearer_env", env)
+    password = _secret(target.password_env, "target.password_env", environ)
+    api_key = _secret(target.api_key_env, "target.api_key_env", environ)
+    bearer = _secret(target.bearer_env, "target.bearer_env", environ)
     if password is not None and target.username is None:
         raise ConfigError("target.password_env needs target.username")
     chosen = [name for name, value in (("username/password_env", password), ("api_key_env", api_key),
@@ -69,7 +70,7 @@ def client_options(target: TargetConfig, env: dict[str, str] | None = None) -> d
 
 def make_client(flavor: str, target: TargetConfig, opts: dict[str, Any]) -> Any:
     """An ``AsyncElasticsearch`` (``flavor="elasticsearch"``) or ``AsyncOpenSearch`` for the target."""
-    common_retry = dict(max_retries=0, retry_on_timeout=False)  # Engine.request retries, once, there
+    common_retry: dict[str, Any] = dict(max_retries=0, retry_on_timeout=False)  # Engine.request retries, once, there
     if flavor == "elasticsearch":
         from elasticsearch import AsyncElasticsearch, OrjsonSerializer
 

@@ -1,9 +1,9 @@
-"""The cluster side: one ``Engine`` per run, every request through it, one retry policy.
+"""The cluster side: one ``Engine`` per run, every request through it, under the one retry policy.
 
 ::
 
-    TargetConfig --open_engine()--> Engine --request()--> client (see ``clients``) --> cluster
-                                           --bulk()-----> BulkAnswer (the items, and whether it was resent)
+    cluster.open_engine() --> Engine --request()--> client (see ``clients``) --> cluster
+                                     --bulk()-----> BulkAnswer (the items, and whether it was resent)
 
 Both clients are used through their ``perform_request`` so that one code path
 serves both: each client still owns connection pooling, TLS, auth and the
@@ -13,7 +13,7 @@ transport. Bodies for ``_bulk`` arrive pre-encoded (NDJSON bytes, see
 exceptions become this package's (``ApiStatusError`` for an error status,
 ``EngineError`` for no answer) in ``Engine._send`` and nowhere else.
 
-Who retries what (one policy, ``RetryPolicy`` bounded by ``target.max_retry_time``,
+Who retries what (one policy, ``retry.RetryPolicy`` bounded by ``target.max_retry_time``,
 kept as ``Engine.policy``; each operation's retries are one ``Retry``):
 
 * the clients' transports retry nothing (``max_retries=0``), so attempts never multiply;
@@ -25,8 +25,8 @@ kept as ``Engine.policy``; each operation's retries are one ``Retry``):
 Everything else is an error at once. The first request of a run (``GET /``) is
 not retried: an unreachable cluster at start is a configuration problem.
 
-(About 470 lines: one short method per cluster operation, all on the one request
-path above; the client construction and what a client's exception says are apart, in ``clients``.)
+Opening the cluster (the client chosen by ``GET /``) is ``cluster``'s; building a client and what its
+exceptions say, ``clients``'.
 """
 
 from __future__ import annotations
@@ -35,61 +35,17 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from indexer.clients import client_options, make_client, reason_of, status_of
-from indexer.config import TargetConfig
-from indexer.errors import ConfigError, EngineError
+from indexer.clients import reason_of, status_of
+from indexer.errors import EngineError
+from indexer.retry import RETRY_STATUSES, Retry, RetryPolicy
 
 log = logging.getLogger(__name__)
-RETRY_STATUSES = (429, 502, 503, 504)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter, bounded in total time."""
-
-    max_retry_time: float = 300.0
-    initial: float = 0.5
-    cap: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        # bandit B311 accepted: jitter, not a secret
-        return min(self.cap, self.initial * 2**attempt) * random.uniform(0.5, 1.0)  # nosec B311
-
-    def start(self, what: str) -> Retry:
-        """The retries of one operation (``what``: how errors name it), its deadline counted from now."""
-        return Retry(self, what)
-
-
-class Retry:
-    """One operation's retries: the deadline (now + max_retry_time) and the attempt count."""
-
-    def __init__(self, policy: RetryPolicy, what: str) -> None:
-        self.policy = policy
-        self.what = what
-        self.deadline = time.monotonic() + policy.max_retry_time
-        self.attempts = 0  # retries done so far
-
-    async def wait(self, why: str) -> None:
-        """Sleep the next backoff delay; EngineError when that sleep would pass the deadline.
-
-        Called from an ``except`` block, the error raised keeps the one caught as its context.
-        """
-        delay = self.policy.delay(self.attempts)
-        if time.monotonic() + delay > self.deadline:
-            raise EngineError(f"{self.what}: {why} (gave up after retrying for {self.policy.max_retry_time:g}s)")
-        self.attempts += 1
-        log.warning("%s failed (%s); retry %d in %.1fs", self.what, why, self.attempts, delay)
-        await asyncio.sleep(delay)
-
-
 @dataclass(frozen=True)
 class BulkAnswer:
     """One ``_bulk`` request's answer: an item (status, result, error) per action, in order."""
@@ -139,7 +95,7 @@ _PRESSURE = re.compile(r"(?:coordinating|primary)_operation_bytes=(\d+), max_\w*
 def never_fits(reason: str) -> bool:
     """A 429 for a request whose bytes alone exceed the node's indexing-pressure limit: retrying cannot help."""
     match = _PRESSURE.search(reason)
-    return bool(match) and int(match.group(1)) > int(match.group(2))
+    return match is not None and int(match.group(1)) > int(match.group(2))
 
 
 class ProductCheckError(EngineError):
@@ -241,7 +197,7 @@ class Engine:
     # -------------------------------------------------------------- operations
 
     async def info(self) -> ClusterInfo:
-        return _cluster_info(await self.request("GET", "/", what="cluster info", retry=False))
+        return cluster_info(await self.request("GET", "/", what="cluster info", retry=False))
 
     async def get_template(self, kind: str, name: str) -> dict | None:
         """The stored body of a component (``kind="component"``) or index template, or None."""
@@ -346,7 +302,7 @@ class Engine:
         ), retry)
         return BulkAnswer(items=(response or {}).get("items") or [], resent=retry.attempts > 0)
 
-    async def ids(self, index: str, *, page: int = 10_000, keep: str = "5m") -> AsyncIterator[list[str]]:
+    async def ids(self, index: str, *, page: int = 10_000, keep: str = "5m") -> AsyncGenerator[list[str], None]:
         """Every document id of ``index``, a page at a time, in no particular order (``reconcile``).
 
         A scroll sorted by ``_doc`` without ``_source``: the cheapest full read that OpenSearch 2
@@ -416,53 +372,9 @@ def _template_path(kind: str, name: str) -> str:
     return f"/_component_template/{segment(name)}" if kind == "component" else f"/_index_template/{segment(name)}"
 
 
-def _cluster_info(body: Any) -> ClusterInfo:
+def cluster_info(body: Any) -> ClusterInfo:
     """Which product answered ``GET /``: OpenSearch says so in ``version.distribution``."""
     version = body.get("version") if isinstance(body, dict) else None
     if not isinstance(version, dict):
         return ClusterInfo("unknown", "?")
     return ClusterInfo(str(version.get("distribution", "elasticsearch")), str(version.get("number", "?")))
-
-
-def _mismatch(target: TargetConfig, info: ClusterInfo) -> ConfigError:
-    """The one line for ``target.engine`` naming the other product than the one that answered."""
-    product = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch"}.get(info.flavor)
-    if product is None:
-        return ConfigError(f"target.engine is {target.engine!r} but the server at {target.where} does not "
-                           "answer GET / like Elasticsearch or OpenSearch")
-    if info.flavor == target.engine:  # Elasticsearch older than 7.14 sends no product header
-        return ConfigError(f"the cluster at {target.where} is {product} {info.version}, which the elasticsearch "
-                           "client does not support (it needs 7.14 or later)")
-    return ConfigError(f'target.engine is "{target.engine}" but the cluster at {target.where} is {product} '
-                       f'{info.version}; set engine = "{info.flavor}" or "auto"')
-
-
-async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -> Engine:
-    """Connect and say hello (``GET /``, not retried); ``engine = "auto"`` picks the client from the answer."""
-    opts = client_options(target, env)
-    if target.cloud_id and target.engine == "opensearch":
-        raise ConfigError("target.cloud_id is an Elastic Cloud setting; use engine = \"elasticsearch\"")
-    if not target.verify_certs:
-        log.warning("TLS certificate verification is OFF (target.verify_certs = false): "
-                    "anyone on the network path can read and change what is sent")
-    policy = RetryPolicy(max_retry_time=target.max_retry_time)
-    flavor = target.engine
-    if flavor == "auto":
-        flavor = "elasticsearch" if target.cloud_id else "opensearch"
-    engine = Engine(make_client(flavor, target, opts), flavor, target.where, policy)
-    try:
-        info = await engine.info()
-    except ProductCheckError as exc:
-        await engine.close()
-        raise _mismatch(target, _cluster_info(exc.body)) from exc
-    except BaseException:
-        await engine.close()
-        raise
-    if target.engine == "opensearch" and info.flavor != "opensearch":
-        await engine.close()
-        raise _mismatch(target, info)
-    if target.engine == "auto" and info.flavor != flavor:
-        await engine.close()
-        flavor = "opensearch" if info.flavor == "opensearch" else "elasticsearch"
-        engine = Engine(make_client(flavor, target, opts), flavor, target.where, policy)
-    return engine

@@ -18,17 +18,16 @@ window are resent instead of recognised (the run says so in its summary).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from indexer import documents, source, transform
+from indexer import documents, incremental, sources, transform
 from indexer import watermark as wm
 from indexer.config import Job, JobSettings
 from indexer.documents import Action, Rejected
 from indexer.errors import ConfigError, IndexerError, SourceError
-from indexer.watermark import Mark
+from indexer.watermark import Kind, Mark
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class Probe:
 
     total: int | None = None        # rows the query returns (for the progress bar), when asked
     source_max: Any = None          # reindex: MAX(watermark), what the run will store
-    kind: str | None = None         # the watermark's kind (watermark.value_kind of source_max)
+    kind: Kind | None = None        # the watermark's kind (watermark.value_kind of source_max)
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class ReadPlan:
     query: str
     params: Any
     mode: str                             # "reindex" | "sync"
-    kind: str | None = None               # the run's watermark kind: the stored one's, or the source max's
+    kind: Kind | None = None              # the run's watermark kind: the stored one's, or the source max's
     keep_from: Any = None                 # remember fingerprints of rows with watermark >= this
     skip: frozenset[str] = frozenset()    # fingerprints already indexed (sync)
     versioned: bool = False               # reindex --allow-duplicates: actions versioned in source order
@@ -71,7 +70,7 @@ class Chunk:
 
 def user_params(job: Job) -> Any:
     """The job's own parameters, in its driver's shape (only those its query binds)."""
-    return source.dialect(job.source.dbtype).params(job.job.params, job.job.query)
+    return sources.dialect(job.source.dbtype).params(job.job.params, job.job.query)
 
 
 def sync_query(job: Job) -> str:
@@ -80,7 +79,9 @@ def sync_query(job: Job) -> str:
     settings = job.job
     if settings.sync_query:
         return settings.sync_query
-    return source.dialect(job.source.dbtype).sync_query(settings.query, settings.watermark)
+    if settings.watermark is None:
+        raise ConfigError("sync needs job.watermark (the column that grows when a row changes)")
+    return sources.dialect(job.source.dbtype).sync_query(settings.query, settings.watermark)
 
 
 def check_columns(settings: JobSettings, columns: tuple[str, ...], has_transform: bool) -> None:
@@ -96,13 +97,13 @@ def probe(job: Job, plan: ReadPlan, *, count: bool) -> Probe:
     watermark, read MAX(watermark) before any row is read (changes made meanwhile are the next sync's)."""
     settings = job.job
     what = "job.sync_query" if plan.mode == "sync" and settings.sync_query else "job.query"
-    with source.connect(job.source, settings.chunk_size) as conn:
-        check_columns(settings, source.columns_of(conn, settings.query, user_params(job)), bool(settings.transform))
-        total = source.count_rows(conn, plan.query, plan.params, what) if count else None
+    with sources.connect(job.source, settings.chunk_size) as conn:
+        check_columns(settings, sources.columns_of(conn, settings.query, user_params(job)), bool(settings.transform))
+        total = sources.count_rows(conn, plan.query, plan.params, what) if count else None
         if plan.mode != "reindex" or not settings.watermark:
             return Probe(total)
         # the largest value that is a point in time: PostgreSQL's infinity sorts above every timestamp
-        top = source.usable_extreme(conn, settings.query, user_params(job), settings.watermark, "MAX", _is_point)
+        top = sources.usable_extreme(conn, settings.query, user_params(job), settings.watermark, "MAX", _is_point)
     try:
         kind = wm.value_kind(top) if top is not None else None
     except wm.WatermarkValueError:
@@ -128,8 +129,8 @@ def _is_point(value: Any) -> bool:
     return True
 
 
-def _fingerprint(line: bytes) -> str:
-    return hashlib.blake2b(line, digest_size=8).hexdigest()
+def _unset(row: Any) -> dict:
+    raise AssertionError("the row mapper is set at the first fetch")
 
 
 class Reader:
@@ -141,20 +142,20 @@ class Reader:
         self.kind = plan.kind
         self.floor = wm.keys_of([plan.keep_from], plan.kind)[0] if plan.keep_from is not None else None
         self.last_key: Any = None  # sync: the last watermark key, to check the query's order
-        self.mapper: Callable[[Any], dict] | None = None
+        self.mapper: Callable[[Any], dict] = _unset  # set by _columns() at the first fetch
         self.w_at: int | None = None
         self.d_at: int | None = None
 
-    def chunks(self) -> Iterator[Chunk]:
+    def chunks(self) -> Generator[Chunk, None, None]:
         settings, plan = self.settings, self.plan
         what = "job.sync_query" if plan.mode == "sync" and settings.sync_query else "job.query"
         row_number = 0
-        with source.connect(self.job.source, settings.chunk_size) as conn, \
-                contextlib.closing(source.iter_row_chunks(conn, plan.query, plan.params, settings.chunk_size,
+        with sources.connect(self.job.source, settings.chunk_size) as conn, \
+                contextlib.closing(sources.iter_row_chunks(conn, plan.query, plan.params, settings.chunk_size,
                                                           what)) as rows_of:
             # closing(): the cursor is closed before its connection, also when the run stops early
             for seq, (description, rows) in enumerate(rows_of):
-                if self.mapper is None:
+                if self.mapper is _unset:
                     self._columns(documents.column_names(description))
                 yield self.encode(rows, seq, row_number)
                 row_number += len(rows)
@@ -263,7 +264,7 @@ class Reader:
         chunk.null_watermarks += keys.count(None)
         return keys
 
-    def _first_kind(self, values: list) -> str | None:
+    def _first_kind(self, values: list) -> Kind | None:
         """The kind of the first value that is usable (a sync knows it from the stored watermark)."""
         for value in values:
             if value is None:
@@ -275,8 +276,8 @@ class Reader:
         return None
 
     def _watermarks(self, chunk: Chunk, values: list, keys: list) -> None:
-        """Record the chunk's largest watermark; drop actions already indexed unchanged (their
-        fingerprint is in ``plan.skip``); mark the fresh ones inside the lookback window."""
+        """Record the chunk's largest watermark (a sync: checking the query's order); then the boundary
+        dedup and the marks of the lookback window, which are ``incremental``'s."""
         present = [i for i, k in enumerate(keys) if k is not None]
         if not present:
             return
@@ -288,25 +289,9 @@ class Reader:
                 raise ConfigError("the sync query must return rows ORDER BY the watermark column (job.sync_query)")
             self.last_key = ordered[-1]
         chunk.watermark = values[max(present, key=keys.__getitem__)]
-        if chunk.unpaired or chunk.rejected:
-            return  # no pairing of actions with rows: resend them all
-        floor, skip = self.floor, self.plan.skip
-        kept = []
-        for action in chunk.actions:
-            k = keys[action.at]
-            marked = k is not None and (floor is None or k >= floor)
-            # A fingerprint only where it is used: a reindex skips nothing and marks only the
-            # rows inside the lookback window, so most rows of a reindex need none.
-            fp = _fingerprint(action.line) if skip or marked else None
-            if skip and fp in skip:
-                chunk.skipped += 1
-                continue
-            kept.append(action)
-            if marked:
-                chunk.marks.append(Mark(values[action.at], fp))
-        chunk.actions = kept
+        incremental.settle(chunk, values, keys, self.floor, self.plan.skip)
 
 
-def read_chunks(job: Job, plan: ReadPlan) -> Iterator[Chunk]:
+def read_chunks(job: Job, plan: ReadPlan) -> Generator[Chunk, None, None]:
     """The run's chunks (blocking; run it in the worker thread)."""
     return Reader(job, plan).chunks()

@@ -1,9 +1,12 @@
-"""Sync bookkeeping: where a sync starts, what it may skip, what it stores as it goes.
+"""Sync bookkeeping: where a sync starts (the lookback), what it may skip (the boundary dedup), what it
+stores as it goes. Pure: no I/O, no clock; the stored state's type only for annotations.
 
 ::
 
     JobState (stored) --since()--> the sync query's bound parameter (watermark - lookback)
                       --skip()---> fingerprints of rows already indexed unchanged
+    a chunk being read (extract.Reader) --settle()--> actions already indexed unchanged dropped,
+                                                      the fresh ones inside the lookback window marked
     acknowledged chunks --Advance.add()--> the next JobState to store (watermark, marks), or None
 
 A reindex starts the same bookkeeping: :func:`after_reindex` stores MAX(watermark) as
@@ -15,13 +18,27 @@ order (``sink.Acks`` releases them that way).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
-from typing import Any
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from indexer import watermark as wm
-from indexer.extract import Chunk
-from indexer.state import JobState
 from indexer.watermark import Mark
+
+if TYPE_CHECKING:  # the state store keeps what Advance makes
+    from indexer.state import JobState
+
+
+class Chunk(Protocol):
+    """What this module reads and settles of a chunk (``extract.Chunk``, which calls in here)."""
+
+    actions: list
+    rejected: list
+    marks: list[Mark]
+    skipped: int
+    unpaired: bool
+    watermark: Any
+
 
 MAX_MARKS = 20_000  # fingerprints kept for the lookback window; beyond this, rows are simply resent
 
@@ -33,6 +50,41 @@ def since(state: JobState, lookback: Any) -> Any:
 
 def skip(state: JobState) -> frozenset[str]:
     return frozenset(m.fingerprint for m in state.marks)
+
+
+def keep_from(source_max: Any, lookback: Any) -> Any:
+    """The lowest watermark a reindex marks (its rows inside the lookback window below what it stores)."""
+    return wm.minus(source_max, lookback) if source_max is not None else None
+
+
+def fingerprint(line: bytes) -> str:
+    """A bulk action's fingerprint: equal when the document a row gives did not change."""
+    return hashlib.blake2b(line, digest_size=8).hexdigest()
+
+
+def settle(chunk: Chunk, values: list, keys: list, floor: Any, skip: frozenset[str]) -> None:
+    """The boundary dedup of a chunk being read: drop the actions already indexed unchanged (their
+    fingerprint is in ``skip``, counted as skipped), and mark the fresh ones whose watermark key is at or
+    above ``floor`` (the lookback window), so that the next sync re-reading them can skip them too.
+
+    A chunk whose actions do not pair with its rows (a transform changed their number, or rows were
+    rejected) is resent whole: nothing is skipped or marked."""
+    if chunk.unpaired or chunk.rejected:
+        return
+    kept = []
+    for action in chunk.actions:
+        k = keys[action.at]
+        marked = k is not None and (floor is None or k >= floor)
+        # A fingerprint only where it is used: a reindex skips nothing and marks only the rows
+        # inside the lookback window, so most rows of a reindex need none.
+        fp = fingerprint(action.line) if skip or marked else None
+        if skip and fp in skip:
+            chunk.skipped += 1
+            continue
+        kept.append(action)
+        if fp is not None and marked:
+            chunk.marks.append(Mark(values[action.at], fp))
+    chunk.actions = kept
 
 
 def kept_marks(marks: Iterable[Mark], floor: Any) -> list[Mark]:
@@ -60,7 +112,7 @@ class Advance:
         self.watermark = state.watermark
         self.marks = list(state.marks)
 
-    def add(self, chunks: list[Chunk]) -> JobState | None:
+    def add(self, chunks: Sequence[Chunk]) -> JobState | None:
         """The state to store after these chunks (every field it does not own as it was); None when they
         brought nothing new."""
         for chunk in chunks:

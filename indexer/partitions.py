@@ -40,14 +40,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from indexer import source
+from indexer import sources
 from indexer import watermark as wm
 from indexer.config import Job
 from indexer.errors import ConfigError
 from indexer.extract import user_params
 from indexer.values import is_finite
-
-_NUMBERS = ("int", "decimal", "float")
+from indexer.watermark import Type
 
 
 @dataclass(frozen=True)
@@ -95,16 +94,16 @@ def plan_slices(job: Job, partitions: int) -> Plan:
     if column is None:  # the job file's check covers partitions > 1; this one job.cluster too
         raise ConfigError("job.cluster needs job.partition_by (the column the slices are ranges of)")
     params = user_params(job)  # the names partitions bind are refused as job parameters (config.RESERVED_BINDS)
-    with source.connect(job.source, settings.chunk_size) as conn:
-        columns = source.columns_of(conn, settings.query, params)
+    with sources.connect(job.source, settings.chunk_size) as conn:
+        columns = sources.columns_of(conn, settings.query, params)
         if column not in columns:
             raise ConfigError(f"job.partition_by: column {column!r} is not among the query's columns "
                               f"({', '.join(columns)})")
-        low, high, nulls, rows = source.bounds(conn, settings.query, params, column)
+        low, high, nulls, rows = sources.bounds(conn, settings.query, params, column)
         if low is not None and not is_finite(low):
-            low = source.usable_extreme(conn, settings.query, params, column, "MIN", is_finite)
+            low = sources.usable_extreme(conn, settings.query, params, column, "MIN", is_finite)
         if high is not None and not is_finite(high):
-            high = source.usable_extreme(conn, settings.query, params, column, "MAX", is_finite)
+            high = sources.usable_extreme(conn, settings.query, params, column, "MAX", is_finite)
     if (low is None) != (high is None):  # no finite value left at one end: one range from the other
         low = high = low if low is not None else high
     return Plan(slices_between(low, high, nulls > 0, partitions, column, rows > nulls), rows)
@@ -126,23 +125,23 @@ def slices_between(low: Any, high: Any, nulls: bool, partitions: int, column: st
 
 def range_starts(low: Any, high: Any, partitions: int, column: str = "partition_by") -> list[Any]:
     """The first value of each range: ``low``, then strictly increasing values below ``high``."""
-    kind = _kind_of(low, high, column)
-    if kind == "int":
+    kind = _type_of(low, high, column)
+    if kind == Type.INT:
         return _int_starts(low, high, partitions)
-    if kind == "decimal":
+    if kind == Type.DECIMAL:
         if low == low.to_integral_value() and high == high.to_integral_value():
             return [Decimal(n) for n in _int_starts(int(low), int(high), partitions)]
         return _increasing(low, high, [low + (high - low) * i / partitions for i in range(1, partitions)])
-    if kind == "float":
+    if kind == Type.FLOAT:
         low, high = float(low), float(high)
         if not (math.isfinite(low) and math.isfinite(high)):
             raise ConfigError(f"job.partition_by: column {column!r} holds an infinite or NaN value; "
                               "its ranges cannot be computed (partition by another column)")
         inner = [low * ((partitions - i) / partitions) + high * (i / partitions) for i in range(1, partitions)]
         return _increasing(low, high, inner)
-    if kind == "date":
+    if kind == Type.DATE:
         return [dt.date.fromordinal(n) for n in _int_starts(low.toordinal(), high.toordinal(), partitions)]
-    if kind == "datetime":
+    if kind == Type.DATETIME:
         micro = dt.timedelta(microseconds=1)
         return [low + n * micro for n in _int_starts(0, (high - low) // micro, partitions)]
     return _text_starts(low, high, partitions)
@@ -175,36 +174,29 @@ def _text_starts(low: str, high: str, partitions: int) -> list[str]:
     return _increasing(low, high, [wm.minus(low, -n * micro) for n in offsets])
 
 
-def _kind_of(low: Any, high: Any, column: str) -> str:
-    """The kind both bounds share (numbers of different types share the widest), or a ConfigError."""
-    kinds = {_value_kind(low, column), _value_kind(high, column)}
-    if len(kinds) == 1:
-        kind = kinds.pop()
-    elif kinds <= set(_NUMBERS):
-        kind = "float" if "float" in kinds else "decimal"
+def _type_of(low: Any, high: Any, column: str) -> Type:
+    """The type both bounds share, in watermark's vocabulary (numbers of different types share the widest),
+    or a ConfigError."""
+    types = {_range_type(low, column), _range_type(high, column)}
+    if len(types) == 1:
+        kind = types.pop()
+    elif all(t.number for t in types):
+        kind = Type.FLOAT if Type.FLOAT in types else Type.DECIMAL
     else:
-        raise ConfigError(f"job.partition_by: column {column!r} mixes {' and '.join(sorted(kinds))} values; "
+        raise ConfigError(f"job.partition_by: column {column!r} mixes {' and '.join(sorted(types))} values; "
                           "its ranges cannot be computed (partition by another column)")
-    if kind == "datetime" and (low.utcoffset() is None) != (high.utcoffset() is None):
+    if kind == Type.DATETIME and (low.utcoffset() is None) != (high.utcoffset() is None):
         raise ConfigError(f"job.partition_by: column {column!r} mixes timestamps with and without a UTC offset")
     return kind
 
 
-def _value_kind(value: Any, column: str) -> str:
-    if isinstance(value, bool):
-        pass
-    elif isinstance(value, int):
-        return "int"
-    elif isinstance(value, Decimal) and value.is_finite():
-        return "decimal"
-    elif isinstance(value, float):
-        return "float"
-    elif isinstance(value, dt.datetime):
-        return "datetime"
-    elif isinstance(value, dt.date):
-        return "date"
-    elif isinstance(value, str) and _iso_timestamp(value):
-        return "iso text"
+def _range_type(value: Any, column: str) -> Type:
+    """The type of a bound a range can be cut on (``watermark.type_of``), or a ConfigError."""
+    kind = None if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, dt.date, str)) \
+        else wm.type_of(value)
+    if kind in (Type.INT, Type.FLOAT, Type.DATETIME, Type.DATE) or (kind == Type.DECIMAL and value.is_finite()) \
+            or (kind == Type.ISO_TEXT and _iso_timestamp(value)):
+        return kind
     raise ConfigError(f"job.partition_by: column {column!r} holds {type(value).__name__} values "
                       f"({'text that is not ISO 8601' if isinstance(value, str) else 'not a range type'}); "
                       "partitions need an integer, numeric, date or timestamp column")
@@ -212,16 +204,17 @@ def _value_kind(value: Any, column: str) -> str:
 
 def _iso_timestamp(text: str) -> bool:
     try:
-        return wm.value_kind(text).startswith("ISO text") and bool(dt.datetime.fromisoformat(text))
+        return wm.value_kind(text).iso and bool(dt.datetime.fromisoformat(text))
     except (wm.WatermarkValueError, ValueError):
         return False
 
 
 def slice_query(job: Job, s: Slice) -> tuple[str, Any]:
     """The SQL of one slice and its parameters in the driver's shape: the job's own, then the bounds."""
-    settings = job.job
-    db = source.dialect(job.source.dbtype)
-    sql = db.slice_query(settings.query, settings.partition_by, lower=s.lo is not None, upper=s.hi is not None,
-                         nulls=s.nulls)
-    bounds = {name: value for name, value in ((source.SLICE_LO, s.lo), (source.SLICE_HI, s.hi)) if value is not None}
+    settings, column = job.job, job.job.partition_by
+    if column is None:  # plan_slices refused it already
+        raise ConfigError("job.partitions needs job.partition_by (the column the slices are ranges of)")
+    db = sources.dialect(job.source.dbtype)
+    sql = db.slice_query(settings.query, column, lower=s.lo is not None, upper=s.hi is not None, nulls=s.nulls)
+    bounds = {name: value for name, value in ((sources.SLICE_LO, s.lo), (sources.SLICE_HI, s.hi)) if value is not None}
     return sql, db.params({**settings.params, **bounds}, sql)

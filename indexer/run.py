@@ -1,14 +1,15 @@
-"""The frame of one reindex or sync: its summary, its clock, its lease and its record.
+"""The frame of one writing run (reindex, sync, reconcile): its summary, its clock, its lease and its record.
 
 ::
 
-    run(command, job) --> engine (opened here unless given) --> state store --> lease on the alias
-        --> Run(summary, engine, store, dead letters, lease, started)   [the command works inside]
+    run(command, job) --> files checked --> engine (opened here unless given) --> state store
+        --> the cluster's lease on the alias --> Run(summary, engine, store, dead letters, lease, started)
+            [the command works inside, counting into summary.counts]
         <-- on failure, refusal or interruption: last_run recorded here (the command records success)
         <-- always: dead-letter file closed, seconds and docs/s in the summary
 
-Counting happens in ``sink.Counts``; :meth:`Summary.count` copies those counts into
-the summary once, the same way for both commands.
+The summary holds the run's ``counts.Counts`` (composition: the very object the run counts into),
+and shows its numbers beside its own fields, in JSON and in the record it stores.
 """
 
 from __future__ import annotations
@@ -19,17 +20,22 @@ import dataclasses
 import datetime as dt
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from indexer.cluster import opened
 from indexer.config import Job
+from indexer.counts import Counts
 from indexer.deadletter import DeadLetters
-from indexer.engine import Engine, open_engine
+from indexer.engine import Engine
 from indexer.errors import IndexerError, RefusedError
 from indexer.lease import Lease, LeaseLostError
-from indexer.sink import Counts
-from indexer.state import ClusterState, FileState, RunRecord, StateStore
+from indexer.state import ClusterState, FileState, Outcome, RunRecord, StateStore
+
+if TYPE_CHECKING:
+    from indexer.extract import Chunk
+    from indexer.slices import SliceResult
 
 
 def utc_now() -> dt.datetime:
@@ -37,28 +43,27 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass(kw_only=True)
-class Summary(RunRecord):
-    """What a reindex or sync did: the run record it stores (command, times, outcome, the
-    counts it keeps) and what only the terminal shows; one line, or JSON with --json."""
+_ODD_WATERMARK = "watermark values that cannot be compared or are no point in time"
 
+
+@dataclass(kw_only=True)
+class Summary:
+    """What a run did: its record (command, times, outcome, error), its ``counts``, and what only the
+    terminal shows; one line, or JSON with --json (the counts' numbers beside the other fields)."""
+
+    command: str
     job: str
     alias: str
-    outcome: str = "failed"
+    started: str
+    ended: str | None = None
+    outcome: Outcome = Outcome.FAILED
+    error: str | None = None
+    counts: Counts = field(default_factory=Counts)
     index: str | None = None
     previous: list[str] = field(default_factory=list)
     engine: str = ""
-    # documents = skipped + rejected + sent (= rows_read unless a transform changed the number of documents);
-    # sent = indexed + duplicates + deleted + not_found + failed
-    documents: int = 0
-    skipped: int = 0
-    duplicates: int = 0
-    not_found: int = 0  # deletes of documents that were already absent
-    dead_lettered: int = 0  # rejected + failed
     dead_letter_file: str | None = None
-    retried: int = 0
-    bulk_requests: int = 0
-    requests_retried: int = 0  # whole requests sent again (Engine.request); ``retried`` counts items
+    requests_retried: int = 0  # whole requests sent again (Engine.request); counts' ``retried`` counts items
     documents_in_index: int | None = None
     documents_in_alias_before: int | None = None  # reindex: what the alias served before the swap
     force_swap: bool = False                      # reindex: the swap guard was overridden
@@ -71,33 +76,36 @@ class Summary(RunRecord):
     watermark: Any = None
     seconds: float = 0.0
     docs_per_second: float = 0.0
-    def as_dict(self) -> dict:
-        return asdict(self)
 
-    def count(self, counts: Counts) -> None:
-        """Take the run's counts (``documents = skipped + rejected + sent``,
-        ``sent = indexed + duplicates + deleted + not_found + failed``)."""
-        self.rows_read, self.documents, self.skipped, self.sent = (counts.rows_read, counts.documents,
-                                                                    counts.skipped, counts.sent)
-        self.indexed, self.duplicates, self.deleted = counts.indexed, counts.duplicates, counts.deleted
-        self.not_found, self.retried, self.bulk_requests = counts.not_found, counts.retried, counts.requests
-        self.failed, self.rejected = len(counts.failed), len(counts.rejected)
-        self.dead_lettered = self.failed + self.rejected
+    def as_dict(self) -> dict:
+        """The summary as --json prints it: every field, the counts as their numbers (flat)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "counts"}
+        head = {name: fields.pop(name) for name in ("command", "job", "alias", "started", "ended", "outcome")}
+        return {**head, **self.counts.numbers(), **fields}
 
     def record(self) -> RunRecord:
         """The ``last_run`` stored for this run, ended now."""
         self.ended = utc_now().isoformat()
-        return RunRecord(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RunRecord)})
+        return RunRecord(self.command, self.started, self.ended, self.outcome, self.error, self.counts.numbers())
+
+    def note_watermarks(self, chunk: Chunk | SliceResult, column: str | None) -> None:
+        """Carry a chunk's (or a slice's) watermark notes into the summary, each warning once."""
+        self.null_watermarks += chunk.null_watermarks
+        if chunk.odd_watermark and not any(w.startswith(_ODD_WATERMARK) for w in self.warnings):
+            self.warnings.append(f"{_ODD_WATERMARK} (first: {chunk.odd_watermark})")
+        if chunk.unpaired and column and not any("job.transform" in w for w in self.warnings):
+            self.warnings.append("job.transform changed the number of documents in a chunk: rows re-read inside "
+                                 "the lookback window are resent, not recognised by their fingerprint")
 
 
 @dataclass
 class Run:
-    """One reindex or sync in progress: what every stage of it reports into."""
+    """One writing run in progress: what every stage of it reports into."""
 
     summary: Summary
     engine: Engine
     store: StateStore
-    dead: DeadLetters
+    dead_letters: DeadLetters
     lease: Lease
     started: dt.datetime
 
@@ -124,9 +132,9 @@ async def _record(store: StateStore | None, summary: Summary) -> None:
 latest: list[Summary | None] = [None]
 
 
-def outcome_of(exc: BaseException) -> str:
+def outcome_of(exc: BaseException) -> Outcome:
     """The recorded outcome of a run that ended with ``exc``."""
-    return "refused" if isinstance(exc, RefusedError) else "failed"
+    return Outcome.REFUSED if isinstance(exc, RefusedError) else Outcome.FAILED
 
 
 @contextlib.asynccontextmanager
@@ -143,49 +151,48 @@ async def run(command: str, job: Job, engine: Engine | None, state_file: Path | 
     started_clock, started = time.monotonic(), utc_now()
     summary = Summary(command=command, started=started.isoformat(), job=job.name, alias=job.job.alias)
     latest[0] = summary  # what --json prints when the run is interrupted (the CLI sees no exception of ours)
-    own = engine is None
     store: StateStore | None = None
     dead = dead_letters(job, dead_letter_file, include_doc, started)
-    try:
-        dead.check()
-        if state_file:
-            FileState(state_file).check()
-        engine = engine or await open_engine(job.target)
-        summary.engine = engine.flavor
-        store = state_store(engine, state_file)
-        # the lock is the cluster's lease whichever store keeps the state: one lock per alias
-        async with ClusterState(engine).lease(job.job.alias) as lease:
+    # What is entered here (the engine, the lease) is left after the handlers below ran: a failure is
+    # recorded while the engine is still open (and the lock still held).
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            dead.check()
+            if state_file:
+                FileState(state_file).check()
+            connected = await stack.enter_async_context(opened(job.target, engine))
+            stack.callback(lambda: setattr(summary, "requests_retried", connected.retries))
+            summary.engine = connected.flavor
+            store = state_store(connected, state_file)
+            # the lock is the cluster's lease whichever store keeps the state: one lock per alias
+            lease = await stack.enter_async_context(ClusterState(connected).lease(job.job.alias))
             try:
-                yield Run(summary, engine, store, dead, lease, started)
+                yield Run(summary, connected, store, dead, lease, started)
             except IndexerError as exc:
                 # The lost lease is the cause of what failed next (another run deleted our index...):
                 # asked once more of the cluster, since the renewal may not have run since.
                 if not isinstance(exc, LeaseLostError) and await lease.confirm_lost():
                     raise LeaseLostError(f"{lease.describe_loss()} (the run then failed: {exc})") from exc
                 raise
-    except IndexerError as exc:
-        summary.outcome, summary.error = outcome_of(exc), str(exc)
-        exc.summary = summary  # type: ignore[attr-defined]
-        await _record(store, summary)
-        raise
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        summary.outcome, summary.error = "interrupted", "interrupted by a signal (Ctrl-C or SIGTERM)"
-        await _record(store, summary)
-        raise
-    except Exception as exc:  # a defect of ours: recorded all the same, then the CLI reports it in one line
-        summary.outcome = "failed"
-        summary.error = f"unexpected {type(exc).__name__} (run with --debug for the traceback)"
-        exc.summary = summary  # type: ignore[attr-defined]
-        await _record(store, summary)
-        raise
-    finally:
-        if engine is not None:
-            summary.requests_retried = engine.retries
-            if own:
-                await engine.close()
-        dead.close()
-        if dead.count:
-            summary.dead_letter_file = str(dead.path)
-        summary.seconds = round(time.monotonic() - started_clock, 3)
-        if summary.seconds:
-            summary.docs_per_second = round(summary.sent / summary.seconds, 1)
+        except IndexerError as exc:
+            summary.outcome, summary.error = outcome_of(exc), str(exc)
+            exc.summary = summary  # type: ignore[attr-defined]
+            await _record(store, summary)
+            raise
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            summary.outcome, summary.error = Outcome.INTERRUPTED, "interrupted by a signal (Ctrl-C or SIGTERM)"
+            await _record(store, summary)
+            raise
+        except Exception as exc:  # a defect of ours: recorded all the same, then the CLI reports it in one line
+            summary.outcome = Outcome.FAILED
+            summary.error = f"unexpected {type(exc).__name__} (run with --debug for the traceback)"
+            exc.summary = summary  # type: ignore[attr-defined]
+            await _record(store, summary)
+            raise
+        finally:
+            dead.close()
+            if dead.count:
+                summary.dead_letter_file = str(dead.path)
+            summary.seconds = round(time.monotonic() - started_clock, 3)
+            if summary.seconds:
+                summary.docs_per_second = round(summary.counts.sent / summary.seconds, 1)

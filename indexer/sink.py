@@ -3,7 +3,7 @@
 ::
 
     Reader (worker thread) --ThreadFeed (bounded)--> N workers --Sender.send(actions)--> Engine.bulk
-        --> Sent (per chunk) --Counts.add--> the run's counts, dead letters, error budget
+        --> Answers (per chunk) --Counts.add--> the run's counts (indexer.counts), dead letters, error budget
         --> Acks: chunks released in source order --> on_acked (the run advances its state)
 
 Each item's outcome is counted from the bulk response (never assumed): indexed,
@@ -29,11 +29,11 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from indexer.bridge import ThreadFeed
 from indexer.config import DEFAULT_QUEUE_CHUNKS, ERROR_RATE_MIN_ROWS, JobSettings
+from indexer.counts import DUPLICATE_SAMPLE, Answers, Counts, Failure
 from indexer.deadletter import DeadLetters
 from indexer.documents import Action, Rejected, byte_batches
 from indexer.engine import RETRY_STATUSES, ApiStatusError, BulkAnswer, Engine, Retry
@@ -41,7 +41,6 @@ from indexer.errors import EngineError, VerificationError
 from indexer.extract import Chunk
 
 log = logging.getLogger(__name__)
-DUPLICATE_SAMPLE = 5
 # Where the engine's reasons quote a document's values (OpenSearch 2 and Elasticsearch 7-9 wording).
 _VALUE_ECHOES = (
     (re.compile(r"\.?\s*Preview of field's value: .*", re.S), ""),
@@ -57,34 +56,6 @@ _VALUE_ECHOES = (
 _RUN_FAILURES = frozenset({"index_not_found_exception", "index_closed_exception", "cluster_block_exception",
                            "security_exception"})
 _NO_WRITE_INDEX = "no write index is defined for alias"
-
-
-@dataclass
-class Failure:
-    """A document that failed for good; ``line`` is its bulk action (for the dead-letter file)."""
-
-    id: str
-    status: int
-    type: str
-    reason: str
-    line: bytes = b""
-
-
-@dataclass
-class Sent:
-    """What the cluster answered for one chunk's actions, counted item by item."""
-
-    indexed: int = 0        # created, or updated in a live index
-    duplicates: int = 0     # fresh index: a second row of a key (updated), or an older one refused (409, versioned)
-    deleted: int = 0
-    not_found: int = 0      # deletes of documents that were already absent
-    retried: int = 0        # item resends
-    requests: int = 0       # bulk requests made
-    failed: list[Failure] = field(default_factory=list)
-    duplicate_ids: list[str] = field(default_factory=list)  # a sample, for the error message
-
-
-_COUNTED = ("indexed", "duplicates", "deleted", "not_found", "retried", "requests")  # Sent's counters
 
 
 class Sender:
@@ -105,17 +76,24 @@ class Sender:
         # means an older row of a repeated key arrived after a newer one (a duplicate, not a failure).
         self.versioned = versioned
 
-    async def send(self, actions: Sequence[Action]) -> Sent:
+    @classmethod
+    def for_job(cls, engine: Engine, target: str, settings: JobSettings, *, include_doc: bool = False,
+                fresh_index: bool = False, versioned: bool = False) -> Sender:
+        """The sender a run of ``settings`` uses: its byte limit; reasons scrubbed unless documents are kept."""
+        return cls(engine, target, fresh_index=fresh_index, max_bytes=settings.chunk_bytes,
+                   scrub_reasons=not include_doc, versioned=versioned)
+
+    async def send(self, actions: Sequence[Action]) -> Answers:
         """Send one chunk's actions, in requests of at most ``max_bytes``; what happened to each."""
-        sent = Sent()
+        sent = Answers()
         for batch in byte_batches(actions, self.max_bytes):
             await self._send(batch, self.engine.policy.start(f"bulk into {self.target}"), sent)
         return sent
 
-    async def _send(self, batch: list[Action], retry: Retry, sent: Sent) -> None:
+    async def _send(self, batch: list[Action], retry: Retry, sent: Answers) -> None:
         while batch:
             try:
-                sent.requests += 1
+                sent.bulk_requests += 1
                 answer = await self.engine.bulk(self.target, b"".join([a.line for a in batch]))
             except ApiStatusError as exc:
                 if exc.status != 413:
@@ -135,7 +113,7 @@ class Sender:
                 # dead-letter them (a sync would otherwise store a watermark past rows never written).
                 await retry.wait(f"{len(batch)} item(s) still answered 429/5xx; the cluster is overloaded")
 
-    def _count(self, batch: list[Action], answer: BulkAnswer, sent: Sent) -> list[Action]:
+    def _count(self, batch: list[Action], answer: BulkAnswer, sent: Answers) -> list[Action]:
         """Count each item's outcome; return the actions to retry."""
         items = answer.items
         if len(items) != len(batch):
@@ -177,12 +155,12 @@ class Sender:
                               f"HTTP {status} {type_}: {scrub(reason)[:300]}".rstrip(": "))
         return retry
 
-    def _duplicate(self, sent: Sent, id_: str) -> None:
+    def _duplicate(self, sent: Answers, id_: str) -> None:
         sent.duplicates += 1
         if len(sent.duplicate_ids) < DUPLICATE_SAMPLE:
             sent.duplicate_ids.append(id_)
 
-    def _fail(self, sent: Sent, action: Action, status: int, type_: str, reason: str) -> None:
+    def _fail(self, sent: Answers, action: Action, status: int, type_: str, reason: str) -> None:
         reason = scrub(reason)[:500] if self.scrub_reasons else reason
         sent.failed.append(Failure(action.id, status, type_, reason, action.line))
 
@@ -209,48 +187,6 @@ def _fails_the_run(status: int, type_: str, reason: str) -> bool:
 
 
 # ------------------------------------------------------------------ the load loop (event loop)
-
-
-@dataclass
-class Counts(Sent):
-    """Everything a run counts, added up in one place (:meth:`add`): what its chunks held
-    (rows read, skipped, rejected, sent) and what the cluster answered (the fields of ``Sent``).
-
-    Rows and documents are counted apart: a transform may return more documents than rows (or
-    fewer), so ``documents = skipped + rejected + sent`` and the error budget is judged on documents.
-    """
-
-    rows_read: int = 0
-    skipped: int = 0
-    sent: int = 0
-    rejected: list[Rejected] = field(default_factory=list)
-
-    def add(self, chunk: Chunk, sent: Sent) -> None:
-        self.rows_read += chunk.rows_read
-        self.skipped += chunk.skipped
-        self.rejected.extend(chunk.rejected)
-        self.sent += len(chunk.actions)
-        for name in _COUNTED:
-            setattr(self, name, getattr(self, name) + getattr(sent, name))
-        self.failed.extend(sent.failed)
-        self.duplicate_ids.extend(sent.duplicate_ids[:DUPLICATE_SAMPLE - len(self.duplicate_ids)])
-
-    def merge(self, other: Counts) -> None:
-        """Add another run's counts to these (a partitioned reindex adds up its slices')."""
-        for name in (*_COUNTED, "rows_read", "skipped", "sent"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.rejected.extend(other.rejected)
-        self.failed.extend(other.failed)
-        self.duplicate_ids.extend(other.duplicate_ids[:DUPLICATE_SAMPLE - len(self.duplicate_ids)])
-
-    @property
-    def dead(self) -> int:
-        return len(self.rejected) + len(self.failed)
-
-    @property
-    def documents(self) -> int:
-        """The documents the run's rows became (soft-deleted rows left out of a reindex count as one each)."""
-        return self.skipped + len(self.rejected) + self.sent
 
 
 class Progress:
@@ -283,14 +219,14 @@ class Acks:
 
 async def load(
     chunks: Callable[[], Iterator[Chunk]], sender: Sender, settings: JobSettings, counts: Counts, *,
-    dead: DeadLetters | None, progress: Progress = Progress(),
+    dead_letters: DeadLetters | None, progress: Progress = Progress(),
     on_acked: Callable[[list[Chunk]], Awaitable[Any]] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Stream ``chunks()`` (run in a worker thread) through ``sender`` with ``concurrency`` requests in flight.
 
     ``on_acked`` is awaited with the chunks that became acknowledged in source
-    order: every action answered 2xx or written to the dead-letter file (``dead``; None: kept
+    order: every action answered 2xx or written to the dead-letter file (``dead_letters``; None: kept
     in ``counts`` only, for a partitioned reindex's coordinator to write). When the
     dead letters exceed ``max_errors`` or ``max_error_rate`` the run stops with a
     VerificationError and the chunk that crossed the line is never released.
@@ -301,10 +237,10 @@ async def load(
 
     async def worker() -> None:
         while not (stop and stop.is_set()) and (chunk := await feed.get()) is not None:
-            sent = await sender.send(chunk.actions) if chunk.actions else Sent()
-            counts.add(chunk, sent)
-            if dead is not None:
-                write_dead_letters(dead, chunk.rejected, sent.failed)
+            answers = await sender.send(chunk.actions) if chunk.actions else Answers()
+            counts.add(chunk, answers)
+            if dead_letters is not None:
+                write_dead_letters(dead_letters, chunk.rejected, answers.failed)
             check_error_budget(settings, counts)
             progress.rows(counts.rows_read)
             async with ack_lock:
@@ -322,11 +258,11 @@ async def load(
         await feed.close()
 
 
-def write_dead_letters(dead: DeadLetters, rejected: Sequence[Rejected], failed: Sequence[Failure]) -> None:
+def write_dead_letters(dead_letters: DeadLetters, rejected: Sequence[Rejected], failed: Sequence[Failure]) -> None:
     for row in rejected:
-        dead.rejected(row.row, row.reason, row.doc)
+        dead_letters.rejected(row.row, row.reason, row.doc)
     for failure in failed:
-        dead.failed(failure.id, failure.status, failure.type, failure.reason, failure.line)
+        dead_letters.failed(failure.id, failure.status, failure.type, failure.reason, failure.line)
 
 
 def check_error_budget(settings: JobSettings, counts: Counts, *, final: bool = False) -> None:
@@ -336,14 +272,15 @@ def check_error_budget(settings: JobSettings, counts: Counts, *, final: bool = F
     first row must not stop a long run); at the end (``final``) it is judged on the
     totals, whatever the run's size: 49 dead letters in 49 rows never swap an alias.
     """
-    dead, documents = counts.dead, counts.documents
+    dead, documents = counts.dead_lettered, counts.documents
     if not dead:
         return
     rate = dead / max(documents, 1)
     over_rate = (final or documents >= ERROR_RATE_MIN_ROWS) and rate > settings.max_error_rate
     if dead > settings.max_errors or over_rate:
+        failed = counts.answers.failed
         first = (f"row {counts.rejected[0].row + 1}: {counts.rejected[0].reason}" if counts.rejected
-                 else f"id {counts.failed[0].id!r}: {counts.failed[0].type}: {scrub(counts.failed[0].reason)}")
+                 else f"id {failed[0].id!r}: {failed[0].type}: {scrub(failed[0].reason)}")
         limit = (f"max_errors = {settings.max_errors}" if dead > settings.max_errors
                  else f"max_error_rate = {settings.max_error_rate:g}")
         within = (f"{counts.rows_read} rows" if documents == counts.rows_read

@@ -40,7 +40,6 @@ runs that kept their locks in two places did not exclude each other.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import logging
@@ -49,6 +48,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -65,30 +65,45 @@ STATE_INDEX = "indexer-state"
 # ------------------------------------------------------------------ the stored state
 
 
+class Outcome(StrEnum):
+    """How a run ended (``last_run.outcome``, the summary's ``outcome``); stored and printed as its value."""
+
+    RUNNING = "running"            # stored while a sync's chunks are acknowledged
+    OK = "ok"
+    DEAD_LETTERS = "dead_letters"  # finished, some documents in the dead-letter file (exit 3)
+    STOPPED = "stopped"            # sync stopped by SIGINT/SIGTERM after the chunk in flight
+    DRY_RUN = "dry_run"            # reconcile --dry-run: compared, wrote nothing
+    FAILED = "failed"
+    REFUSED = "refused"            # a guard said no (the swap guard, reconcile's, the lock held)
+    INTERRUPTED = "interrupted"    # Ctrl-C or SIGTERM during a reindex or reconcile
+
+
 @dataclass
 class RunRecord:
-    """What a run did, stored as ``last_run`` (``status`` shows it)."""
+    """What a run did, stored as ``last_run`` (``status`` shows it): flat, its counters beside the rest."""
 
     command: str
     started: str
     ended: str | None = None
-    outcome: str = "running"
-    rows_read: int = 0
-    sent: int = 0
-    indexed: int = 0
-    deleted: int = 0
-    failed: int = 0
-    rejected: int = 0
+    outcome: Outcome = Outcome.RUNNING
     error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # counts.Counts.numbers(): every counter by name
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {"command": self.command, "started": self.started, "ended": self.ended,
+                "outcome": str(self.outcome), **self.counts, "error": self.error}
 
     @classmethod
     def from_dict(cls, stored: dict) -> RunRecord:
-        """Tolerant of other versions' records: unknown keys are dropped, missing ones take defaults."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{"command": "", "started": "", **{k: v for k, v in stored.items() if k in known}})
+        """Tolerant of other versions' records: unknown keys are dropped, missing ones take defaults,
+        an outcome this version does not know is kept as text."""
+        named = {"command", "started", "ended", "outcome", "error"}
+        outcome = stored.get("outcome", Outcome.RUNNING)
+        with contextlib.suppress(ValueError):
+            outcome = Outcome(outcome)
+        return cls(command=stored.get("command", ""), started=stored.get("started", ""), ended=stored.get("ended"),
+                   outcome=outcome, error=stored.get("error"),
+                   counts={k: v for k, v in stored.items() if k not in named and type(v) is int})
 
 
 @dataclass

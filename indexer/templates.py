@@ -185,8 +185,11 @@ def _merge_properties(base: dict, later: dict) -> dict:
     merged = dict(base)
     for name, field in later.items():
         old = merged.get(name)
-        same_kind = _is_object(old) and _is_object(field) and old.get("type", "object") == field.get("type", "object")
-        merged[name] = merge_mappings(old, field) if same_kind else json.loads(json.dumps(field))
+        if isinstance(old, dict) and _is_object(old) and _is_object(field) \
+                and old.get("type", "object") == field.get("type", "object"):
+            merged[name] = merge_mappings(old, field)
+        else:
+            merged[name] = json.loads(json.dumps(field))
     return merged
 
 

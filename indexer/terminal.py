@@ -1,10 +1,12 @@
-"""What a person sees: the progress bar, the one-line summary, the status lines (all on rich).
+"""What a person sees, all of it: the progress bar, the summaries, the errors, every command's results.
 
 ::
 
     run --Progress (total, rows)--> progress_bar() --> stderr, when it is a terminal (or INDEXER_PROGRESS=1)
-    Summary / Status --print_summary() / print_status()--> stdout (one line each), warnings on stderr;
-                                                          or JSON with --json
+    Summary / Status / template changes / files written / preview report
+        --print_*()--> stdout (warnings and errors on stderr); or JSON with --json
+    a failure --print_failure()--> one "error:" line on stderr (and its summary on stdout with --json)
+    a watch loop's passes --WatchReport (commands.watch's observer)--> print_summary / print_failure
 
 ``out`` and ``err`` soft-wrap: piped output is never cut at 80 columns in the middle of a name.
 """
@@ -14,14 +16,19 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
-from indexer import pipeline
-from indexer import reconcile as reconciling
+from indexer.commands.bootstrap import TemplateChange
+from indexer.commands.preview import Preview
+from indexer.commands.reconcile import ReconcileSummary
+from indexer.commands.status import Status
+from indexer.errors import IndexerError
+from indexer.run import Summary, outcome_of
 from indexer.sink import Progress
 
 out = Console(soft_wrap=True)
@@ -64,46 +71,54 @@ class _Bar(Progress):
             self.bar.stop()
 
 
-def print_summary(summary: pipeline.Summary, as_json: bool) -> None:
+def print_summary(summary: Summary, as_json: bool) -> None:
+    """A run's summary: one line whose counts visibly add up (docs: "Exit codes and counts"), the warnings
+    on stderr, then what only this command has to say; or the summary as JSON."""
     if as_json:
         sys.stdout.write(json.dumps(summary.as_dict(), default=str) + "\n")
         return
-    s = summary
-    # Every count, so that they visibly add up (README "Exit codes and counts"): documents = skipped +
-    # rejected + sent (the rows read, unless a transform changed their number); sent = indexed + duplicates
-    # + deleted + not found + failed.
-    read = (f"{s.rows_read} rows read" if s.documents == s.rows_read
-            else f"{s.rows_read} rows read -> {s.documents} documents")
-    out.print(
-        f"{s.command} {s.job}: {s.outcome}: {read} = {s.skipped} skipped + {s.rejected} rejected "
-        f"+ {s.sent} sent; {s.sent} sent = {s.indexed} indexed + {s.duplicates} duplicates + {s.deleted} deleted "
-        f"+ {s.not_found} not found + {s.failed} failed; into {s.index}; {s.retried} retried, "
-        f"{s.dead_lettered} dead-lettered; {s.seconds:.1f}s ({s.docs_per_second:.0f} docs/s)"
-        + (f"; watermark {s.watermark}" if s.watermark is not None else ""),
-        markup=False, highlight=False,
-    )
+    s, n = summary, summary.counts.numbers()
+    # documents = skipped + rejected + sent (the rows read, unless a transform changed their number);
+    # sent = indexed + duplicates + deleted + not found + failed
+    read = (f"{n['rows_read']} rows read" if n["documents"] == n["rows_read"]
+            else f"{n['rows_read']} rows read -> {n['documents']} documents")
+    _line(f"{s.command} {s.job}: {s.outcome}: {read} = {n['skipped']} skipped + {n['rejected']} rejected "
+          f"+ {n['sent']} sent; {n['sent']} sent = {n['indexed']} indexed + {n['duplicates']} duplicates "
+          f"+ {n['deleted']} deleted + {n['not_found']} not found + {n['failed']} failed; into {s.index}; "
+          f"{n['retried']} retried, {n['dead_lettered']} dead-lettered; {s.seconds:.1f}s "
+          f"({s.docs_per_second:.0f} docs/s)" + (f"; watermark {s.watermark}" if s.watermark is not None else ""))
     for warning in s.warnings:
         err.print(f"warning: {warning}", markup=False, highlight=False)
     if s.dead_letter_file:
-        out.print(f"dead letters: {s.dead_lettered} in {s.dead_letter_file}", markup=False, highlight=False)
-    if isinstance(s, pipeline.ReconcileSummary):
-        for line in reconciling.describe(s):
-            out.print(line, markup=False, highlight=False)
-    if s.command != "reindex":
-        return
-    out.print(f"alias {s.alias} -> {s.index}" + (f" (was {', '.join(s.previous)})" if s.previous else " (new alias)"),
-              markup=False, highlight=False)
-    if s.deleted_indices:
-        out.print(f"deleted old indices: {', '.join(s.deleted_indices)}", markup=False, highlight=False)
+        _line(f"dead letters: {n['dead_lettered']} in {s.dead_letter_file}")
+    if isinstance(s, ReconcileSummary):
+        for line in _reconciled(s):
+            _line(line)
+    if s.command == "reindex":
+        _line(f"alias {s.alias} -> {s.index}" + (f" (was {', '.join(s.previous)})" if s.previous else " (new alias)"))
+        if s.deleted_indices:
+            _line(f"deleted old indices: {', '.join(s.deleted_indices)}")
+
+
+def _reconciled(s: ReconcileSummary) -> list[str]:
+    """The lines a reconcile adds after its summary line."""
+    lines = [f"compared {s.compared} ids = {s.unchanged} unchanged + {s.to_delete} to delete + {s.to_index} to index "
+             f"({s.in_source} in the source, {s.in_index} in {s.index}; {s.no_id} source rows without an id); "
+             f"{s.ids_per_second:.0f} ids/s" + ("; dry run: nothing written" if s.dry_run else "")]
+    for what, sample in (("to delete", s.sample_to_delete), ("to index", s.sample_to_index)):
+        if sample:
+            lines.append(f"{what}, e.g.: {', '.join(repr(i) for i in sample)}")
+    return lines
+
+
+def _line(text: str) -> None:
+    out.print(text, markup=False, highlight=False)
 
 
 def print_failure(exc: BaseException, command: str, as_json: bool, then: str = "") -> None:
     """A run that failed or was refused: one ``error:`` line on stderr (``then``: what happens next, in a
     watch loop); with ``as_json``, its summary so far on stdout (outcome, error, counts), or for a
     command that never started a run, its command, outcome and error."""
-    from indexer.errors import IndexerError  # the terminal layer names no error class at import time
-    from indexer.run import outcome_of
-
     if isinstance(exc, IndexerError):
         text = str(exc)
     else:  # a defect of ours; its text may quote anything (a row, a path), so only its type
@@ -118,7 +133,7 @@ def print_failure(exc: BaseException, command: str, as_json: bool, then: str = "
         sys.stdout.write(json.dumps({"command": command, "outcome": outcome_of(exc), "error": text}) + "\n")
 
 
-def print_status(info: Any, as_json: bool) -> None:
+def print_status(info: Status, as_json: bool) -> None:
     """``indexer status``: one labelled line per fact, or JSON."""
     if as_json:
         sys.stdout.write(json.dumps(info.as_dict(), default=str) + "\n")
@@ -136,4 +151,53 @@ def print_status(info: Any, as_json: bool) -> None:
         ("rows in source", info.rows_in_source),
         ("difference", info.difference),
     ):
-        out.print(f"{label:>20}: {value}", markup=False, highlight=False)
+        _line(f"{label:>20}: {value}")
+
+
+def print_templates(changes: list[TemplateChange], as_json: bool, *, written: bool, show_diff: bool) -> None:
+    """``indexer bootstrap``: one line per template (created, updated, unchanged; "would ..." when nothing
+    was written), the diff under each change with ``show_diff``; or JSON."""
+    drift = any(c.action != "unchanged" for c in changes)
+    if as_json:
+        out.print_json(data={"templates": [c.__dict__ for c in changes], "drift": drift, "written": written})
+        return
+    verb = {} if written else {"created": "would create", "updated": "would update"}
+    for c in changes:
+        _line(f"{c.kind} template {c.name}: {verb.get(c.action, c.action)}")
+        if show_diff and c.diff:
+            _line(c.diff)
+
+
+def print_written(paths: list[Path], as_json: bool) -> None:
+    """``indexer init``: the files it wrote."""
+    if as_json:
+        out.print_json(data={"written": [str(p) for p in paths]})
+        return
+    for path in paths:
+        _line(f"wrote {path}")
+
+
+def print_preview(report: Preview, as_json: bool) -> None:
+    """``indexer preview``: its report, line by line, or JSON."""
+    if as_json:
+        out.print_json(data=report.as_dict())
+        return
+    for line in report.lines():
+        _line(line)
+
+
+def print_version(version: str) -> None:
+    _line(f"indexer {version}")
+
+
+class WatchReport:
+    """A watch loop's observer (``commands.watch``): each pass's summary, or its failure and what comes next."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def passed(self, command: str, summary: Summary) -> None:
+        print_summary(summary, self.as_json)
+
+    def failed(self, command: str, exc: IndexerError, then: str) -> None:
+        print_failure(exc, command, self.as_json, then)

@@ -39,6 +39,7 @@ import datetime as dt
 import math
 import re
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from indexer.errors import ConfigError, SourceError
@@ -90,27 +91,59 @@ class NotAPointError(WatermarkValueError):
 _STAND_INS = frozenset({dt.datetime.max, dt.datetime.min})
 _DATE_STAND_INS = frozenset({dt.date.max, dt.date.min})
 
-# The comparable kinds: which values compare with which (used in messages, so readable).
-_NOUN = {"timestamp": "a timestamp", "timestamp with offset": "a timestamp with a UTC offset", "date": "a date",
-         "number": "a number", "ISO text": "ISO-8601 text", "ISO text with offset": "ISO-8601 text with a UTC offset",
-         "text": "text"}
-_PLURAL = {"timestamp": "timestamps", "timestamp with offset": "timestamps", "date": "dates", "number": "numbers",
-           "ISO text": "ISO-8601 text", "ISO text with offset": "ISO-8601 text", "text": "text"}
-_OFFSET_PAIRS = ({"timestamp", "timestamp with offset"}, {"ISO text", "ISO text with offset"})
+class Kind(StrEnum):
+    """Which values compare with which: one run's watermarks are all of one kind (values in messages)."""
+
+    TIMESTAMP = "timestamp"
+    TIMESTAMP_TZ = "timestamp with offset"
+    DATE = "date"
+    NUMBER = "number"
+    ISO_TEXT = "ISO text"                   # ISO-8601 text (how SQLite keeps timestamps), parsed to compare
+    ISO_TEXT_TZ = "ISO text with offset"
+    TEXT = "text"                           # any other text: compared as text
+
+    @property
+    def iso(self) -> bool:
+        return self in (Kind.ISO_TEXT, Kind.ISO_TEXT_TZ)
 
 
-def value_kind(value: Any) -> str:
+class Type(StrEnum):
+    """The Python type a watermark value is kept in, and its tag in the stored form. The tags are the
+    stored form's, as earlier versions wrote them: ``text`` is ISO-8601 text, ``string`` any other."""
+
+    DATETIME = "datetime"
+    DATE = "date"
+    INT = "int"
+    DECIMAL = "decimal"
+    FLOAT = "float"
+    ISO_TEXT = "text"
+    TEXT = "string"
+
+    @property
+    def number(self) -> bool:
+        return self in (Type.INT, Type.DECIMAL, Type.FLOAT)
+
+
+_NOUN = {Kind.TIMESTAMP: "a timestamp", Kind.TIMESTAMP_TZ: "a timestamp with a UTC offset", Kind.DATE: "a date",
+         Kind.NUMBER: "a number", Kind.ISO_TEXT: "ISO-8601 text", Kind.ISO_TEXT_TZ: "ISO-8601 text with a UTC offset",
+         Kind.TEXT: "text"}
+_PLURAL = {Kind.TIMESTAMP: "timestamps", Kind.TIMESTAMP_TZ: "timestamps", Kind.DATE: "dates", Kind.NUMBER: "numbers",
+           Kind.ISO_TEXT: "ISO-8601 text", Kind.ISO_TEXT_TZ: "ISO-8601 text", Kind.TEXT: "text"}
+_OFFSET_PAIRS = ({Kind.TIMESTAMP, Kind.TIMESTAMP_TZ}, {Kind.ISO_TEXT, Kind.ISO_TEXT_TZ})
+
+
+def value_kind(value: Any) -> Kind:
     """The comparable kind of one non-NULL value; WatermarkValueError when it can be no watermark
     (NotAPointError when it is no point in time or on a scale)."""
     if isinstance(value, dt.datetime):
         if value.replace(tzinfo=None) in _STAND_INS:
             raise NotAPointError("no point in time (the driver's stand-in for infinity: year 9999's last or "
                                  "year 1's first instant)")
-        return "timestamp" if value.utcoffset() is None else "timestamp with offset"
+        return Kind.TIMESTAMP if value.utcoffset() is None else Kind.TIMESTAMP_TZ
     if isinstance(value, dt.date):
         if value in _DATE_STAND_INS:
             raise NotAPointError("no point in time (the driver's stand-in for infinity: 9999-12-31 or 0001-01-01)")
-        return "date"
+        return Kind.DATE
     if isinstance(value, bool):
         raise WatermarkValueError("a boolean (a boolean column cannot be a watermark)")
     if isinstance(value, (int, Decimal, float)):
@@ -118,7 +151,7 @@ def value_kind(value: Any) -> str:
             raise NotAPointError("NaN")  # compares false with everything (a Decimal NaN raises)
         if isinstance(value, (Decimal, float)) and value in (math.inf, -math.inf):
             raise NotAPointError("no point on a scale (infinite)")
-        return "number"
+        return Kind.NUMBER
     if isinstance(value, (DbText, Unconvertible)):
         raise NotAPointError("no point in time (PostgreSQL's infinity, 24:00 or a year outside 1-9999)")
     if isinstance(value, str):
@@ -126,12 +159,12 @@ def value_kind(value: Any) -> str:
             raise WatermarkValueError("empty text")
         match = _ISO_TEXT.match(value)
         if not match:
-            return "text"
-        return "ISO text with offset" if match.group(4) else "ISO text"
+            return Kind.TEXT
+        return Kind.ISO_TEXT_TZ if match.group(4) else Kind.ISO_TEXT
     raise WatermarkValueError(f"{type(value).__name__}, not a timestamp, date, number or text")
 
 
-def run_kind(values: Any, kind: str | None = None) -> str | None:
+def run_kind(values: Any, kind: Kind | None = None) -> Kind | None:
     """``kind`` when known, else the kind of the first non-NULL value (None when all are NULL)."""
     if kind is not None:
         return kind
@@ -144,17 +177,17 @@ def run_kind(values: Any, kind: str | None = None) -> str | None:
     return None
 
 
-def _key(value: Any, kind: str) -> Any:
+def _key(value: Any, kind: Kind) -> Any:
     """The comparable key of ``value`` in a run of ``kind``; WatermarkValueError (no position) if it does not fit."""
     own = value_kind(value)
     if own != kind:
         if {own, kind} in _OFFSET_PAIRS:
             raise WatermarkValueError("mixes timestamps with and without a UTC offset")
-        if kind.startswith("ISO") and own == "text":
+        if kind.iso and own == Kind.TEXT:
             raise WatermarkValueError("not ISO-8601 text")
-        if not (kind == "text" and own.startswith("ISO")):  # ISO-looking text among plain text: text
+        if not (kind == Kind.TEXT and own.iso):  # ISO-looking text among plain text: text
             raise WatermarkValueError(f"{_NOUN[own]} among {_PLURAL[kind]}")
-    if own.startswith("ISO") and kind.startswith("ISO"):
+    if own.iso and kind.iso:
         try:
             return _parse_text(value)
         except ValueError:  # from None: the parser's text quotes the row value
@@ -162,16 +195,16 @@ def _key(value: Any, kind: str) -> Any:
     return value
 
 
-def keys_of(values: Any, kind: str | None = None) -> list:
+def keys_of(values: Any, kind: Kind | None = None) -> list:
     """Comparable keys for one chunk's watermark values, None for NULL.
 
     ``kind`` is the run's (see ``run_kind``; None: the first non-NULL value's). The first value
     that does not fit raises WatermarkValueError with its ``position`` in ``values``.
     """
-    kind = run_kind(values, kind)
+    kind = run_kind(values, Kind(kind) if kind is not None else None)
     fast = _fast_keys(values, kind)
-    if fast is not None:
-        return fast
+    if fast is not None or kind is None:  # no kind: every value is NULL
+        return fast if fast is not None else [None] * len(values)
     keys = []
     for position, value in enumerate(values):
         try:
@@ -181,24 +214,24 @@ def keys_of(values: Any, kind: str | None = None) -> list:
     return keys
 
 
-def _fast_keys(values: Any, kind: str | None) -> list | None:
+def _fast_keys(values: Any, kind: Kind | None) -> list | None:
     """The keys of a chunk whose values all fit ``kind``, found without classifying each value
     (one parse per ISO text, one type check per value); None when one may not fit, so that
     ``keys_of`` finds which and why."""
     try:
-        if kind in ("ISO text", "ISO text with offset"):
+        if kind in (Kind.ISO_TEXT, Kind.ISO_TEXT_TZ):
             keys = [None if v is None else _parse_text(v) for v in values]
-            aware = kind == "ISO text with offset"
+            aware = kind == Kind.ISO_TEXT_TZ
             ok = all((k.tzinfo is not None) == aware for k in keys if k is not None)
             return keys if ok and all(v is None or v.strip() for v in values) else None
-        if kind in ("timestamp", "timestamp with offset"):
-            aware = kind == "timestamp with offset"
+        if kind in (Kind.TIMESTAMP, Kind.TIMESTAMP_TZ):
+            aware = kind == Kind.TIMESTAMP_TZ
             ok = all(v is None or (type(v) is dt.datetime and (v.utcoffset() is not None) == aware) for v in values)
             return list(values) if ok and not _extremes(values, _STAND_INS) else None
-        if kind == "number":
+        if kind == Kind.NUMBER:
             ok = all(v is None or (type(v) in (int, Decimal, float) and v == v) for v in values)  # v == v: not NaN
             return list(values) if ok and math.inf not in values and -math.inf not in values else None
-        if kind == "date":
+        if kind == Kind.DATE:
             ok = all(v is None or type(v) is dt.date for v in values)
             return list(values) if ok and not _extremes(values, _DATE_STAND_INS) else None
     except (ValueError, TypeError, AttributeError):  # not text, or not a date: the slow path names it
@@ -215,32 +248,33 @@ def _extremes(values: Any, stand_ins: frozenset) -> bool:
                 & stand_ins)
 
 
-def kind_of(value: Any) -> str:
+def type_of(value: Any) -> Type:
+    """The type a watermark value is kept in (and stored as)."""
     if isinstance(value, dt.datetime):
-        return "datetime"
+        return Type.DATETIME
     if isinstance(value, dt.date):
-        return "date"
+        return Type.DATE
     if isinstance(value, bool):
         raise SourceError("a boolean column cannot be a watermark")
     if isinstance(value, int):
-        return "int"
+        return Type.INT
     if isinstance(value, Decimal):
-        return "decimal"
+        return Type.DECIMAL
     if isinstance(value, float):
-        return "float"
+        return Type.FLOAT
     if isinstance(value, str):
-        return "text" if _ISO_TEXT.match(value) else "string"
+        return Type.ISO_TEXT if _ISO_TEXT.match(value) else Type.TEXT
     raise SourceError("watermark values must be timestamps, dates, ISO-8601 text or numbers, "
                       f"not {type(value).__name__}")
 
 
 def to_state(value: Any) -> dict:
-    kind = kind_of(value)
-    if kind in ("datetime", "date"):
-        return {"type": kind, "value": value.isoformat()}
-    if kind == "float":
-        return {"type": kind, "value": repr(value)}
-    return {"type": kind, "value": str(value)}
+    kind = type_of(value)
+    if kind in (Type.DATETIME, Type.DATE):
+        return {"type": str(kind), "value": value.isoformat()}
+    if kind == Type.FLOAT:
+        return {"type": str(kind), "value": repr(value)}
+    return {"type": str(kind), "value": str(value)}
 
 
 def from_state(state: dict | None) -> Any:
@@ -253,22 +287,21 @@ def from_state(state: dict | None) -> Any:
         raise ConfigError("the stored watermark is not valid; run `indexer reindex` to record a new one") from exc
 
 
-def _from_state(kind: str, text: str) -> Any:
-    if kind == "text" and not _ISO_TEXT.match(text):
+def _from_state(tag: str, text: str) -> Any:
+    kind = Type(tag)  # ValueError for a tag this version does not know
+    if kind == Type.ISO_TEXT and not _ISO_TEXT.match(text):
         raise ValueError(text)
-    if kind == "datetime":
+    if kind == Type.DATETIME:
         return dt.datetime.fromisoformat(text)
-    if kind == "date":
+    if kind == Type.DATE:
         return dt.date.fromisoformat(text)
-    if kind == "int":
+    if kind == Type.INT:
         return int(text)
-    if kind == "decimal":
+    if kind == Type.DECIMAL:
         return Decimal(text)
-    if kind == "float":
+    if kind == Type.FLOAT:
         return float(text)
-    if kind in ("text", "string"):
-        return text
-    raise ValueError(kind)
+    return text
 
 
 def _parse_text(text: str) -> dt.datetime:
@@ -280,6 +313,7 @@ def _format_like(template: str, value: dt.datetime) -> str:
     if len(template) == 10:
         return value.date().isoformat()
     match = _ISO_TEXT.match(template)
+    assert match is not None  # the template is a watermark value of kind ISO text: it matched before
     sep = template[10]
     frac, tz = match.group(3), match.group(4)
     layout = "%H:%M" if match.group(2) is None else "%H:%M:%S"
@@ -306,23 +340,23 @@ def minus(value: Any, lookback: Any) -> Any:
 
 
 def _minus(value: Any, lookback: Any) -> Any:
-    kind = kind_of(value)
-    if kind == "string":
+    kind = type_of(value)
+    if kind == Type.TEXT:
         if lookback not in (0, "0", "0s") and parse_duration(lookback).total_seconds() != 0:
             raise ConfigError("job.lookback must be 0 for a text watermark that is not a timestamp")
         return value
-    if kind in ("int", "decimal", "float"):
+    if kind.number:
         if not isinstance(lookback, (int, float, Decimal)):
             raise ConfigError("job.lookback must be a number for a numeric watermark")
-        result = value - (type(value)(str(lookback)) if kind == "decimal" else lookback)
-        return int(result) if kind == "int" and isinstance(result, float) and result.is_integer() else result
+        result = value - (type(value)(str(lookback)) if kind == Type.DECIMAL else lookback)
+        return int(result) if kind == Type.INT and isinstance(result, float) and result.is_integer() else result
     if isinstance(lookback, (int, float)) and not isinstance(lookback, bool):
         delta = dt.timedelta(seconds=lookback)
     else:
         delta = parse_duration(lookback) if not isinstance(lookback, dt.timedelta) else lookback
-    if kind == "datetime":
+    if kind == Type.DATETIME:
         return value - delta
-    if kind == "date":
+    if kind == Type.DATE:
         return value - dt.timedelta(days=-(-delta.total_seconds() // 86400))
     try:
         parsed = _parse_text(value)

@@ -1,80 +1,132 @@
 #!/usr/bin/env bash
-# `make test`: the unit tests once, then the engine-facing tests once per engine, one engine at a
-# time (start, run, stop) so that only one JVM is up at any moment. PostgreSQL runs throughout.
+# `make test`: lint and types first (ruff, mypy: fast), the unit tests, the services' isolation test once,
+# then the engine-facing tests on every engine AT ONCE: each engine's node on its own port, each suite in
+# its own pytest process. The suites share nothing but PostgreSQL (each test makes its own tables) and
+# the two cores; they spend most of their time waiting on the nodes, so running them side by side takes
+# about as long as the slowest one (measured: docs/development.md).
 #   scripts/test-matrix.sh [PYTEST ARGS...]
-#   ENGINES="opensearch elasticsearch elasticsearch9"   which engines, in this order (the default)
-#   ENGINE_PORT=9200    every engine in turn on this port (some tests name 127.0.0.1:$ENGINE_PORT)
-#   UNIT_TESTS=tests/unit   ENGINE_TESTS="tests/integration tests/faults tests/support"
-# This checkout's node already answering on the port as the wanted engine (e.g. left by `make demo`) is
+#   ENGINES="opensearch elasticsearch elasticsearch9"   which engines (the default: all three)
+#   ENGINE_PORT=9200    the first engine's HTTP port; the next ones take the ports after it
+#   MATRIX_JOBS=3       engine suites run at once (1: one after the other)
+#   UNIT_TESTS=tests/unit   ENGINE_TESTS="tests/integration tests/faults tests/support"   SERVICE_TESTS=tests/services
+# This checkout's node already answering on its port as the wanted engine (e.g. left by `make demo`) is
 # used and left running; a node of another engine, or another checkout's, fails that engine's run with
 # one line (nothing is skipped).
-# Each engine's run gets INDEXER_TEST_ENGINE_KIND (tests/support/harness.py) and ENGINE.
+# Each engine's run gets INDEXER_TEST_ENGINE_KIND (tests/support/harness.py), ENGINE and its ENGINE_PORT.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HERE="$REPO/scripts"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
-ENGINES="${ENGINES:-opensearch elasticsearch elasticsearch9}"
+BIN="$(dirname "$PY")"
+read -r -a ENGINE_LIST <<<"${ENGINES:-opensearch elasticsearch elasticsearch9}"
 UNIT_TESTS="${UNIT_TESTS:-tests/unit}"
 ENGINE_TESTS="${ENGINE_TESTS:-tests/integration tests/faults tests/support}"
-export ENGINE_PORT="${ENGINE_PORT:-9200}"
+SERVICE_TESTS="${SERVICE_TESTS:-tests/services}"
+BASE_PORT="${ENGINE_PORT:-9200}"
+JOBS="${MATRIX_JOBS:-${#ENGINE_LIST[@]}}"
 unset ENGINE_DIR  # one folder per engine (under ENGINE_SERVICES), never one for all
+LOGS="$(mktemp -d)"
 cd "$REPO"
 
 pg_started=""
-engine_started=""
+engines_started=()  # "engine port" of the nodes this script started
 cleanup() {
-  if [[ -n "$engine_started" ]]; then ENGINE="$engine_started" "$HERE/engine.sh" stop || true; fi
+  local item
+  for item in "${engines_started[@]}"; do
+    ENGINE="${item% *}" ENGINE_PORT="${item#* }" "$HERE/engine.sh" stop || true
+  done
   if [[ -n "$pg_started" ]]; then "$HERE/pg.sh" stop || true; fi
+  rm -rf "$LOGS"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+summary=()
+failed=0
+result_line() {  # result_line LABEL RC SECONDS LOG: one row of the table, pytest's own summary line in it
+  local line
+  line="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)|no tests ran|^Found [0-9]+ error|^Success' "$4" | tail -n1 | sed 's/=//g; s/^ *//; s/ *$//')"
+  summary+=("$(printf '%-16s %-4s %5ss  %s' "$1" "$([[ $2 == 0 ]] && echo ok || echo FAIL)" "$3" "${line:-no summary}")")
+  [[ $2 == 0 ]] || failed=1
+}
+run() {  # run LABEL COMMAND...: in the foreground, its output shown and kept for the table
+  local label="$1" log="$LOGS/$1.log" start rc
+  shift
+  start=$(date +%s)
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  result_line "$label" "$rc" "$(( $(date +%s) - start ))" "$log"
+}
+
+echo "=== lint and types (ruff, mypy)"
+run ruff "$BIN/ruff" check indexer
+run mypy "$BIN/mypy"
 
 if ! "$HERE/pg.sh" status >/dev/null 2>&1; then
   "$HERE/pg.sh" start || exit 1
   pg_started=1
 fi
 
-summary=()
-failed=0
-run() {  # run LABEL ENV... -- PYTEST ARGS: pytest with its own summary line kept for the table
-  local label="$1" out start rc line
-  shift
-  out="$(mktemp)"
-  start=$(date +%s)
-  env "$@" 2>&1 | tee "$out"
-  rc=${PIPESTATUS[0]}
-  line="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)|no tests ran' "$out" | tail -n1 | sed 's/=//g; s/^ *//; s/ *$//')"
-  rm -f "$out"
-  summary+=("$(printf '%-16s %-4s %5ss  %s' "$label" "$([[ $rc == 0 ]] && echo ok || echo FAIL)" "$(( $(date +%s) - start ))" "${line:-no pytest summary}")")
-  [[ $rc == 0 ]] || failed=1
-}
-
 echo "=== unit tests"
 run unit "$PY" -m pytest -q "$@" $UNIT_TESTS
 
-for engine in $ENGINES; do
-  echo "=== $engine on http://127.0.0.1:$ENGINE_PORT"
-  start=$(date +%s)
-  dir="${ENGINE_SERVICES:-$REPO/.services}/$([[ $engine == opensearch ]] && echo engine || echo "$engine")"
-  pid_before="$(cat "$dir/node.pid" 2>/dev/null || true)"
-  if ENGINE="$engine" "$HERE/engine.sh" status >/dev/null 2>&1; then
-    echo "engine: using the $engine node already running on port $ENGINE_PORT"
-  elif ENGINE="$engine" "$HERE/engine.sh" start; then
-    engine_started="$engine"
+echo "=== the services stay private to their checkout (nodes on free ports, once)"
+run services "$PY" -m pytest -q "$@" $SERVICE_TESTS
+
+# The engines: each node on its own port, started together, then the suites side by side.
+declare -A port_of
+i=0
+for engine in "${ENGINE_LIST[@]}"; do
+  port_of[$engine]=$(( BASE_PORT + i ))
+  i=$(( i + 1 ))
+done
+start_engine() {  # start_engine ENGINE: this checkout's node on its port (reused when it answers already)
+  local engine="$1" port="${port_of[$1]}"
+  if ENGINE="$engine" ENGINE_PORT="$port" "$HERE/engine.sh" status >/dev/null 2>&1; then
+    echo "engine: using the $engine node already running on port $port"
+    return 0
+  fi
+  ENGINE="$engine" ENGINE_PORT="$port" "$HERE/engine.sh" start || return 1
+  echo started >"$LOGS/$engine.started"
+}
+echo "=== engines: ${ENGINE_LIST[*]} on ports ${port_of[*]}"
+for engine in "${ENGINE_LIST[@]}"; do
+  start_engine "$engine" >"$LOGS/$engine.start.log" 2>&1 &
+done
+wait
+ready=()
+for engine in "${ENGINE_LIST[@]}"; do
+  cat "$LOGS/$engine.start.log"
+  [[ -f "$LOGS/$engine.started" ]] && engines_started+=("$engine ${port_of[$engine]}")
+  if ENGINE="$engine" ENGINE_PORT="${port_of[$engine]}" "$HERE/engine.sh" status >/dev/null 2>&1; then
+    ready+=("$engine")
   else
-    if [[ "$(cat "$dir/node.pid" 2>/dev/null || true)" != "$pid_before" ]]; then
-      ENGINE="$engine" "$HERE/engine.sh" stop >/dev/null 2>&1 || true  # the node this failed start launched
-    fi
-    summary+=("$(printf '%-16s %-4s %5ss  %s' "$engine" FAIL "$(( $(date +%s) - start ))" "the node did not start")")
+    summary+=("$(printf '%-16s %-4s %5ss  %s' "$engine" FAIL 0 "the node did not start")")
     failed=1
-    continue
   fi
-  echo "engine: ready in $(( $(date +%s) - start )) s"
-  run "$engine" ENGINE="$engine" INDEXER_TEST_ENGINE_KIND="$engine" "$PY" -m pytest -q --durations=12 "$@" $ENGINE_TESTS
-  if [[ -n "$engine_started" ]]; then
-    ENGINE="$engine" "$HERE/engine.sh" stop
-    engine_started=""
-  fi
+done
+
+suite() {  # suite ENGINE: the engine-facing tests against its node, into its log; its exit code in a file
+  local engine="$1" start rc
+  start=$(date +%s)
+  ENGINE="$engine" ENGINE_PORT="${port_of[$engine]}" INDEXER_TEST_ENGINE_KIND="$engine" \
+    "$PY" -m pytest -q -p no:cacheprovider --durations=12 "${@:2}" $ENGINE_TESTS >"$LOGS/$engine.log" 2>&1
+  rc=$?
+  echo "$rc $(( $(date +%s) - start ))" >"$LOGS/$engine.rc"
+}
+running=0
+for engine in "${ready[@]}"; do
+  if (( running >= JOBS )); then wait -n; running=$(( running - 1 )); fi
+  echo "=== $engine on http://127.0.0.1:${port_of[$engine]}"
+  suite "$engine" "$@" &
+  running=$(( running + 1 ))
+done
+wait
+for engine in "${ready[@]}"; do
+  echo; echo "=== $engine (http://127.0.0.1:${port_of[$engine]}): its output"
+  cat "$LOGS/$engine.log"
+  read -r rc seconds <"$LOGS/$engine.rc"
+  result_line "$engine" "$rc" "$seconds" "$LOGS/$engine.log"
 done
 
 echo

@@ -14,9 +14,11 @@ import pytest
 
 from indexer.config import TargetConfig
 from indexer.documents import Action, delete_action, dumps, index_action
-from indexer.engine import RetryPolicy, open_engine
+from indexer.cluster import open_engine
+from indexer.retry import RetryPolicy
 from indexer.errors import ConfigError, EngineError
-from indexer.sink import Sender, Sent
+from indexer.counts import Answers
+from indexer.sink import Sender
 from tests.support import harness
 
 FAST = RetryPolicy(max_retry_time=2.0, initial=0.01, cap=0.05)
@@ -145,7 +147,7 @@ def test_bulk_through_an_alias_without_a_write_index_fails_the_run_and_dead_lett
     message = str(raised.value)
     assert message.startswith(f"bulk into {alias} refused 5 of 5 actions: HTTP 400 illegal_argument_exception: "
                               f"no write index is defined for alias [{alias}]")
-    # The sender raised instead of answering a Sent: no failure to dead-letter, nothing counted as indexed.
+    # The sender raised instead of answering a Answers: no failure to dead-letter, nothing counted as indexed.
     assert harness.count(first) == 0 and harness.count(second) == 0
 
 
@@ -158,7 +160,7 @@ def test_bulk_into_a_closed_index_fails_the_run(engine_url, names):
         await Sender(engine, index).send(actions(["a"], [index_action("a", dumps({"n": 1}))]))
 
     with pytest.raises(EngineError, match=r"refused 1 of 1 actions: HTTP 400 index_closed_exception"):
-        run(engine_url, scenario)  # raised, not answered as a Sent with a failure to dead-letter
+        run(engine_url, scenario)  # raised, not answered as a Answers with a failure to dead-letter
 
 
 # ---------------------------------------------------------------- dead-letter reasons, deletes, versions
@@ -198,7 +200,7 @@ def test_a_delete_of_an_absent_document_is_counted_as_not_found(engine_url, keyw
         return [await sender.send(actions(["a"], [index_action("a", dumps({"k": "x"}))])),
                 await sender.send(actions(["a", "never"], [delete_action("a"), delete_action("never")]))]
 
-    answers: list[Sent] = run(engine_url, scenario)
+    answers: list[Answers] = run(engine_url, scenario)
     total = {name: sum(getattr(s, name) for s in answers) for name in ("indexed", "deleted", "not_found")}
     failed = [f for s in answers for f in s.failed]
     assert (total["indexed"], total["deleted"], total["not_found"], failed) == (1, 1, 1, [])

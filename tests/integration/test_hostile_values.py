@@ -206,7 +206,7 @@ def test_ordinary_values_come_back_exactly_as_psycopg2s_own_casters_give_them():
     import psycopg2
 
     from indexer.config import SourceConfig
-    from indexer.source import connect
+    from indexer.sources import connect
 
     values = ("'2024-01-02 03:04:05'::timestamp, '2024-01-02 03:04:05.123456'::timestamp, "
               "'2024-01-02 03:04:05.5+05:30'::timestamptz, '1901-01-01 00:00:00+05:53:28'::timestamptz, "

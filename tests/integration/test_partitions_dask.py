@@ -18,7 +18,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from indexer import dask_runner
-from indexer.config import load_job
+from indexer.jobfile import load_job
 from indexer.dask_runner import run_on_dask
 from indexer.errors import ConfigError
 from indexer.partitions import plan_slices

@@ -8,7 +8,7 @@ import psycopg2
 import pytest
 
 from demo.generate import write_postgres
-from indexer import source
+from indexer import sources
 from indexer.config import SourceConfig
 from tests.support.harness import PG, PG_PASSWORD_ENV, pg_connect, pg_dsn
 
@@ -40,8 +40,8 @@ def test_reading_300k_rows_grows_rss_less_than_a_client_side_cursor_would(big_ta
     config = SourceConfig(dbtype="PG", **PG, password_env=PG_PASSWORD_ENV)
     before = peak = rss_mib()
     rows = 0
-    with source.connect(config, 5000) as conn:
-        for description, chunk in source.iter_row_chunks(conn, f"SELECT * FROM {big_table}", {}, 5000):
+    with sources.connect(config, 5000) as conn:
+        for description, chunk in sources.iter_row_chunks(conn, f"SELECT * FROM {big_table}", {}, 5000):
             rows += len(chunk)
             peak = max(peak, rss_mib())
             del chunk

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
-from indexer.config import load_job
-from indexer.preview import preview
+from indexer.jobfile import load_job
+from indexer.commands.preview import preview
 from indexer.run import utc_now
 from indexer.scratch import SCRATCH_PREFIX, scratch_name
 from tests.support.harness import (

@@ -20,9 +20,9 @@ import time
 
 import pytest
 
-from indexer.config import load_job
+from indexer.jobfile import load_job
 from indexer.errors import RefusedError, SourceError
-from indexer.reconcile import reconcile
+from indexer.commands.reconcile import reconcile
 from indexer.spill import PREFIX
 from tests.support.harness import (
     REPO, count, documents, http, pg_connect, pg_documents, pg_source, run_indexer, sqlite_rows, sqlite_source,
@@ -69,8 +69,9 @@ def _state(alias) -> dict:
 def _adds_up(s) -> None:
     assert s.compared == s.unchanged + s.to_delete + s.to_index
     assert s.in_source == s.unchanged + s.to_index and s.in_index == s.unchanged + s.to_delete
-    assert s.rows_read == s.skipped + s.rejected + s.sent
-    assert s.sent == s.indexed + s.duplicates + s.deleted + s.not_found + s.failed
+    n = s.counts.numbers()
+    assert n["rows_read"] == n["documents"] == n["skipped"] + n["rejected"] + n["sent"]
+    assert n["sent"] == n["indexed"] + n["duplicates"] + n["deleted"] + n["not_found"] + n["failed"]
 
 
 # ------------------------------------------------------------------ repairs
@@ -88,7 +89,7 @@ def test_hard_deletes_leave_lost_documents_come_back_and_strays_go_sqlite(tmp_pa
     summary = _reconcile(job)
 
     assert summary.outcome == "ok" and summary.to_delete == 102 and summary.to_index == 3
-    assert (summary.deleted, summary.indexed, summary.not_found, summary.failed) == (102, 3, 0, 0)
+    assert (summary.counts.numbers()["deleted"], summary.counts.numbers()["indexed"], summary.counts.numbers()["not_found"], summary.counts.numbers()["failed"]) == (102, 3, 0, 0)
     assert summary.in_source == 2900 and summary.in_index == 2999 and summary.unchanged == 2897
     assert summary.sample_to_index == lost and summary.sample_to_delete[:2] == ["NOT-A-ROW-1", "NOT-A-ROW-2"]
     _adds_up(summary)
@@ -99,7 +100,7 @@ def test_hard_deletes_leave_lost_documents_come_back_and_strays_go_sqlite(tmp_pa
     assert state["last_run"] == state["last_reconcile"]
 
     again = _reconcile(job)
-    assert (again.unchanged, again.to_delete, again.to_index, again.sent) == (2900, 0, 0, 0)
+    assert (again.unchanged, again.to_delete, again.to_index, again.counts.numbers()["sent"]) == (2900, 0, 0, 0)
 
 
 def test_hard_deletes_leave_lost_documents_come_back_and_strays_go_postgres(tmp_path, target, alias, pg_table):
@@ -115,7 +116,7 @@ def test_hard_deletes_leave_lost_documents_come_back_and_strays_go_postgres(tmp_
 
     summary = _reconcile(job)
 
-    assert (summary.deleted, summary.indexed, summary.in_source) == (41, 1, 2960)
+    assert (summary.counts.numbers()["deleted"], summary.counts.numbers()["indexed"], summary.in_source) == (41, 1, 2960)
     _adds_up(summary)
     assert documents(alias) == pg_documents(conn, pg_table)
     conn.close()
@@ -143,7 +144,7 @@ def test_composite_keys_and_a_transform_compare_the_ids_the_transform_gives(tmp_
 
     summary = _reconcile(job)
 
-    assert (summary.deleted, summary.indexed) == (3, 2)
+    assert (summary.counts.numbers()["deleted"], summary.counts.numbers()["indexed"]) == (3, 2)
     del expected["a3\\|x|B3"], expected["a4\\|x|B4"]
     assert documents(alias) == expected
 
@@ -157,7 +158,7 @@ def test_soft_deleted_rows_leave_the_index_as_a_reindex_would_leave_them_out(tmp
 
     summary = _reconcile(job)
 
-    assert summary.deleted == 30 and summary.in_source == 2970 and summary.indexed == 0
+    assert summary.counts.numbers()["deleted"] == 30 and summary.in_source == 2970 and summary.counts.numbers()["indexed"] == 0
     live = sqlite_rows(sqlite_sensors, f"SELECT {COLUMNS} FROM sensors WHERE is_deleted = 0")
     assert documents(alias) == live
 
@@ -185,7 +186,7 @@ def test_an_empty_source_never_empties_the_index_unless_forced(tmp_path, target,
     assert _state(alias)["_source"]["state"]["last_run"]["outcome"] == "refused"
 
     forced = _reconcile(job, force=True, temp_dir=spill_dir)
-    assert forced.deleted == 10 and any(w.startswith("--force:") for w in forced.warnings)
+    assert forced.counts.numbers()["deleted"] == 10 and any(w.startswith("--force:") for w in forced.warnings)
     assert count(alias) == 0 and list(spill_dir.iterdir()) == []
 
 
@@ -200,7 +201,7 @@ def test_deleting_more_than_half_of_the_index_is_refused_unless_forced(tmp_path,
         _reconcile(job)
     assert count(alias) == 3000
 
-    assert _reconcile(job, force=True).deleted == 1600
+    assert _reconcile(job, force=True).counts.numbers()["deleted"] == 1600
     assert documents(alias) == sqlite_rows(sqlite_sensors)
 
 
@@ -219,7 +220,7 @@ def test_dry_run_reports_the_same_counts_and_writes_nothing(tmp_path, target, al
     before, state_before = seq_nos(), _state(alias)
     dry = _reconcile(job, dry_run=True)
 
-    assert dry.outcome == "dry_run" and dry.dry_run and dry.sent == 0
+    assert dry.outcome == "dry_run" and dry.dry_run and dry.counts.numbers()["sent"] == 0
     assert (dry.to_delete, dry.to_index, dry.unchanged) == (2001, 1, 999)
     assert dry.sample_to_delete == ["SEN0001001", "SEN0001002", "SEN0001003", "SEN0001004", "SEN0001005"]
     assert dry.sample_to_index == ["SEN0000005"]
@@ -253,8 +254,8 @@ def test_a_killed_run_leaves_no_temporary_files_after_the_next_run_and_a_rerun_r
     _sql(sqlite_sensors, "DELETE FROM sensors WHERE rowid % 10 = 0")
     spill_dir = tmp_path / "spill"
     spill_dir.mkdir()
-    script = ("import asyncio, sys; from pathlib import Path; from indexer.config import load_job; "
-              "from indexer.reconcile import reconcile; "
+    script = ("import asyncio, sys; from pathlib import Path; from indexer.jobfile import load_job; "
+              "from indexer.commands.reconcile import reconcile; "
               "asyncio.run(reconcile(load_job(sys.argv[1]), temp_dir=Path(sys.argv[2]), run_size=100))")
     child = subprocess.Popen([sys.executable, "-c", script, str(job), str(spill_dir)], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -269,5 +270,5 @@ def test_a_killed_run_leaves_no_temporary_files_after_the_next_run_and_a_rerun_r
     summary = _reconcile(job, temp_dir=spill_dir)
 
     assert list(spill_dir.iterdir()) == []
-    assert summary.deleted == 300
+    assert summary.counts.numbers()["deleted"] == 300
     assert documents(alias) == sqlite_rows(sqlite_sensors)

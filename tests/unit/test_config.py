@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.config import DEFAULT_CHUNK_SIZE, DEFAULT_URL, load_job, parse_param
+from indexer.config import DEFAULT_CHUNK_SIZE, DEFAULT_URL
+from indexer.jobfile import load_job, parse_param
 from indexer.errors import ConfigError
 
 SQLITE_JOB = """
@@ -400,7 +401,7 @@ def test_a_reconcile_every_that_is_no_positive_duration_is_refused_naming_the_fi
 
 
 def test_partitions_need_a_partition_column_and_the_cli_overrides_are_checked_alike(tmp_path):
-    from indexer.config import with_partitions
+    from indexer.jobfile import with_partitions
 
     with pytest.raises(ConfigError, match="job.partitions needs job.partition_by"):
         load_job(_with_job_lines(tmp_path, "partitions = 3"), env={})

@@ -9,7 +9,8 @@ from indexer.config import JobSettings
 from indexer.documents import Action, Rejected
 from indexer.errors import VerificationError
 from indexer.extract import Chunk
-from indexer.sink import Acks, Counts, Failure, Sent, check_error_budget
+from indexer.counts import Answers, Counts, Failure
+from indexer.sink import Acks, check_error_budget
 from indexer.state import JobState
 from indexer.watermark import Mark
 
@@ -27,12 +28,34 @@ def settings(**extra) -> JobSettings:
 def test_counts_add_up_as_the_readme_says():
     counts = Counts()
     counts.add(chunk(0, actions=4, rejected=1, skipped=2),
-               Sent(indexed=2, duplicates=1, failed=[Failure("0-3", 400, "mapper_parsing_exception", "")],
-                    retried=3, requests=2, duplicate_ids=["0-1"]))
-    counts.add(chunk(1, actions=2), Sent(deleted=1, not_found=1, requests=1))
-    assert counts.rows_read == counts.skipped + len(counts.rejected) + counts.sent == 9
-    assert counts.sent == counts.indexed + counts.duplicates + counts.deleted + counts.not_found + len(counts.failed)
-    assert (counts.retried, counts.requests, counts.dead, counts.duplicate_ids) == (3, 3, 2, ["0-1"])
+               Answers(indexed=2, duplicates=1, failed=[Failure("0-3", 400, "mapper_parsing_exception", "")],
+                       retried=3, bulk_requests=2, duplicate_ids=["0-1"]))
+    counts.add(chunk(1, actions=2), Answers(deleted=1, not_found=1, bulk_requests=1))
+    n = counts.numbers()
+    assert n["rows_read"] == n["documents"] == n["skipped"] + n["rejected"] + n["sent"] == 9
+    assert n["sent"] == n["indexed"] + n["duplicates"] + n["deleted"] + n["not_found"] + n["failed"]
+    assert n["dead_lettered"] == n["rejected"] + n["failed"] == 2
+    assert (n["retried"], n["bulk_requests"], counts.answers.duplicate_ids) == (3, 3, ["0-1"])
+
+
+def test_a_new_counter_is_added_up_named_and_stored_without_another_change(monkeypatch):
+    """A counter is one field: add(), merge(), numbers() and the stored run record go over the fields."""
+    import dataclasses
+
+    from indexer import counts as counting
+    from indexer.state import RunRecord
+
+    @dataclasses.dataclass
+    class More(counting.Answers):
+        routed: int = 0
+
+    total = Counts(answers=More())
+    total.add(chunk(0, actions=1), More(indexed=1, routed=2))
+    other = Counts(answers=More(routed=3))
+    total.merge(other)
+    assert total.numbers()["routed"] == 5
+    record = RunRecord("sync", "s", counts=total.numbers())
+    assert RunRecord.from_dict(record.as_dict()).counts["routed"] == 5
 
 
 def test_acks_release_chunks_in_source_order_only():
@@ -44,7 +67,7 @@ def test_acks_release_chunks_in_source_order_only():
 
 def test_while_streaming_the_rate_waits_for_a_thousand_rows_but_max_errors_does_not():
     counts = Counts()
-    counts.add(chunk(0, actions=0, rejected=5), Sent())
+    counts.add(chunk(0, actions=0, rejected=5), Answers())
     check_error_budget(settings(), counts)                     # 5 of 5 rows, but only 5 rows read so far
     with pytest.raises(VerificationError, match=r"5 document\(s\) failed for good in 5 rows, over job.max_error_rate"):
         check_error_budget(settings(), counts, final=True)      # at the end the rate counts, whatever the size
@@ -54,7 +77,7 @@ def test_while_streaming_the_rate_waits_for_a_thousand_rows_but_max_errors_does_
 
 def test_a_run_within_budget_passes_at_the_end_too():
     counts = Counts()
-    counts.add(chunk(0, actions=999, rejected=1), Sent(indexed=999))
+    counts.add(chunk(0, actions=999, rejected=1), Answers(indexed=999))
     check_error_budget(settings(max_error_rate=0.01), counts, final=True)
 
 
@@ -80,7 +103,7 @@ def test_documents_and_rows_are_counted_apart_when_a_transform_changes_their_num
     """A transform returning two documents a row broke the sums ("3430 documents failed in 1715 rows")."""
     doubled = Chunk(0, 3, [Action(f"d{i}", b"x\n", -1) for i in range(5)], [Rejected(0, "NaN", None)], unpaired=True)
     counts = Counts()
-    counts.add(doubled, Sent(indexed=5))
+    counts.add(doubled, Answers(indexed=5))
     assert (counts.rows_read, counts.documents) == (3, 6)
     assert counts.documents == counts.skipped + len(counts.rejected) + counts.sent
     with pytest.raises(VerificationError, match=r"^1 document\(s\) failed for good in 6 documents \(from 3 rows\)"):

@@ -15,7 +15,9 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from indexer.config import TargetConfig
-from indexer.engine import Engine, RetryPolicy, open_engine, segment
+from indexer.cluster import open_engine
+from indexer.engine import Engine, segment
+from indexer.retry import RetryPolicy
 from indexer.errors import ConfigError, EngineError
 
 OPENSEARCH_ROOT = {"name": "n1", "version": {"distribution": "opensearch", "number": "2.19.1"}}

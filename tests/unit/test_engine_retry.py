@@ -13,7 +13,8 @@ import pytest
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
-from indexer.engine import ApiStatusError, BulkAnswer, Engine, RetryPolicy
+from indexer.engine import ApiStatusError, BulkAnswer, Engine
+from indexer.retry import RetryPolicy
 from indexer.errors import EngineError
 
 FAST = RetryPolicy(max_retry_time=2.0, initial=0.001, cap=0.005)

@@ -1,4 +1,4 @@
-"""Names of the indices a reindex creates and owns (indexer.pipeline.index_name, owned_indices)."""
+"""Names of the indices a reindex creates and owns (indexer.indices.index_name, owned_indices)."""
 
 import datetime as dt
 

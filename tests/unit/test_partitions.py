@@ -12,8 +12,9 @@ import pytest
 from indexer.config import Job
 from indexer.errors import ConfigError, VerificationError
 from indexer.partitions import Slice, plan_slices, slices_between, slice_query
-from indexer.sink import Counts
-from indexer.slices import SLICE_ATTEMPTS, SliceFailed, SliceResult, SliceTask, duplicates, merged, run_local, run_slice
+from indexer.counts import Answers, Counts
+from indexer.local_runner import run_local
+from indexer.slices import SLICE_ATTEMPTS, SliceFailed, SliceResult, SliceTask, duplicates, merged, run_slice
 
 UTC = dt.timezone.utc
 
@@ -307,30 +308,33 @@ def test_a_cluster_without_a_partition_column_is_refused(readings):
 
 
 def result(number, indexed, duplicates, ids=(), attempts=1) -> SliceResult:
-    counts = Counts(indexed=indexed, duplicates=duplicates, duplicate_ids=list(ids), rows_read=indexed + duplicates,
-                    sent=indexed + duplicates)
+    counts = Counts(rows_read=indexed + duplicates, sent=indexed + duplicates,
+                    answers=Answers(indexed=indexed, duplicates=duplicates, duplicate_ids=list(ids)))
     return SliceResult(number, counts, [], attempts=attempts)
 
 
 def test_counts_merge_adds_every_counter_and_keeps_a_short_duplicate_sample():
     total = Counts()
-    total.merge(Counts(rows_read=3, skipped=1, sent=2, indexed=2, requests=1, duplicate_ids=["a", "b", "c"]))
-    total.merge(Counts(rows_read=4, sent=4, indexed=3, duplicates=1, retried=2, duplicate_ids=["d", "e", "f"]))
-    assert (total.rows_read, total.skipped, total.sent, total.indexed, total.duplicates, total.retried,
-            total.requests) == (7, 1, 6, 5, 1, 2, 1)
-    assert total.duplicate_ids == ["a", "b", "c", "d", "e"]
+    total.merge(Counts(rows_read=3, skipped=1, sent=2,
+                       answers=Answers(indexed=2, bulk_requests=1, duplicate_ids=["a", "b", "c"])))
+    total.merge(Counts(rows_read=4, sent=4, answers=Answers(indexed=3, duplicates=1, retried=2,
+                                                          duplicate_ids=["d", "e", "f"])))
+    n = total.numbers()
+    assert (n["rows_read"], n["skipped"], n["sent"], n["indexed"], n["duplicates"], n["retried"],
+            n["bulk_requests"]) == (7, 1, 6, 5, 1, 2, 1)
+    assert total.answers.duplicate_ids == ["a", "b", "c", "d", "e"]
 
 
 def test_a_rerun_slices_updated_answers_are_not_duplicates():
     # slice 1 was rerun: 40 of its 100 documents answered "updated" (its failed attempt wrote them)
     results = [result(0, 100, 0), result(1, 60, 40, ["x"], attempts=2)]
     assert duplicates(results, 200) == 0
-    assert merged(results).duplicate_ids == []
+    assert merged(results).answers.duplicate_ids == []
 
 
 def test_duplicates_across_slices_are_what_the_index_lacks():
     results = [result(0, 100, 0), result(1, 99, 1, ["k7"])]
-    assert duplicates(results, 199) == 1 and merged(results).duplicate_ids == ["k7"]
+    assert duplicates(results, 199) == 1 and merged(results).answers.duplicate_ids == ["k7"]
 
 
 def test_more_documents_than_the_slices_wrote_is_refused():
@@ -344,7 +348,7 @@ def test_more_documents_than_the_slices_wrote_is_refused():
 def test_slices_that_read_another_number_of_rows_than_the_query_returns_are_refused(readings):
     import asyncio
 
-    from indexer.pipeline import _check_rows
+    from indexer.commands.reindex import _check_rows
     from indexer.run import Summary
 
     work = sqlite_job(readings)   # the query returns 50 rows (site eu)

@@ -15,10 +15,12 @@ import pytest
 from indexer.config import DEFAULT_QUEUE_CHUNKS, Job
 from indexer.deadletter import DeadLetters
 from indexer.documents import Action, dumps, index_action
-from indexer.engine import ApiStatusError, BulkAnswer, RetryPolicy
+from indexer.engine import ApiStatusError, BulkAnswer
+from indexer.retry import RetryPolicy
 from indexer.errors import SourceError
 from indexer.extract import Chunk
-from indexer.sink import Counts, Sender, load
+from indexer.counts import Counts
+from indexer.sink import Sender, load
 
 JOB = Job(source={"dbtype": "SQLITE", "filename": "unused.db"}, target={"max_retry_time": 1},
           job={"alias": "t", "key": ["id"], "query": "SELECT 1", "concurrency": 2})
@@ -65,7 +67,7 @@ def reader_threads():
 
 def start_load(make, engine, dead_dir, stop=None):
     dead = DeadLetters(dead_dir / "dead.ndjson", "job", "t", ["id"], "run")
-    return load(make, Sender(engine, "t", fresh_index=True), JOB.job, Counts(), dead=dead, stop=stop)
+    return load(make, Sender(engine, "t", fresh_index=True), JOB.job, Counts(), dead_letters=dead, stop=stop)
 
 
 def run_load(make, engine, dead_dir):

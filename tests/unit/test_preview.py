@@ -12,7 +12,8 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from indexer import extract, preview, scratch
+from indexer import extract, scratch
+from indexer.commands import preview
 from indexer.config import Job
 from indexer.documents import Action, Rejected
 from indexer.extract import ReadPlan

@@ -18,7 +18,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from indexer.cli import app
-from indexer.config import load_job
+from indexer.jobfile import load_job
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

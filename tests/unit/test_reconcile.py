@@ -8,7 +8,9 @@ import random
 import pytest
 
 from indexer.config import JobSettings
-from indexer.reconcile import SAMPLE, Diff, ReconcileSummary, compare, describe, projection, refusal
+from indexer.commands.reconcile import ReconcileSummary
+from indexer.drift import SAMPLE, Diff, compare, projection, refusal
+from indexer.terminal import _reconciled
 from indexer.spill import SortedIds
 
 
@@ -84,7 +86,7 @@ def test_the_cli_lines_name_the_counts_and_the_samples():
     s = ReconcileSummary(command="reconcile", started="t", job="job", alias="sensors", index="sensors-1",
                          in_source=4, in_index=5, compared=6, unchanged=3, to_delete=2, to_index=1,
                          sample_to_delete=["x", "y"], sample_to_index=["a"], dry_run=True, ids_per_second=12.0)
-    assert describe(s) == [
+    assert _reconciled(s) == [
         "compared 6 ids = 3 unchanged + 2 to delete + 1 to index (4 in the source, 5 in sensors-1; "
         "0 source rows without an id); 12 ids/s; dry run: nothing written",
         "to delete, e.g.: 'x', 'y'",

@@ -18,8 +18,8 @@ from indexer.catalogue import (
 )
 from indexer.config import Job, SourceConfig, TargetConfig
 from indexer.errors import ConfigError
-from indexer.scaffold import _alias, init_job, plan, render_job, render_templates, toml_string
-from indexer.source import connect
+from indexer.commands.init import _alias, init_job, plan, render_job, render_templates, toml_string
+from indexer.sources import connect
 
 
 KEYWORD = {"type": "keyword", "ignore_above": 8191}  # every keyword init writes: never an immense term

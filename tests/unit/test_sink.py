@@ -11,9 +11,11 @@ import pytest
 
 from indexer.documents import delete_action, dumps, index_action
 from indexer.documents import Action
-from indexer.engine import ApiStatusError, BulkAnswer, RetryPolicy
+from indexer.engine import ApiStatusError, BulkAnswer
+from indexer.retry import RetryPolicy
 from indexer.errors import EngineError
-from indexer.sink import Failure, Sender, Sent
+from indexer.counts import Answers, Failure
+from indexer.sink import Sender
 
 FAST = RetryPolicy(max_retry_time=2.0, initial=0.001, cap=0.005)
 
@@ -68,7 +70,7 @@ def as_actions(ids, lines) -> list[Action]:
     return [Action(i, line, n) for n, (i, line) in enumerate(zip(ids, lines))]
 
 
-def send(engine, ids, lines, *, fresh_index=False, policy=FAST, **options) -> Sent:
+def send(engine, ids, lines, *, fresh_index=False, policy=FAST, **options) -> Answers:
     engine.policy = policy
     sender = Sender(engine, "sensors-20260101000000", fresh_index=fresh_index, **options)
     return asyncio.run(sender.send(as_actions(ids, lines)))
@@ -84,14 +86,14 @@ def test_created_updated_and_deleted_are_counted_from_the_items():
     engine = ScriptedEngine(response(ok(), ok("updated", 200), ok(), ok("deleted", 200, op="delete")))
     sent = send(engine, ids, lines)
     assert (len(lines), sent.indexed, sent.duplicates, sent.deleted) == (4, 3, 0, 1)  # updated in a live index: indexed
-    assert sent.failed == [] and sent.requests == 1
+    assert sent.failed == [] and sent.bulk_requests == 1
     assert engine.bodies == [b"".join(lines)] and engine.targets == ["sensors-20260101000000"]
 
 
 def test_deleting_a_document_that_is_already_gone_is_not_a_failure():
     engine = ScriptedEngine(response({"delete": {"status": 404, "result": "not_found"}}))
     sent = send(engine, ["gone"], [delete_action("gone")])
-    assert sent.failed == [] and sent.retried == 0 and sent.requests == 1
+    assert sent.failed == [] and sent.retried == 0 and sent.bulk_requests == 1
     assert sent.not_found == 1 and sent.deleted == 0
 
 
@@ -121,7 +123,7 @@ def test_items_answered_429_are_resent_alone_in_order_and_then_counted():
     )
     sent = send(engine, ids, lines)
     assert engine.bodies[1] == lines[1] + lines[3]
-    assert (sent.indexed, sent.retried, sent.requests, sent.failed) == (4, 2, 2, [])
+    assert (sent.indexed, sent.retried, sent.bulk_requests, sent.failed) == (4, 2, 2, [])
 
 
 def test_items_still_rejected_when_the_retry_time_is_over_fail_the_run_instead_of_dead_lettering():
@@ -137,7 +139,7 @@ def test_a_mapping_error_becomes_a_failure_with_its_reason_and_is_not_retried():
     sent = send(engine, *actions("a", "b"))
     assert sent.failed == [Failure("b", 400, "mapper_parsing_exception", "failed to parse field [reading]",
                                     engine_line(engine, 1))]
-    assert (sent.indexed, sent.retried, sent.requests) == (1, 0, 1)
+    assert (sent.indexed, sent.retried, sent.bulk_requests) == (1, 0, 1)
 
 
 def test_updated_in_a_fresh_index_records_the_duplicate_key():

@@ -31,7 +31,7 @@ def path(tmp_path):
 
 def test_record_run_replaces_only_last_run_and_works_without_the_lock(path):
     state = JobState(watermark=7, marks=[Mark(7, "ab")], index="sensors-20250101000000",
-                     last_run=RunRecord("sync", "2025-01-01T00:00:00", rows_read=5))
+                     last_run=RunRecord("sync", "2025-01-01T00:00:00", counts={"rows_read": 5}))
     record = RunRecord("sync", "2025-01-02T00:00:00", outcome="failed",
                        error="another run of alias 'sensors' is in progress")
 
@@ -87,7 +87,7 @@ def test_an_invalid_lease_length_is_a_config_error_naming_the_variable(monkeypat
 
 
 def test_record_run_keeps_the_last_reconcile(path):
-    reconciled = RunRecord("reconcile", "2025-01-01T00:00:00", outcome="ok", deleted=2)
+    reconciled = RunRecord("reconcile", "2025-01-01T00:00:00", outcome="ok", counts={"deleted": 2})
     record = RunRecord("sync", "2025-01-02T00:00:00", outcome="failed", error="cluster down")
 
     async def scenario():
@@ -104,8 +104,8 @@ def test_record_run_keeps_the_last_reconcile(path):
 def _every_field_set() -> JobState:
     """A state with every field holding something (a new field of JobState must be added here: checked)."""
     state = JobState(watermark=10, marks=[Mark(9, "f9")], index="sensors-20250101000000",
-                     last_run=RunRecord("sync", "2025-01-01T00:00:00", outcome="ok", sent=3),
-                     last_reconcile=RunRecord("reconcile", "2025-01-01T01:00:00", outcome="ok", deleted=2))
+                     last_run=RunRecord("sync", "2025-01-01T00:00:00", outcome="ok", counts={"sent": 3}),
+                     last_reconcile=RunRecord("reconcile", "2025-01-01T01:00:00", outcome="ok", counts={"deleted": 2}))
     unset = [f.name for f in dataclasses.fields(JobState) if getattr(state, f.name) in (None, [])]
     assert not unset, f"set these fields in _every_field_set: {unset}"
     return state

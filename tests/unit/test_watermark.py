@@ -90,9 +90,9 @@ def test_a_tampered_stored_watermark_is_a_config_error():
 
 def test_booleans_and_blobs_cannot_be_watermarks():
     with pytest.raises(SourceError):
-        wm.kind_of(True)
+        wm.type_of(True)
     with pytest.raises(SourceError):
-        wm.kind_of(b"\x00")
+        wm.type_of(b"\x00")
 
 
 # ---------------------------------------------------------------- issue 8: NULL and odd watermarks

@@ -34,12 +34,13 @@ from typing import Any
 
 import orjson
 
-from indexer import extract, incremental, indices, source
+from indexer import extract, incremental, indices, sources
 from indexer import watermark as wm
-from indexer.bootstrap import components_of, missing_components
-from indexer.config import Job
+from indexer.cluster import opened
+from indexer.commands.bootstrap import components_of, missing_components
+from indexer.config import Job, JobSettings
 from indexer.documents import Action, Rejected
-from indexer.engine import Engine, open_engine
+from indexer.engine import Engine
 from indexer.errors import ConfigError
 from indexer.extract import ReadPlan
 from indexer.run import state_store, utc_now
@@ -47,6 +48,7 @@ from indexer.scratch import delete_leftovers, throwaway
 from indexer.sink import Sender
 from indexer.state import JobState
 from indexer.templates import choose, compose, flat_settings, load_templates
+from indexer.watermark import Kind
 
 # Settings the cluster adds to a simulated index on its own, which no template sets (Elasticsearch's
 # data tiers): never a difference between the files and the cluster.
@@ -90,13 +92,8 @@ async def preview(job: Job, *, limit: int = 5, engine: Engine | None = None, sta
 
     ``mappings`` (else ``job.job.mappings``) names a templates folder: the next index's settings and
     mappings are then composed from its files, before any bootstrap; without one, the cluster's."""
-    own = engine is None
-    engine = engine or await open_engine(job.target)
-    try:
-        return await _preview(job, limit, engine, state_file, mappings or job.job.mappings)
-    finally:
-        if own:
-            await engine.close()
+    async with opened(job.target, engine) as connected:
+        return await _preview(job, limit, connected, state_file, mappings or job.job.mappings)
 
 
 @dataclass
@@ -129,7 +126,7 @@ async def _preview(job: Job, limit: int, engine: Engine, state_file: Path | None
         flagged = {doc["_id"] for doc in docs if unmapped(doc["_source"], mappings)}
         problems += unmapped_fields([doc["_source"] for doc in docs], mappings, index)
         if scratch is not None and scratch.made and sample.actions:
-            problems += await rejected_values(engine, scratch.name, sample.actions, flagged, job.job.chunk_bytes)
+            problems += await rejected_values(engine, scratch.name, sample.actions, flagged, job.job)
     found = _watermark(job, sample, state, problems)
     return Preview(job.name, alias, docs, index, settings, mappings, found, problems, templates)
 
@@ -203,7 +200,7 @@ class Sample:
     actions: list[Action]
     rejected: list[Rejected]
     rows: int = 0
-    kind: str | None = None        # the watermark's kind, from the sample's first usable value
+    kind: Kind | None = None       # the watermark's kind, from the sample's first usable value
     largest: Any = None            # the sample's largest watermark
     null_watermarks: int = 0
     odd_watermark: str | None = None
@@ -218,8 +215,8 @@ def read_sample(job: Job, limit: int) -> Sample:
     """
     settings, params = job.job, extract.user_params(job)
     problems = []
-    with source.connect(job.source, limit) as conn:
-        columns = source.columns_of(conn, settings.query, params)
+    with sources.connect(job.source, limit) as conn:
+        columns = sources.columns_of(conn, settings.query, params)
     try:
         extract.check_columns(settings, columns, bool(settings.transform))
     except ConfigError as exc:
@@ -289,14 +286,14 @@ def unmapped_fields(docs: list[dict], mappings: dict, index: str) -> list[str]:
 
 
 async def rejected_values(engine: Engine, index: str, actions: list[Action], flagged: set[str],
-                          max_bytes: int) -> list[str]:
+                          settings: JobSettings) -> list[str]:
     """Send the sample's exact actions into ``index`` as a reindex sends them (``sink.Sender``: requests
-    of at most ``max_bytes``, a 413 split); one line per document refused, its reason scrubbed of
+    of at most ``job.chunk_bytes``, a 413 split); one line per document refused, its reason scrubbed of
     the row values the engine quotes (as in the dead-letter file).
 
     A strict-mapping refusal of a document already reported by ``unmapped`` is not repeated."""
-    sent = await Sender(engine, index, fresh_index=True, max_bytes=max_bytes, scrub_reasons=True).send(actions)
-    return [f"document {f.id!r} is refused by the mappings: {f.type}: {f.reason}" for f in sent.failed
+    answers = await Sender.for_job(engine, index, settings, fresh_index=True).send(actions)
+    return [f"document {f.id!r} is refused by the mappings: {f.type}: {f.reason}" for f in answers.failed
             if not (f.type == "strict_dynamic_mapping_exception" and f.id in flagged)]
 
 

@@ -1,10 +1,10 @@
 """Two checkouts on one machine never share a search node, a cluster or a PostgreSQL server.
 
 Each "checkout" here is a folder under tmp_path given to scripts/engine.sh as ENGINE_SERVICES (and
-to scripts/pg.sh as PG_DIR). Real nodes of the engine under test (INDEXER_TEST_ENGINE_KIND:
-opensearch, the default, elasticsearch or elasticsearch9) and a real PostgreSQL, started and stopped
-by the project's own scripts on free ports; nothing here touches the shared nodes of ENGINE_PORT.
-A node that cannot start fails the test (never a skip).
+to scripts/pg.sh as PG_DIR). Real nodes of both launchers (OpenSearch's, and Elasticsearch's, which
+serves 8 and 9 alike) and a real PostgreSQL, started and stopped by the project's own scripts on free
+ports; nothing here touches the nodes of the engine suites. It runs once per `make test`, not once per
+engine (scripts/test-matrix.sh). A node that cannot start fails the test (never a skip).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from tests.support import harness
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_SH = REPO / "scripts" / "engine.sh"
 PG_SH = REPO / "scripts" / "pg.sh"
-KIND = os.environ.get("INDEXER_TEST_ENGINE_KIND", "opensearch")
 # The node's folder under ENGINE_SERVICES, per engine (scripts/engine.sh).
 DIRNAME = {"opensearch": "engine", "elasticsearch": "elasticsearch", "elasticsearch9": "elasticsearch9"}
 HEAP = "256m"  # two nodes at once on a small machine
@@ -41,19 +40,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def engine_env(services: Path, port: int) -> dict[str, str]:
+def engine_env(kind: str, services: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ENGINE_VARS}
-    return env | {"ENGINE": KIND, "ENGINE_PORT": str(port), "ENGINE_SERVICES": str(services), "ENGINE_HEAP": HEAP}
+    return env | {"ENGINE": kind, "ENGINE_PORT": str(port), "ENGINE_SERVICES": str(services), "ENGINE_HEAP": HEAP}
 
 
-def engine_sh(command: str, services: Path, port: int, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ENGINE_SH), command], env=engine_env(services, port), capture_output=True,
+def engine_sh(kind: str, command: str, services: Path, port: int, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ENGINE_SH), command], env=engine_env(kind, services, port), capture_output=True,
                           text=True, timeout=timeout)
 
 
-def expected_cluster(services: Path) -> str:
+def expected_cluster(kind: str, services: Path) -> str:
     """The cluster name engine.sh must give the node of this folder (unique to the folder)."""
-    folder = (services / DIRNAME[KIND]).resolve()
+    folder = (services / DIRNAME[kind]).resolve()
     return "indexer-" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
 
 
@@ -74,9 +73,8 @@ def one_line(text: str) -> str:
 
 
 @pytest.mark.timeout(480)
-def test_two_checkouts_get_two_private_nodes(tmp_path):
-    if KIND not in DIRNAME:
-        pytest.fail(f"INDEXER_TEST_ENGINE_KIND={KIND!r}: use one of {', '.join(DIRNAME)}", pytrace=False)
+@pytest.mark.parametrize("kind", ["opensearch", "elasticsearch"])  # the two launchers (9 is 8's)
+def test_two_checkouts_get_two_private_nodes(tmp_path, kind):
     checkouts = {"A": tmp_path / "a", "B": tmp_path / "b"}
     ports = {"A": free_port(), "B": free_port()}
     while ports["B"] == ports["A"]:
@@ -84,18 +82,18 @@ def test_two_checkouts_get_two_private_nodes(tmp_path):
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     pids: dict[str, int] = {}
     # Both start at once (Maven, javac and the JVM start overlap): about half the time of one after the other.
-    starting = {name: subprocess.Popen([str(ENGINE_SH), "start"], env=engine_env(checkouts[name], ports[name]),
+    starting = {name: subprocess.Popen([str(ENGINE_SH), "start"], env=engine_env(kind, checkouts[name], ports[name]),
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 for name in checkouts}
     try:
         for name, proc in starting.items():
             out, _ = proc.communicate(timeout=300)
             if proc.returncode != 0:
-                log = checkouts[name] / DIRNAME[KIND] / "node.log"
+                log = checkouts[name] / DIRNAME[kind] / "node.log"
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else "(no log)"
-                pytest.fail(f"engine.sh start ({KIND}, checkout {name}, port {ports[name]}) exited "
+                pytest.fail(f"engine.sh start ({kind}, checkout {name}, port {ports[name]}) exited "
                             f"{proc.returncode}:\n{out}\nlast lines of {log}:\n{tail}", pytrace=False)
-            pids[name] = int((checkouts[name] / DIRNAME[KIND] / "node.pid").read_text())
+            pids[name] = int((checkouts[name] / DIRNAME[kind] / "node.pid").read_text())
 
         # Each node is a cluster of one, under its own folder's name.
         clusters = {}
@@ -105,9 +103,9 @@ def test_two_checkouts_get_two_private_nodes(tmp_path):
             status, health = harness.http("GET", "/_cluster/health", url=url)
             assert health["number_of_nodes"] == 1, health
             status, root = harness.http("GET", "/", url=url)
-            assert harness.engine_kind_of(root) == KIND, root
+            assert harness.engine_kind_of(root) == kind, root
             clusters[name] = root["cluster_name"]
-            assert clusters[name] == health["cluster_name"] == expected_cluster(checkouts[name])
+            assert clusters[name] == health["cluster_name"] == expected_cluster(kind, checkouts[name])
         assert clusters["A"] != clusters["B"]
 
         # What one checkout writes, the other does not see (both ways).
@@ -120,22 +118,22 @@ def test_two_checkouts_get_two_private_nodes(tmp_path):
             assert status == 404, f"{index} created on {here} is visible on {there}: {body}"
 
         # Checkout B pointed at A's port: refused in one line (naming the way out), A's node untouched.
-        refused = engine_sh("start", checkouts["B"], ports["A"])
+        refused = engine_sh(kind, "start", checkouts["B"], ports["A"])
         assert refused.returncode == 1, refused
         line = one_line(refused.stderr)
         assert clusters["A"] in line and "ENGINE_PORT" in line, line
         assert refused.stdout == ""
-        assert int((checkouts["B"] / DIRNAME[KIND] / "node.pid").read_text()) == pids["B"]
-        status = engine_sh("status", checkouts["B"], ports["A"])
+        assert int((checkouts["B"] / DIRNAME[kind] / "node.pid").read_text()) == pids["B"]
+        status = engine_sh(kind, "status", checkouts["B"], ports["A"])
         assert status.returncode == 1 and clusters["A"] in one_line(status.stderr), status
         assert harness.http("GET", "/", url=urls["A"])[1]["cluster_name"] == clusters["A"]
 
         # Each checkout still reuses its own node (start is idempotent; status says up).
         for name in checkouts:
-            again = engine_sh("start", checkouts[name], ports[name])
+            again = engine_sh(kind, "start", checkouts[name], ports[name])
             assert again.returncode == 0 and "reusing" in again.stdout, again
-            assert engine_sh("status", checkouts[name], ports[name]).returncode == 0
-            assert int((checkouts[name] / DIRNAME[KIND] / "node.pid").read_text()) == pids[name]
+            assert engine_sh(kind, "status", checkouts[name], ports[name]).returncode == 0
+            assert int((checkouts[name] / DIRNAME[kind] / "node.pid").read_text()) == pids[name]
     finally:
         for proc in starting.values():
             if proc.poll() is None:  # engine.sh itself hung: stop waiting for it
@@ -144,7 +142,7 @@ def test_two_checkouts_get_two_private_nodes(tmp_path):
         stopped: dict[str, object] = {}
         for name in checkouts:  # each one, even when the other's stop fails
             try:
-                stopped[name] = engine_sh("stop", checkouts[name], ports[name], timeout=90)
+                stopped[name] = engine_sh(kind, "stop", checkouts[name], ports[name], timeout=90)
             except subprocess.TimeoutExpired as exc:
                 stopped[name] = exc
 

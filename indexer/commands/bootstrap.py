@@ -23,8 +23,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.cluster import opened
 from indexer.config import TargetConfig
-from indexer.engine import Engine, open_engine
+from indexer.engine import Engine
 from indexer.errors import ConfigError
 from indexer.run import utc_now
 from indexer.scratch import SCRATCH_PREFIX, judge, scratch_name
@@ -45,11 +46,8 @@ async def bootstrap(target: TargetConfig, mappings: Path, *, write: bool = True)
     """Install (or, with ``write=False``, only compare) every template file; component templates first.
     Every file is validated first (ConfigError naming the file, nothing installed)."""
     templates = load_templates(mappings)
-    engine = await open_engine(target)
-    try:
+    async with opened(target) as engine:
         return await _bootstrap(engine, templates, write)
-    finally:
-        await engine.close()
 
 
 async def _bootstrap(engine: Engine, templates: list[TemplateFile], write: bool) -> list[TemplateChange]:

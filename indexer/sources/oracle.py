@@ -1,0 +1,98 @@
+"""Oracle through oracledb (thin mode): ``:name`` binds that ignore case, driver-wide fetch defaults, and a
+catalogue in ALL_TAB_COLUMNS. Not run against a server here (none runs on these machines): unit tests
+check it on the driver's defaults and on literal catalogue rows.
+
+::
+
+    source (host, port, dbname = the service name, user) --configure(chunk_size)--> oracledb.defaults
+        --connect--> oracledb.connect(user=, password=, host=, port=, service_name=), keyword arguments only
+    --table --fold (upper case) / default_schema (the user)--> (owner, name)
+        --columns_query / key_query--> ALL_TAB_COLUMNS, the primary key constraint; owner and name bound
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from indexer.errors import SourceError
+from indexer.sources.base import Dialect, colon_binds, first_line_of
+
+if TYPE_CHECKING:
+    from indexer.catalogue import Column, TableName
+    from indexer.config import SourceConfig
+
+
+class Oracle(Dialect):
+    dbtype, placeholder, driver = "ORACLE", ":{name}", "oracledb"
+    required = ("host", "port", "dbname", "user")
+    binds_ignore_case = True
+    case_sensitive = True
+    # By data_type; TIMESTAMP(n)... and INTERVAL DAY... by their prefix (kind()).
+    kinds = {
+        "number": "numeric", "float": "double", "binary_float": "float", "binary_double": "double",
+        "varchar2": "string", "nvarchar2": "string", "char": "string", "nchar": "string", "varchar": "string",
+        "clob": "text", "nclob": "text", "long": "text", "xmltype": "text", "date": "date", "raw": "binary",
+        "blob": "binary", "long raw": "binary", "json": "json", "boolean": "boolean", "rowid": "keyword",
+        "urowid": "keyword",
+    }
+
+    def binds(self, query: str) -> tuple[str, ...]:
+        return colon_binds(query)
+
+    @staticmethod
+    def configure(chunk_size: int) -> None:
+        """Driver-wide defaults for Oracle, set before connecting.
+
+        LOBs arrive as str/bytes (no locator round trips), NUMBER as Decimal (exact,
+        converted by the documents rules), and each round trip fetches one chunk.
+        """
+        import oracledb
+
+        oracledb.defaults.fetch_lobs = False
+        oracledb.defaults.fetch_decimals = True
+        oracledb.defaults.arraysize = chunk_size
+        oracledb.defaults.prefetchrows = chunk_size
+
+    def connect(self, source: SourceConfig, password: str | None, chunk_size: int) -> Any:
+        import oracledb
+
+        self.configure(chunk_size)
+        try:
+            return oracledb.connect(
+                user=source.user, password=password, host=source.host, port=source.port,
+                service_name=source.dbname, tcp_connect_timeout=10,
+            )
+        except oracledb.Error as exc:
+            # from None: the driver's error may quote the password (so may its traceback under --debug)
+            raise SourceError(f"cannot connect to Oracle at {source.host}:{source.port}: "
+                              f"{first_line_of(exc)}") from None
+
+    # ------------------------------------------------------------------ catalogue: ALL_TAB_COLUMNS and the primary
+    # key constraint; the owner is the schema given, else the user
+
+    def fold(self, name: str) -> str:
+        return name.upper()
+
+    def default_schema(self, user: str | None) -> str | None:
+        return user.upper() if user else None
+
+    def columns_query(self, table: TableName) -> tuple[str, Any]:
+        return ("SELECT column_name, data_type, char_length, data_precision, data_scale FROM all_tab_columns "
+                "WHERE owner = :owner AND table_name = :name ORDER BY column_id",
+                {"owner": table.schema, "name": table.name})
+
+    def key_query(self, table: TableName) -> tuple[str, Any]:
+        return ("SELECT cc.column_name FROM all_constraints c JOIN all_cons_columns cc "
+                "ON cc.owner = c.owner AND cc.constraint_name = c.constraint_name AND cc.table_name = c.table_name "
+                "WHERE c.constraint_type = 'P' AND c.owner = :owner AND c.table_name = :name ORDER BY cc.position",
+                {"owner": table.schema, "name": table.name})
+
+    # ------------------------------------------------------------------ types
+
+    def kind(self, column: Column) -> str | None:
+        if column.type.startswith("timestamp"):
+            return "date"
+        return "double" if column.type.startswith("interval day") else self.kinds.get(column.type)
+
+
+DIALECT = Oracle()
