@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from indexer.errors import ConfigError, SourceError
-from indexer.sources import Connection, Dialect, dialect
+from indexer.sources import Column, Connection, Dialect, TableName, dialect
 
 # Names that are safe unquoted in every database, once in the database's own case. Over-quoting
 # is always correct (the name is the catalogue's own spelling), so this set only keeps the query
@@ -59,27 +59,6 @@ within writetext
 def plain(name: str) -> bool:
     """A name every database reads the same unquoted, up to case: usable as an alias and a job field."""
     return bool(_PLAIN.match(name)) and name.lower() not in RESERVED
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column as the catalogue spells it; ``type`` in lower case ("numeric", "varchar2", "int4")."""
-
-    name: str
-    type: str
-    length: int | None = None      # declared characters (None: unbounded or not a string)
-    precision: int | None = None   # decimal digits of a numeric (binary bits for MSSQL float)
-    scale: int | None = None
-    is_date: bool = False          # SQLite only: text whose sampled values are ISO 8601 dates/times
-
-
-@dataclass(frozen=True)
-class TableName:
-    """``--table`` split into its parts, each as the catalogue stores it (quotes removed, case folded)."""
-
-    schema: str | None
-    name: str
-    given: str
 
 
 @dataclass(frozen=True)

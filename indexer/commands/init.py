@@ -28,13 +28,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from indexer import catalogue
-from indexer.catalogue import Column, Table
+from indexer.catalogue import Table
 from indexer.config import INDEX_SUFFIX_LEN, Job, SourceConfig, TargetConfig, check_index_name
 from indexer.documents import METADATA_FIELDS, make_row_mapper
 from indexer.documents import renamed as renamed_field
 from indexer.errors import ConfigError
 from indexer.jobfile import invalid
-from indexer.sources import connect
+from indexer.sources import Column, connect
 
 # Column names that suggest "changed when the row changed" (a date or timestamp column) and
 # "this row is deleted" (a boolean, integer or Y/N column).

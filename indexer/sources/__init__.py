@@ -5,7 +5,7 @@
     dbtype --dialect()--> Dialect (one per database, chosen once, from its module): placeholders, parameter
                           shapes, the sync and slice wrappers, how to connect, which exceptions are the driver's,
                           its catalogue and its type facts (read by indexer.catalogue for ``indexer init``)
-    SourceConfig --connect()--> Connection (DB-API connection + its Dialect; PostgreSQL's casters registered)
+    SourceParams --connect()--> Connection (DB-API connection + its Dialect; PostgreSQL's casters registered)
                  --iter_row_chunks()--> (columns, [tuple row, ...]) ...
                  --columns_of / count_rows / max_value / count_by / bounds--> one answer each
                  --usable_extreme()--> MIN/MAX asked again past a value that is no usable extreme (infinity)
@@ -21,7 +21,7 @@ Layout: ``base.py`` (the ``Dialect`` base class, the names indexer binds, the dr
 
 Imports: ``indexer.config`` imports this package (the job file's ``dbtype`` choices, the fields each
 database requires, its bind style, and the names indexer binds: ``SINCE``, ``RESERVED_BINDS``); this
-package imports config's ``SourceConfig`` and ``indexer.catalogue``'s ``Column``/``TableName`` only for
+package imports config's ``SourceParams`` and ``indexer.catalogue``'s ``Column``/``TableName`` only for
 typing, so there is no loop. Below it: ``errors``, ``redact``, ``values``.
 
 A new database (say MySQL) is one module, its registration, and its tests:
@@ -48,7 +48,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import etlhelper
 from etlhelper.exceptions import ETLHelperError
@@ -61,19 +61,19 @@ from indexer.sources.base import (
     SINCE,
     SLICE_HI,
     SLICE_LO,
+    Column,
     Connection,
     Dialect,
+    SourceParams,
+    TableName,
     cause,
     driver_message,
 )
 
-if TYPE_CHECKING:
-    from indexer.config import SourceConfig
-
 __all__ = [
-    "BEYOND", "DBTYPES", "RESERVED_BINDS", "SINCE", "SLICE_HI", "SLICE_LO", "Connection", "Dialect", "bounds",
-    "columns_of", "connect", "count_by", "count_rows", "dialect", "extreme", "iter_row_chunks", "max_value",
-    "password_for", "usable_extreme",
+    "BEYOND", "DBTYPES", "RESERVED_BINDS", "SINCE", "SLICE_HI", "SLICE_LO", "Column", "Connection", "Dialect",
+    "SourceParams", "TableName", "bounds", "columns_of", "connect", "count_by", "count_rows", "dialect", "extreme",
+    "iter_row_chunks", "max_value", "password_for", "usable_extreme",
 ]
 
 # The registry: one entry per database module, in the order the job file's reference lists them.
@@ -89,7 +89,7 @@ def dialect(dbtype: str) -> Dialect:
     return _DIALECTS[dbtype]
 
 
-def password_for(source: SourceConfig, env: Mapping[str, str] | None = None) -> str | None:
+def password_for(source: SourceParams, env: Mapping[str, str] | None = None) -> str | None:
     if source.password_env is None:
         return None
     value = (os.environ if env is None else env).get(source.password_env)
@@ -99,7 +99,7 @@ def password_for(source: SourceConfig, env: Mapping[str, str] | None = None) -> 
 
 
 @contextlib.contextmanager
-def connect(source: SourceConfig, chunk_size: int = 5000) -> Iterator[Connection]:
+def connect(source: SourceParams, chunk_size: int = 5000) -> Iterator[Connection]:
     db = dialect(source.dbtype)
     raw = db.connect(source, password_for(source), chunk_size)
     try:

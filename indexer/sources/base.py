@@ -11,9 +11,11 @@ parameters are read, and how a driver's error is put into one line.
 
 The base gives what most databases share (named parameters in a dict, a ``"``-quoted catalogue, the
 catalogue rows read as (name, type, length, precision, scale)); a database module overrides what
-differs and defines what has no default (the list: ``sources/__init__.py``'s docstring). This module
-imports neither etlhelper nor a driver, nor ``indexer.config`` (config imports the sources: see the
-package docstring); ``indexer.catalogue``'s types only for typing.
+differs and defines what has no default (the list: ``sources/__init__.py``'s docstring). Here too the
+words the dialects speak in: ``SourceParams`` (the source fields they read, which config's
+``SourceConfig`` has), ``TableName`` and ``Column`` (a table's name and columns as its catalogue spells
+them, which ``indexer.catalogue`` builds). This module imports neither etlhelper nor a driver, nor
+``indexer.config`` or ``indexer.catalogue`` (both import the sources: see the package docstring).
 """
 
 from __future__ import annotations
@@ -21,13 +23,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import re
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from indexer.redact import first_line
-
-if TYPE_CHECKING:
-    from indexer.catalogue import Column, TableName
-    from indexer.config import SourceConfig
 
 # The parameter sync binds to the stored watermark (minus the lookback).
 SINCE = "since"
@@ -43,6 +42,48 @@ BEYOND, SLICE_LO, SLICE_HI = RESERVED_BINDS
 _SQL_NOISE = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|/\*.*?\*/", re.S)
 _COLON_BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _PYFORMAT_BIND = re.compile(r"(?<!%)%\((\w+)\)s")
+
+
+class SourceParams(Protocol):
+    """The job file's ``[source]`` as the dialects read it (``config.SourceConfig`` is one)."""
+
+    @property
+    def dbtype(self) -> str: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def dbname(self) -> str | None: ...
+    @property
+    def user(self) -> str | None: ...
+    @property
+    def filename(self) -> Path | None: ...
+    @property
+    def odbc_driver(self) -> str | None: ...
+    @property
+    def password_env(self) -> str | None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TableName:
+    """``--table`` split into its parts, each as the catalogue stores it (quotes removed, case folded)."""
+
+    schema: str | None
+    name: str
+    given: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One column as the catalogue spells it; ``type`` in lower case ("numeric", "varchar2", "int4")."""
+
+    name: str
+    type: str
+    length: int | None = None      # declared characters (None: unbounded or not a string)
+    precision: int | None = None   # decimal digits of a numeric (binary bits for MSSQL float)
+    scale: int | None = None
+    is_date: bool = False          # SQLite only: text whose sampled values are ISO 8601 dates/times
 
 
 def colon_binds(query: str) -> tuple[str, ...]:
@@ -142,7 +183,7 @@ class Dialect:
         module = importlib.import_module(self.driver)
         return (module.Error, module.Warning)
 
-    def connect(self, source: SourceConfig, password: str | None, chunk_size: int) -> Any:
+    def connect(self, source: SourceParams, password: str | None, chunk_size: int) -> Any:
         """A DB-API connection to ``source``; SourceError (never quoting the password) if refused."""
         raise NotImplementedError
 

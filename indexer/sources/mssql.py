@@ -11,17 +11,13 @@ Not run here (no server, no pyodbc): unit tests check it on its parameters and l
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import etlhelper
 from etlhelper.exceptions import ETLHelperError
 
 from indexer.errors import SourceError
-from indexer.sources.base import Dialect, first_line_of
-
-if TYPE_CHECKING:
-    from indexer.catalogue import Column, TableName
-    from indexer.config import SourceConfig
+from indexer.sources.base import Column, Dialect, SourceParams, TableName, first_line_of
 
 
 class MSSQL(Dialect):
@@ -52,7 +48,7 @@ class MSSQL(Dialect):
         """Positional: the bound value after the job's own."""
         return (*(params or ()), value)
 
-    def connect(self, source: SourceConfig, password: str | None, chunk_size: int) -> Any:
+    def connect(self, source: SourceParams, password: str | None, chunk_size: int) -> Any:
         params = etlhelper.DbParams(
             dbtype="MSSQL", host=source.host, port=str(source.port), dbname=source.dbname,
             user=source.user, odbc_driver=source.odbc_driver,

@@ -12,14 +12,10 @@ check it on the driver's defaults and on literal catalogue rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from indexer.errors import SourceError
-from indexer.sources.base import Dialect, colon_binds, first_line_of
-
-if TYPE_CHECKING:
-    from indexer.catalogue import Column, TableName
-    from indexer.config import SourceConfig
+from indexer.sources.base import Column, Dialect, SourceParams, TableName, colon_binds, first_line_of
 
 
 class Oracle(Dialect):
@@ -53,7 +49,7 @@ class Oracle(Dialect):
         oracledb.defaults.arraysize = chunk_size
         oracledb.defaults.prefetchrows = chunk_size
 
-    def connect(self, source: SourceConfig, password: str | None, chunk_size: int) -> Any:
+    def connect(self, source: SourceParams, password: str | None, chunk_size: int) -> Any:
         import oracledb
 
         self.configure(chunk_size)

@@ -21,15 +21,20 @@ import contextlib
 import datetime as dt
 import functools
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from indexer.errors import ConfigError, SourceError
-from indexer.sources.base import Dialect, cause, driver_message, first_line_of, pyformat_binds
+from indexer.sources.base import (
+    Column,
+    Dialect,
+    SourceParams,
+    TableName,
+    cause,
+    driver_message,
+    first_line_of,
+    pyformat_binds,
+)
 from indexer.values import DbText, Unconvertible
-
-if TYPE_CHECKING:
-    from indexer.catalogue import Column, TableName
-    from indexer.config import SourceConfig
 
 # SQLSTATEs of a --table text PostgreSQL cannot read as a name: invalid_name, syntax_error (a.b.c.d).
 _BAD_NAME = ("42602", "42601")
@@ -66,7 +71,7 @@ class Postgres(Dialect):
         """A query binding nothing has its ``%`` doubled once we bind something around it (as above)."""
         return query.replace("%", "%%") if adding_binds and not self.binds(query) else query
 
-    def connect(self, source: SourceConfig, password: str | None, chunk_size: int) -> Any:
+    def connect(self, source: SourceParams, password: str | None, chunk_size: int) -> Any:
         try:
             import psycopg2
         except ImportError as exc:

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from indexer.errors import ConfigError
-from indexer.sources.base import Dialect, colon_binds, integer
-
-if TYPE_CHECKING:
-    from indexer.catalogue import Column, TableName
-    from indexer.config import SourceConfig
+from indexer.sources.base import Column, Dialect, SourceParams, TableName, colon_binds, integer
 
 _SIZE = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 # Column names that suggest a date kept as text.
@@ -39,7 +35,7 @@ class SQLite(Dialect):
     def binds(self, query: str) -> tuple[str, ...]:
         return colon_binds(query)
 
-    def connect(self, source: SourceConfig, password: str | None, chunk_size: int) -> Any:
+    def connect(self, source: SourceParams, password: str | None, chunk_size: int) -> Any:
         if not source.filename or not source.filename.is_file():
             # A path in the job file that names nothing is the job file's problem (exit 2).
             raise ConfigError(f"source.filename: SQLite database file not found: {source.filename}")

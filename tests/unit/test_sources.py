@@ -81,7 +81,7 @@ def defines_all_a_database_module_must(db: Dialect) -> None:
     assert set(db.required) <= set(SourceConfig.model_fields) - {"dbtype", "password_env"}
     # its type table speaks the catalogue's vocabulary of kinds
     assert db.kinds and set(db.kinds.values()) <= catalogue.KINDS, set(db.kinds.values()) - catalogue.KINDS
-    table = catalogue.TableName("s", "t", "s.t")
+    table = sources.TableName("s", "t", "s.t")
     sql, _ = db.columns_query(table)
     assert "'t'" not in sql and "'s'" not in sql  # schema and name bound, never pasted
     if db.key_query(table) is None:  # the key is read from the columns' rows

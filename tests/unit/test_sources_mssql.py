@@ -1,9 +1,9 @@
 """MSSQL without a server or pyodbc (indexer.sources.mssql): positional parameters, ``[name]`` quoting, the
 catalogue's binds and types."""
 
-from indexer.catalogue import Column, catalogue
+from indexer.catalogue import catalogue
 from indexer.config import SourceConfig
-from indexer.sources import dialect
+from indexer.sources import Column, dialect
 
 
 def test_mssql_params_are_positional_in_file_order_with_since_last():

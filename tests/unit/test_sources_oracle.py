@@ -4,8 +4,7 @@ catalogue's names and types. No Oracle server runs here: nothing else of it is r
 import oracledb
 import pytest
 
-from indexer.catalogue import Column, TableName
-from indexer.sources import dialect
+from indexer.sources import Column, TableName, dialect
 
 
 @pytest.fixture

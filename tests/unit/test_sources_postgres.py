@@ -6,8 +6,7 @@ import datetime as dt
 
 import pytest
 
-from indexer.catalogue import Column
-from indexer.sources import dialect
+from indexer.sources import Column, dialect
 from indexer.sources.postgres import pg_time_caster
 from indexer.values import DbText, Unconvertible
 

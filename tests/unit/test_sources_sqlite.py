@@ -4,10 +4,10 @@ import sqlite3
 
 import pytest
 
-from indexer.catalogue import Column, TableName, catalogue, read_table, sqlite_date_columns
+from indexer.catalogue import catalogue, read_table, sqlite_date_columns
 from indexer.config import SourceConfig
 from indexer.errors import ConfigError
-from indexer.sources import connect, dialect, iter_row_chunks, password_for
+from indexer.sources import Column, TableName, connect, dialect, iter_row_chunks, password_for
 
 
 @pytest.fixture
