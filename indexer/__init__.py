@@ -2,12 +2,12 @@
 
 Data flows one way, config -> source -> transform -> sink -> state::
 
-    config -> extract (source, documents, watermark) -> bridge -> sink (engine) -> state
-    (job)     (rows -> chunks of NDJSON actions)       (thread    (bulk)
-                                                        -> async)
+    config -> extract (sources, documents, watermark) -> bridge -> sink (engine) -> state
+    (job)     (rows -> chunks of NDJSON actions)        (thread    (bulk)
+                                                         -> async)
 
-``pipeline`` composes the stages into the commands; ``cli`` is a thin typer layer on
-top. README "How it is built" names every module and what it owns.
+``indexer.commands`` composes the stages into the commands, one module each; ``cli`` is a thin
+typer layer on top and ``terminal`` prints. ARCHITECTURE.md names every module and what it owns.
 """
 
 import gc

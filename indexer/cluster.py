@@ -51,30 +51,35 @@ async def opened(target: TargetConfig, engine: Engine | None = None) -> AsyncIte
 
 async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -> Engine:
     """Connect and say hello (``GET /``, not retried); ``engine = "auto"`` picks the client from the answer."""
-    opts = client_options(target, env)
     if target.cloud_id and target.engine == "opensearch":
         raise ConfigError("target.cloud_id is an Elastic Cloud setting; use engine = \"elasticsearch\"")
     if not target.verify_certs:
         log.warning("TLS certificate verification is OFF (target.verify_certs = false): "
                     "anyone on the network path can read and change what is sent")
+    guess = target.engine
+    if guess == "auto":
+        guess = "elasticsearch" if target.cloud_id else "opensearch"
+    opts = client_options(target, env)
     policy = RetryPolicy(max_retry_time=target.max_retry_time)
-    flavor = target.engine
-    if flavor == "auto":
-        flavor = "elasticsearch" if target.cloud_id else "opensearch"
-    engine = Engine(make_client(flavor, target, opts), flavor, target.where, policy)
+
+    def engine_for(flavor: str) -> Engine:
+        client = make_client(flavor, target, opts)
+        return Engine(client, flavor, target.where, policy)
+
+    engine = engine_for(guess)
     try:
         info = await engine.info()
+        mismatch = None if target.engine != "opensearch" or info.flavor == "opensearch" else info
     except ProductCheckError as exc:
-        await engine.close()
-        raise _mismatch(target, cluster_info(exc.body)) from exc
+        info = mismatch = cluster_info(exc.body)
     except BaseException:
         await engine.close()
         raise
-    if target.engine == "opensearch" and info.flavor != "opensearch":
+    if mismatch is not None:
         await engine.close()
-        raise _mismatch(target, info)
-    if target.engine == "auto" and info.flavor != flavor:
+        raise _mismatch(target, mismatch)
+    if info.flavor != guess:  # engine = "auto", answered by the other product
         await engine.close()
         flavor = "opensearch" if info.flavor == "opensearch" else "elasticsearch"
-        engine = Engine(make_client(flavor, target, opts), flavor, target.where, policy)
+        engine = engine_for(flavor)
     return engine

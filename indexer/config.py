@@ -1,7 +1,7 @@
 """The job file: one typed object, validated once at the edge, with every default here.
 
 A job file is TOML with three tables (``[source]``, ``[target]``, ``[job]``); see
-README "The job file". Unknown fields are errors, relative paths are relative to
+docs/job-file.md. Unknown fields are errors, relative paths are relative to
 the job file, and secrets are never values: only the *names* of environment
 variables that hold them (``password_env``, ``api_key_env``...). Each field's ``description``
 is its documentation (``indexer.reference`` writes docs/config-reference.md from them). (About

@@ -8,7 +8,7 @@
 
 A new counter is one field: of ``Answers`` when the cluster's answer says it, of ``Counts`` when the
 rows do. ``add``, ``merge`` and ``numbers`` go over the fields, so nothing else changes but the printer
-(``terminal``), which decides where a person sees it. The sums (README, docs):
+(``terminal``), which decides where a person sees it. The sums (docs/running.md):
 ``documents = skipped + rejected + sent``, ``sent = indexed + duplicates + deleted + not_found + failed``,
 ``dead_lettered = rejected + failed``; ``documents`` is ``rows_read`` unless a transform changed the
 number of documents.

@@ -5,7 +5,7 @@
     tuple row --(columns)--> dict --(nest dotted names)--> document
         --(user transform, optional)--> document --(doc_id, encode)--> NDJSON bytes
 
-Rules (also in README "Documents and ids"):
+Rules (also in docs/documents.md):
 
 * Column names are lower-cased; a dotted name (``"metadata.source"``) becomes a
   nested object. ``a`` and ``a.b`` in one query conflict.
@@ -161,7 +161,7 @@ def key_values(doc: dict, key: Sequence[str]) -> dict[str, Any]:
 
 
 def doc_id(doc: dict, key: Sequence[str]) -> str:
-    """The deterministic ``_id`` of a document (README "Documents and ids").
+    """The deterministic ``_id`` of a document (docs/documents.md).
 
     One key column: its value as text. Several: each value as text with ``\\`` and
     ``|`` escaped by a backslash, joined by ``|`` (so ``("a|b","c")`` and

@@ -4,7 +4,7 @@
 
     RetryPolicy --start(what)--> Retry (one operation's deadline and attempts) --wait(why)--> sleep | EngineError
 
-Who retries what (README, docs/failures): ``Engine.request`` retries a whole request answered
+Who retries what (docs/failures.md): ``Engine.request`` retries a whole request answered
 429/502/503/504 or not answered at all; ``sink.Sender`` retries single bulk items answered so; the
 clients' transports retry nothing. Both go through one ``Retry`` per operation from here.
 """

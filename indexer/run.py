@@ -3,7 +3,7 @@
 ::
 
     run(command, job) --> files checked --> engine (opened here unless given) --> state store
-        --> the cluster's lease on the alias --> Run(summary, engine, store, dead letters, lease, started)
+        --> the cluster's lease on the alias --> Run(summary, engine, store, dead letters, lease, started, watermark)
             [the command works inside, counting into summary.counts]
         <-- on failure, refusal or interruption: last_run recorded here (the command records success)
         <-- always: dead-letter file closed, seconds and docs/s in the summary
@@ -88,15 +88,6 @@ class Summary:
         self.ended = utc_now().isoformat()
         return RunRecord(self.command, self.started, self.ended, self.outcome, self.error, self.counts.numbers())
 
-    def note_watermarks(self, chunk: Chunk | SliceResult, column: str | None) -> None:
-        """Carry a chunk's (or a slice's) watermark notes into the summary, each warning once."""
-        self.null_watermarks += chunk.null_watermarks
-        if chunk.odd_watermark and not any(w.startswith(_ODD_WATERMARK) for w in self.warnings):
-            self.warnings.append(f"{_ODD_WATERMARK} (first: {chunk.odd_watermark})")
-        if chunk.unpaired and column and not any("job.transform" in w for w in self.warnings):
-            self.warnings.append("job.transform changed the number of documents in a chunk: rows re-read inside "
-                                 "the lookback window are resent, not recognised by their fingerprint")
-
 
 @dataclass
 class Run:
@@ -108,6 +99,17 @@ class Run:
     dead_letters: DeadLetters
     lease: Lease
     started: dt.datetime
+    watermark: str | None  # the job's watermark column
+
+    def note_watermarks(self, chunk: Chunk | SliceResult) -> None:
+        """Carry a chunk's (or a slice's) watermark notes into the summary, each warning once."""
+        summary = self.summary
+        summary.null_watermarks += chunk.null_watermarks
+        if chunk.odd_watermark and not any(w.startswith(_ODD_WATERMARK) for w in summary.warnings):
+            summary.warnings.append(f"{_ODD_WATERMARK} (first: {chunk.odd_watermark})")
+        if chunk.unpaired and self.watermark and not any("job.transform" in w for w in summary.warnings):
+            summary.warnings.append("job.transform changed the number of documents in a chunk: rows re-read inside "
+                                    "the lookback window are resent, not recognised by their fingerprint")
 
 
 def state_store(engine: Engine, state_file: Path | None) -> StateStore:
@@ -167,7 +169,7 @@ async def run(command: str, job: Job, engine: Engine | None, state_file: Path | 
             # the lock is the cluster's lease whichever store keeps the state: one lock per alias
             lease = await stack.enter_async_context(ClusterState(connected).lease(job.job.alias))
             try:
-                yield Run(summary, connected, store, dead, lease, started)
+                yield Run(summary, connected, store, dead, lease, started, job.job.watermark)
             except IndexerError as exc:
                 # The lost lease is the cause of what failed next (another run deleted our index...):
                 # asked once more of the cluster, since the renewal may not have run since.

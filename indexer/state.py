@@ -3,7 +3,7 @@ always in the cluster.
 
 ::
 
-    pipeline --load(alias)--> JobState <--from_stored-- stored dict <-- ClusterState (index ``indexer-state``)
+    commands --load(alias)--> JobState <--from_stored-- stored dict <-- ClusterState (index ``indexer-state``)
              --save(alias, JobState)--to_stored-->                       | FileState (JSON, temp + rename)
              --record_run(alias, RunRecord)--> only ``last_run`` replaced; safe without the lock
     ClusterState(engine).lease(alias) --> one lock per alias, whichever store keeps the state: taken, renewed
@@ -29,8 +29,8 @@ forward every third of that time, always compare-and-set (the cluster's
 another run holds. Another run takes the lock over only once its expiry passed
 without renewal, or at once when its owner process is gone on this very host. A
 run whose lease was taken over, or could not be renewed before it expired, finds
-it *lost*: :meth:`Lease.check` raises :class:`LeaseLostError`, and the pipeline
-calls it before it moves the alias, saves a watermark or deletes an index.
+it *lost*: :meth:`Lease.check` raises :class:`LeaseLostError`, and the commands
+call it before it moves the alias, saves a watermark or deletes an index.
 
 The lease itself (renewal, loss, takeover rules) lives in ``lease``; ``ClusterState`` provides its
 compare-and-set lock operations. There is one lock per alias, in the cluster, also with ``--state-file``:

@@ -8,7 +8,7 @@
     watermark:  neither is a point in time: never stored as a watermark
     partitions: neither is a bound; slices are open-ended, so their rows are still read
 
-Decisions (README "Documents and ids"):
+Decisions (docs/documents.md):
 
 * psycopg2 turns ``infinity`` into ``datetime.max`` and ``time '24:00'`` into ``00:00``: a different,
   real value, indexed without a word, and ``datetime.max`` stored as a watermark froze sync for good.

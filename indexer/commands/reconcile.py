@@ -18,7 +18,7 @@ Decisions (what is compared, in bounded memory, and how the repair reads the row
 * **Counts.** ``compared = unchanged + to_delete + to_index`` (distinct ids on either side). The
   write phase is counted by ``counts.Counts`` from the engine's answers, as in reindex and sync:
   each id to delete and each row to index is one action taken up, so ``rows_read`` counts those
-  and both sums of the README still hold. Dead letters and the error budget are the sink's.
+  and the sums of docs/running.md still hold. Dead letters and the error budget are the sink's.
 * **Refusals.** RefusedError (exit 1, outcome ``refused``, nothing written) when the index would keep fewer than
   ``job.min_ratio`` of its documents, or when the source yields no id while the index holds
   some; ``force`` overrides (with a warning). ``dry_run`` computes the same counts and samples,

@@ -9,7 +9,7 @@
       -> the error budget on the totals, duplicates and the count verified -> the swap guard
       -> lease checked -> one alias swap -> incremental.after_reindex -> state -> old indices retired
 
-Any failure before the swap deletes the new index; the alias stays where it was (README, docs/safety).
+Any failure before the swap deletes the new index; the alias stays where it was (docs/safety.md).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ async def _load(job: Job, frame: Run, plan: ReadPlan, index: str, wanted: dict, 
     async def remember(chunks: list[Chunk]) -> None:
         for chunk in chunks:
             marks.extend(chunk.marks)
-            summary.note_watermarks(chunk, settings.watermark)
+            frame.note_watermarks(chunk)
 
     sender = Sender.for_job(frame.engine, index, settings, include_doc=frame.dead_letters.include_doc,
                             fresh_index=True, versioned=plan.versioned)
@@ -144,7 +144,7 @@ async def _load_slices(job: Job, frame: Run, plan: ReadPlan, planned: SlicePlan,
     counts = summary.counts = slices.merged(results)
     write_dead_letters(frame.dead_letters, counts.rejected, counts.answers.failed)
     for result in results:
-        summary.note_watermarks(result, settings.watermark)
+        frame.note_watermarks(result)
     await _check_rows(job, summary, counts.rows_read, planned.rows)
     check_error_budget(settings, counts, final=True)
     in_index = summary.documents_in_index = await indices.finish_load(frame.engine, index, wanted)

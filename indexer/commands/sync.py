@@ -57,7 +57,7 @@ async def _sync(job: Job, frame: Run, progress: Progress, stop: asyncio.Event | 
 
     async def store_progress(chunks: list[Chunk]) -> None:
         for chunk in chunks:
-            summary.note_watermarks(chunk, settings.watermark)
+            frame.note_watermarks(chunk)
         new = advance.add(chunks)
         if new is None:
             return  # nothing new: no write
