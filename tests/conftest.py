@@ -46,14 +46,16 @@ def sqlite_sensors(tmp_path) -> Path:
 
 
 @pytest.fixture
-def pg_table():
+def pg_tables():
+    """Scratch tables in the test PostgreSQL (``harness.PgTables``), dropped afterwards."""
+    tables = harness.PgTables()
+    yield tables
+    tables.drop()
+
+
+@pytest.fixture
+def pg_table(pg_tables) -> str:
     """A fresh sensors table in the test PostgreSQL with 3,000 rows; dropped afterwards."""
-    conn = harness.pg_connect()
-    table = f"sensors_{uuid.uuid4().hex[:8]}"
-    conn.close()
+    table = pg_tables.name("sensors")
     write_postgres(harness.pg_dsn() + f" password={os.environ[harness.PG_PASSWORD_ENV]}", 3000, table=table)
-    yield table
-    conn = harness.pg_connect()
-    with conn, conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
-    conn.close()
+    return table

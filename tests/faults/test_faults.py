@@ -12,19 +12,16 @@ import json
 import random
 import re
 import signal
-import sqlite3
 import time
 
 import pytest
 
 from tests.support.harness import (
-    CLIENT_ENGINE, PARSING_EXCEPTION, alias_targets, count, documents, http, indices, pg_connect, pg_documents, pg_source, run_indexer, sqlite_rows,
-    sqlite_source, start_indexer, write_job,
+    CLIENT_ENGINE, PARSING_EXCEPTION, alias_targets, count, documents, http, indices, live_sensors, pg_documents,
+    run_indexer, sensors_job, slow_transform, sql, sql_many, sqlite_rows, sqlite_source, start_indexer, stored_state,
+    wait_until, write_job,
 )
 from tests.support.httpproxy import ProxyServer
-
-QUERY = "SELECT code, description, site, value, date_updated FROM sensors"
-SLOW = "import time\n\ndef slow(docs):\n    time.sleep({delay})\n    return docs\n"
 
 
 @pytest.fixture
@@ -33,14 +30,10 @@ def proxy(engine_url):
         yield p
 
 
-def _job(tmp_path, db, proxy, alias, target=None, **job):
-    settings = {"alias": alias, "key": ["code"], "query": QUERY, "chunk_size": 300, **job}
-    return write_job(tmp_path / "job.toml", sqlite_source(db), {"url": proxy.url, "engine": CLIENT_ENGINE, **(target or {})}, settings)
-
-
-def _slow(tmp_path, delay):
-    (tmp_path / "slowdown.py").write_text(SLOW.format(delay=delay))
-    return "slowdown:slow"
+@pytest.fixture
+def via_proxy(proxy) -> dict:
+    """The [target] table of a job that reaches the node through the proxy."""
+    return {"url": proxy.url, "engine": CLIENT_ENGINE}
 
 
 def _json(result, code=0):
@@ -48,18 +41,15 @@ def _json(result, code=0):
     return json.loads(result.stdout)
 
 
-def _wait_for_bulk(proxy, proc, n=1, timeout=30):
-    deadline = time.monotonic() + timeout
-    while proxy.stats.requests["_bulk"] < n:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no bulk request seen"
-        time.sleep(0.02)
+def _wait_for_bulk(proxy, proc):
+    wait_until(lambda: proxy.stats.requests["_bulk"], "a bulk request", proc, timeout=30)
 
 
-def test_items_answered_429_are_retried_with_backoff_until_the_index_is_exact(tmp_path, proxy, alias, sqlite_sensors):
+def test_items_answered_429_are_retried_with_backoff_until_the_index_is_exact(tmp_path, proxy, via_proxy, alias,
+                                                                               sqlite_sensors):
     proxy.faults.bulk_item_429_fraction = 0.3
     proxy.faults.bulk_item_429_attempts = 2
-    job = _job(tmp_path, sqlite_sensors, proxy, alias)
+    job = sensors_job(tmp_path, sqlite_sensors, via_proxy, alias, chunk_size=300)
 
     result = run_indexer("reindex", str(job), "--json", "--debug")
     summary = _json(result)
@@ -71,12 +61,13 @@ def test_items_answered_429_are_retried_with_backoff_until_the_index_is_exact(tm
     assert documents(alias) == sqlite_rows(sqlite_sensors)
 
 
-def test_503_for_ten_seconds_mid_run_then_healthy(tmp_path, proxy, alias, sqlite_sensors):
-    job = _job(tmp_path, sqlite_sensors, proxy, alias, chunk_size=100, transform=_slow(tmp_path, 0.05))
+def test_503_for_ten_seconds_mid_run_then_healthy(tmp_path, proxy, via_proxy, alias, sqlite_sensors):
+    job = sensors_job(tmp_path, sqlite_sensors, via_proxy, alias, chunk_size=100,
+                      transform=slow_transform(tmp_path, 0.05))
     proc = start_indexer("reindex", str(job), "--json")
     _wait_for_bulk(proxy, proc)
     proxy.faults.request_status = 503
-    time.sleep(10)
+    time.sleep(10)  # the scenario: an outage of ten seconds
     injected = proxy.stats.status_injected
     proxy.faults.request_status = None
     stdout, stderr = proc.communicate(timeout=120)
@@ -87,15 +78,12 @@ def test_503_for_ten_seconds_mid_run_then_healthy(tmp_path, proxy, alias, sqlite
     assert documents(alias) == sqlite_rows(sqlite_sensors)
 
 
-def test_503_forever_fails_within_max_retry_time_and_moves_nothing(tmp_path, proxy, alias, sqlite_sensors):
-    job = _job(tmp_path, sqlite_sensors, proxy, alias, target={"max_retry_time": 4},
-               watermark="date_updated", lookback="0s")
+def test_503_forever_fails_within_max_retry_time_and_moves_nothing(tmp_path, proxy, via_proxy, alias, sqlite_sensors):
+    job = sensors_job(tmp_path, sqlite_sensors, {**via_proxy, "max_retry_time": 4}, alias, chunk_size=300,
+                      watermark="date_updated", lookback="0s")
     first = _json(run_indexer("reindex", str(job), "--json"))
-    _, state_before = http("GET", f"/indexer-state/_doc/{alias}")
-    conn = sqlite3.connect(sqlite_sensors)
-    conn.execute("UPDATE sensors SET value = -5, date_updated = '2030-01-01 00:00:00' WHERE code = 'SEN0000001'")
-    conn.commit()
-    conn.close()
+    watermark_before = stored_state(alias)["watermark"]
+    sql(sqlite_sensors, "UPDATE sensors SET value = -5, date_updated = '2030-01-01 00:00:00' WHERE code = 'SEN0000001'")
     proxy.faults.request_status = 503
 
     for command in ("reindex", "sync"):
@@ -107,16 +95,18 @@ def test_503_forever_fails_within_max_retry_time_and_moves_nothing(tmp_path, pro
 
     proxy.faults.request_status = None
     assert alias_targets(alias) == [first["index"]]
-    _, state_after = http("GET", f"/indexer-state/_doc/{alias}")
-    assert state_after["_source"]["state"]["watermark"] == state_before["_source"]["state"]["watermark"]
-    last_run = state_after["_source"]["state"]["last_run"]   # the failed sync is on record for `status`
+    state_after = stored_state(alias)
+    assert state_after["watermark"] == watermark_before
+    last_run = state_after["last_run"]   # the failed sync is on record for `status`
     assert last_run["command"] == "sync" and last_run["outcome"] == "failed" and "HTTP 503" in last_run["error"]
     assert documents(alias)["SEN0000001"]["value"] != -5
 
 
 @pytest.mark.parametrize("fault", ["reset_before_forward", "reset_connection_after_forward"])
-def test_connection_reset_and_lost_responses_neither_lose_nor_duplicate(tmp_path, proxy, alias, sqlite_sensors, fault):
-    job = _job(tmp_path, sqlite_sensors, proxy, alias, chunk_size=100, transform=_slow(tmp_path, 0.05))
+def test_connection_reset_and_lost_responses_neither_lose_nor_duplicate(tmp_path, proxy, via_proxy, alias,
+                                                                       sqlite_sensors, fault):
+    job = sensors_job(tmp_path, sqlite_sensors, via_proxy, alias, chunk_size=100,
+                      transform=slow_transform(tmp_path, 0.05))
     proc = start_indexer("reindex", str(job), "--json")
     _wait_for_bulk(proxy, proc)                        # the bulk phase, not the first hello
     setattr(proxy.faults, fault, 3)
@@ -137,17 +127,15 @@ def _strict_template(alias):
 
 
 def _poison(db, every):
-    conn = sqlite3.connect(db)
-    conn.execute(f"UPDATE sensors SET value = 'not a number' WHERE CAST(substr(code, 4) AS INTEGER) % {every} = 0")
-    conn.commit()
-    conn.close()
+    sql(db, f"UPDATE sensors SET value = 'not a number' WHERE CAST(substr(code, 4) AS INTEGER) % {every} = 0")
 
 
-def test_one_row_in_a_thousand_conflicting_with_the_mapping_is_dead_lettered(tmp_path, proxy, alias, sqlite_sensors):
+def test_one_row_in_a_thousand_conflicting_with_the_mapping_is_dead_lettered(tmp_path, via_proxy, alias,
+                                                                             sqlite_sensors):
     _strict_template(alias)
     try:
         _poison(sqlite_sensors, 1000)
-        job = _job(tmp_path, sqlite_sensors, proxy, alias)
+        job = sensors_job(tmp_path, sqlite_sensors, via_proxy, alias, chunk_size=300)
         result = run_indexer("reindex", str(job), "--json")
         summary = _json(result, code=3)
 
@@ -164,13 +152,13 @@ def test_one_row_in_a_thousand_conflicting_with_the_mapping_is_dead_lettered(tmp
         http("DELETE", f"/_index_template/{alias}")
 
 
-def test_dead_letters_over_the_threshold_fail_before_the_swap(tmp_path, proxy, alias, sqlite_sensors):
+def test_dead_letters_over_the_threshold_fail_before_the_swap(tmp_path, via_proxy, alias, sqlite_sensors):
     _strict_template(alias)
     try:
-        job = _job(tmp_path, sqlite_sensors, proxy, alias)
+        job = sensors_job(tmp_path, sqlite_sensors, via_proxy, alias, chunk_size=300)
         first = _json(run_indexer("reindex", str(job), "--json"))
         _poison(sqlite_sensors, 500)                      # 6 bad rows
-        job = _job(tmp_path, sqlite_sensors, proxy, alias, max_errors=2)
+        job = sensors_job(tmp_path, sqlite_sensors, via_proxy, alias, chunk_size=300, max_errors=2)
 
         result = run_indexer("reindex", str(job), "--dead-letter-include-doc")
         assert result.returncode == 1
@@ -182,14 +170,12 @@ def test_dead_letters_over_the_threshold_fail_before_the_swap(tmp_path, proxy, a
         http("DELETE", f"/_index_template/{alias}")
 
 
-def test_requests_over_the_size_cap_are_split_and_a_lone_giant_is_dead_lettered(tmp_path, proxy, alias, sqlite_sensors):
-    conn = sqlite3.connect(sqlite_sensors)
-    conn.execute("UPDATE sensors SET description = description || ' ' || printf('%.800c', 'x')")
-    conn.execute("UPDATE sensors SET description = printf('%.1500000c', 'y') WHERE code = 'SEN0000777'")
-    conn.commit()
-    conn.close()
+def test_requests_over_the_size_cap_are_split_and_a_lone_giant_is_dead_lettered(tmp_path, proxy, via_proxy, alias,
+                                                                                  sqlite_sensors):
+    sql(sqlite_sensors, "UPDATE sensors SET description = description || ' ' || printf('%.800c', 'x')")
+    sql(sqlite_sensors, "UPDATE sensors SET description = printf('%.1500000c', 'y') WHERE code = 'SEN0000777'")
     proxy.faults.max_request_bytes = 1024 * 1024
-    job = _job(tmp_path, sqlite_sensors, proxy, alias, chunk_size=3000)
+    job = sensors_job(tmp_path, sqlite_sensors, via_proxy, alias, chunk_size=3000)
 
     summary = _json(run_indexer("reindex", str(job), "--json"), code=3)
     assert proxy.stats.too_large >= 3                     # whole chunks were refused, then split
@@ -201,82 +187,63 @@ def test_requests_over_the_size_cap_are_split_and_a_lone_giant_is_dead_lettered(
     assert documents(alias) == expected
 
 
-def _kill_reader(conn, proc, timeout=30):
+def _kill_reader(pg_tables, proc):
     """Terminate the indexer's database session once it is streaming chunks (FETCH FORWARD <chunk_size>)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        with conn.cursor() as cur:
+    def terminated() -> list:
+        with pg_tables.conn, pg_tables.conn.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'indexer' "
                         "AND query LIKE 'FETCH FORWARD 100 %'")
-            if cur.fetchall():
-                return
-        time.sleep(0.05)
-    raise AssertionError("the indexer never read from PostgreSQL")
+            return cur.fetchall()
+
+    wait_until(terminated, "the indexer reading from PostgreSQL", proc, timeout=30)
 
 
-def test_a_database_connection_killed_mid_run_fails_cleanly_and_a_rerun_is_exact(tmp_path, engine_url, alias, pg_table):
-    (tmp_path / "slowdown.py").write_text(SLOW.format(delay=0.1))
-    job = write_job(tmp_path / "job.toml", pg_source(), {"url": engine_url}, {
-        "alias": alias, "key": ["code"], "chunk_size": 100, "transform": "slowdown:slow",
-        "query": f"SELECT code, description, site, value, date_updated FROM {pg_table}",
-        "watermark": "date_updated", "lookback": "0s"})
+def test_a_database_connection_killed_mid_run_fails_cleanly_and_a_rerun_is_exact(tmp_path, engine_url, alias, pg_table,
+                                                                                 pg_tables):
+    job = sensors_job(tmp_path, pg_table, {"url": engine_url}, alias, chunk_size=100,
+                      transform=slow_transform(tmp_path, 0.1), watermark="date_updated", lookback="0s")
     first = _json(run_indexer("reindex", str(job), "--json"))
-    _, state_before = http("GET", f"/indexer-state/_doc/{alias}")
-    admin = pg_connect()
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"UPDATE {pg_table} SET value = -value, date_updated = date_updated + interval '10 years'")
+    watermark_before = stored_state(alias)["watermark"]
+    pg_tables.execute(f"UPDATE {pg_table} SET value = -value, date_updated = date_updated + interval '10 years'")
 
     for command in ("reindex", "sync"):
         proc = start_indexer(command, str(job))
-        _kill_reader(admin, proc)
+        _kill_reader(pg_tables, proc)
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 1, stderr
         assert stderr.startswith("error: reading rows failed") and "Traceback" not in stderr
         assert alias_targets(alias) == [first["index"]]
-        _, state = http("GET", f"/indexer-state/_doc/{alias}")
-        assert state["_source"]["state"]["watermark"] == state_before["_source"]["state"]["watermark"]
+        assert stored_state(alias)["watermark"] == watermark_before
 
     _json(run_indexer("sync", str(job), "--json"))
-    expected = pg_documents(admin, pg_table)
-    admin.close()
-    assert documents(alias) == expected
+    assert documents(alias) == pg_documents(pg_tables.conn, pg_table)
 
 
 @pytest.mark.parametrize("command", ["reindex", "sync"])
 def test_sigkill_at_random_points_then_a_rerun_is_exact(tmp_path, engine_url, alias, sqlite_sensors, command):
-    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), {"url": engine_url}, {
-        "alias": alias, "key": ["code"], "chunk_size": 100, "transform": _slow(tmp_path, 0.05),
-        "query": "SELECT code, description, site, value, date_updated, is_deleted FROM sensors",
-        "watermark": "date_updated", "deleted": "is_deleted", "lookback": "1m"})
+    job = sensors_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, synced=True, chunk_size=100,
+                      transform=slow_transform(tmp_path, 0.05), lookback="1m")
     _json(run_indexer("reindex", str(job), "--json"))
     rng = random.Random(command)
-    db = sqlite3.connect(sqlite_sensors)
     for round_ in range(3):
-        db.execute("UPDATE sensors SET value = value + 1, date_updated = ? WHERE abs(random()) % 3 = 0",
-                   (f"2030-01-0{round_ + 1} 00:00:00",))
-        db.execute("UPDATE sensors SET is_deleted = 1 - is_deleted, date_updated = ? WHERE abs(random()) % 50 = 0",
-                   (f"2030-01-0{round_ + 1} 00:00:01",))
-        db.commit()
+        sql(sqlite_sensors, "UPDATE sensors SET value = value + 1, date_updated = ? WHERE abs(random()) % 3 = 0",
+            f"2030-01-0{round_ + 1} 00:00:00")
+        sql(sqlite_sensors, "UPDATE sensors SET is_deleted = 1 - is_deleted, date_updated = ? "
+                            "WHERE abs(random()) % 50 = 0", f"2030-01-0{round_ + 1} 00:00:01")
         proc = start_indexer(command, str(job))
-        time.sleep(rng.uniform(0.3, 2.0))
+        time.sleep(rng.uniform(0.3, 2.0))  # the scenario: killed at a random point of its run
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    db.close()
 
     _json(run_indexer(command, str(job), "--json"))
     if command == "reindex":
         assert len(indices(f"{alias}-*")) == 2           # orphans of the killed runs are gone
-    expected = {k: v for k, v in sqlite_rows(
-        sqlite_sensors, "SELECT code, description, site, value, date_updated FROM sensors WHERE is_deleted = 0").items()}
-    assert documents(alias) == expected
+    assert documents(alias) == live_sensors(sqlite_sensors)
 
 
-def test_bad_values_are_converted_or_dead_lettered_per_row(tmp_path, proxy, alias):
+def test_bad_values_are_converted_or_dead_lettered_per_row(tmp_path, via_proxy, alias):
     db = tmp_path / "bad.db"
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE sensors (code TEXT, reading REAL, taken TEXT, blob BLOB, notes TEXT)")
+    sql(db, "CREATE TABLE sensors (code TEXT, reading REAL, taken TEXT, blob BLOB, notes TEXT)")
     rows = [
         ("ok", 1.5, "2024-01-01T00:00:00", b"\x00\xff", "fine"),
         ("nan", float("nan"), "2024-01-01T00:00:00", None, "nan"),     # SQLite itself stores NaN as NULL
@@ -284,13 +251,11 @@ def test_bad_values_are_converted_or_dead_lettered_per_row(tmp_path, proxy, alia
         ("future", 2.0, "99999-01-01T00:00:00", None, "year 99999"),
         ("lob", 3.0, "2024-01-01T00:00:00", b"\x01" * 1000, "n" * 2_000_000),
     ]
-    conn.executemany("INSERT INTO sensors VALUES (?, ?, ?, ?, ?)", rows)
-    conn.commit()
-    conn.close()
+    sql_many(db, "INSERT INTO sensors VALUES (?, ?, ?, ?, ?)", rows)
     http("PUT", f"/_index_template/{alias}", {"index_patterns": [f"{alias}-*"], "priority": 500, "template": {
         "mappings": {"properties": {"taken": {"type": "date"}, "blob": {"type": "binary"}, "notes": {"type": "text", "index": False}}}}})
     try:
-        job = write_job(tmp_path / "job.toml", sqlite_source(db), {"url": proxy.url, "engine": CLIENT_ENGINE},
+        job = write_job(tmp_path / "job.toml", sqlite_source(db), via_proxy,
                         {"alias": alias, "key": ["code"], "query": "SELECT code, reading, taken, blob, notes FROM sensors",
                          # 2 dead letters in 5 rows: within budget only with a rate allowed for a run this small
                          # (issue 8: the rate is judged on the totals at the end of every reindex)

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.support.harness import REPO, http, run_indexer
+from tests.support.harness import REPO, delete_indices, http, run_indexer, sensors_job
 
 
 @pytest.fixture
@@ -86,13 +86,10 @@ def test_check_and_dry_run_detect_a_changed_file_and_write_nothing(mappings, tar
 
 
 def test_the_index_template_applies_to_reindexed_indices(mappings, target, tmp_path, sqlite_sensors):
-    from tests.support.harness import delete_indices, sqlite_source, write_job
-
     root, tag = mappings
     assert _bootstrap(root, target).returncode == 0
     alias = f"t{tag}-sensors"
-    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target, {
-        "alias": alias, "key": ["code"], "query": "SELECT code, description, site, value, date_updated FROM sensors"})
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias)
     try:
         result = run_indexer("reindex", str(job), "--json")
         assert result.returncode == 0, result.stderr

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.harness import ENGINE_URL, PG, alias_targets, indices, run_indexer, sqlite_source, write_job
+from tests.support.harness import ENGINE_URL, PG, SENSORS_QUERY, alias_targets, indices, run_indexer, sensors_job
 
-QUERY = "SELECT code, description, site, value, date_updated FROM sensors"
 CANARY = "c4n4ry pw@%x"
+NODE = {"url": ENGINE_URL}
 
 
 def _assert_one_line_error(result, code: int, *fragments: str) -> None:
@@ -21,54 +21,50 @@ def _assert_one_line_error(result, code: int, *fragments: str) -> None:
     assert CANARY not in result.stdout + result.stderr
 
 
-def _job(tmp_path, source=None, target=None, **job):
-    base = {"alias": "failures", "key": ["code"], "query": QUERY}
-    return write_job(tmp_path / "job.toml", source or sqlite_source(tmp_path / "sensors.db"),
-                     target or {"url": ENGINE_URL}, {**base, **job})
-
-
 def test_missing_password_variable(tmp_path):
     source = {**PG, "dbtype": "PG", "password_env": "INDEXER_TEST_UNSET_PASSWORD"}
-    result = run_indexer("reindex", str(_job(tmp_path, source)))
+    result = run_indexer("reindex", str(sensors_job(tmp_path, "sensors", NODE, "failures", source=source)))
     _assert_one_line_error(result, 2, "INDEXER_TEST_UNSET_PASSWORD", "not set")
 
 
 def test_unreachable_database(tmp_path, engine_url):
     source = {**PG, "port": 1, "dbtype": "PG", "password_env": "CANARY_PW"}
-    result = run_indexer("reindex", str(_job(tmp_path, source)), env={"CANARY_PW": CANARY})
+    job = sensors_job(tmp_path, "sensors", NODE, "failures", source=source)
+    result = run_indexer("reindex", str(job), env={"CANARY_PW": CANARY})
     _assert_one_line_error(result, 1, "cannot connect to PostgreSQL at 127.0.0.1:1")
 
 
 def test_wrong_database_password_is_reported_without_the_password(tmp_path, engine_url):
     source = {**PG, "dbtype": "PG", "password_env": "CANARY_PW"}
-    result = run_indexer("reindex", str(_job(tmp_path, source)), env={"CANARY_PW": CANARY})
+    job = sensors_job(tmp_path, "sensors", NODE, "failures", source=source)
+    result = run_indexer("reindex", str(job), env={"CANARY_PW": CANARY})
     _assert_one_line_error(result, 1, "password authentication failed")
 
 
 @pytest.mark.parametrize("engine", ["opensearch", "elasticsearch", "auto"])
 def test_unreachable_cluster(tmp_path, sqlite_sensors, engine):
-    job = _job(tmp_path, sqlite_source(sqlite_sensors), {"url": "http://127.0.0.1:1", "engine": engine})
+    job = sensors_job(tmp_path, sqlite_sensors, {"url": "http://127.0.0.1:1", "engine": engine}, "failures")
     result = run_indexer("reindex", str(job))
     _assert_one_line_error(result, 1, "cannot reach the cluster at http://127.0.0.1:1", "connection refused")
 
 
 def test_bad_sql(tmp_path, target, alias, sqlite_sensors):
-    job = _job(tmp_path, sqlite_source(sqlite_sensors), target, alias=alias, query="SELECT code FROM no_such_table")
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias, query="SELECT code FROM no_such_table")
     result = run_indexer("reindex", str(job))
     _assert_one_line_error(result, 1, "query failed", "no such table")
     assert alias_targets(alias) == [] and indices(f"{alias}-*") == []
 
 
 def test_key_column_missing_from_the_query(tmp_path, target, alias, sqlite_sensors):
-    job = _job(tmp_path, sqlite_source(sqlite_sensors), target, alias=alias, key=["sensor_id"])
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias, key=["sensor_id"])
     result = run_indexer("reindex", str(job))
     _assert_one_line_error(result, 2, "key column 'sensor_id' is not in the query result")
     assert indices(f"{alias}-*") == []
 
 
 def test_duplicate_keys_fail_before_the_swap_unless_allowed(tmp_path, target, alias, sqlite_sensors):
-    job = _job(tmp_path, sqlite_source(sqlite_sensors), target, alias=alias,
-               query=QUERY + " UNION ALL " + QUERY + " WHERE code = 'SEN0000042'")
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias,
+                      query=SENSORS_QUERY + " UNION ALL " + SENSORS_QUERY + " WHERE code = 'SEN0000042'")
     result = run_indexer("reindex", str(job))
     _assert_one_line_error(result, 1, "1 duplicate key(s)", "'SEN0000042'", "--allow-duplicates")
     assert alias_targets(alias) == [] and indices(f"{alias}-*") == []
@@ -80,12 +76,12 @@ def test_duplicate_keys_fail_before_the_swap_unless_allowed(tmp_path, target, al
 
 @pytest.mark.parametrize("bad", ["Sensors", "sen*sors", "_sensors", "a b", "x" * 250])
 def test_invalid_alias_name(tmp_path, bad):
-    result = run_indexer("reindex", str(_job(tmp_path, alias=bad)))
+    result = run_indexer("reindex", str(sensors_job(tmp_path, tmp_path / "sensors.db", NODE, bad)))
     _assert_one_line_error(result, 2, "job.alias")
 
 
 def test_unknown_job_file_field(tmp_path):
-    job = _job(tmp_path)
+    job = sensors_job(tmp_path, tmp_path / "sensors.db", NODE, "failures")
     job.write_text(job.read_text().replace("[job]\n", "[job]\nchunk_sise = 10\n"))
     result = run_indexer("reindex", str(job))
     _assert_one_line_error(result, 2, "job.chunk_sise", "unknown field")
@@ -99,7 +95,7 @@ def test_missing_job_file_and_bad_toml(tmp_path):
 
 
 def test_missing_sqlite_file_is_not_created(tmp_path):
-    result = run_indexer("reindex", str(_job(tmp_path)))
+    result = run_indexer("reindex", str(sensors_job(tmp_path, tmp_path / "sensors.db", NODE, "failures")))
     _assert_one_line_error(result, 2, "source.filename: SQLite database file not found")
     assert not (tmp_path / "sensors.db").exists()
 

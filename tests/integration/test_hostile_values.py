@@ -7,40 +7,25 @@ reads every row; a watermark that is no point in time is never stored, so sync n
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
 from tests.support.harness import (
-    alias_targets, documents, http, pg_connect, pg_source, run_indexer, write_job,
+    alias_targets, documents, http, pg_connect, pg_source, run_indexer, stored_state, write_job,
 )
 
 
 @pytest.fixture
-def pg():
-    conn = pg_connect()
-    made: list[str] = []
-
+def pg(pg_tables):
+    """``pg(columns, *rows)``: a scratch table whose rows are written as PostgreSQL reads them in SQL
+    (``'infinity'``, ``'24:00'``, ``'0044-03-15 BC'``: no Python value holds them); its name."""
     def table(ddl: str, *rows: str) -> str:
-        name = f"hostile_{uuid.uuid4().hex[:8]}"
-        made.append(name)
-        with conn, conn.cursor() as cur:
-            cur.execute(f"CREATE TABLE {name} ({ddl})")
-            for row in rows:
-                cur.execute(f"INSERT INTO {name} VALUES {row}")
+        name = pg_tables.create(ddl, prefix="hostile")
+        for row in rows:
+            pg_tables.execute(f"INSERT INTO {name} VALUES {row}")
         return name
 
-    table.sql = lambda text: _execute(conn, text)  # type: ignore[attr-defined]
-    yield table
-    with conn, conn.cursor() as cur:
-        for name in made:
-            cur.execute(f"DROP TABLE IF EXISTS {name}")
-    conn.close()
-
-
-def _execute(conn, text: str) -> None:
-    with conn, conn.cursor() as cur:
-        cur.execute(text)
+    return table
 
 
 @pytest.fixture
@@ -139,13 +124,7 @@ def test_arrays_of_such_values_are_kept_too(tmp_path, target, keyword_template, 
 # ---------------------------------------------------------------- the watermark never freezes
 
 
-def _stored_watermark(alias: str) -> dict:
-    status, body = http("GET", f"/indexer-state/_doc/{alias}")
-    assert status == 200, body
-    return body["_source"]["state"]["watermark"]
-
-
-def test_an_infinity_watermark_is_indexed_and_named_but_never_stored(tmp_path, target, keyword_template, pg):
+def test_an_infinity_watermark_is_indexed_and_named_but_never_stored(tmp_path, target, keyword_template, pg, pg_tables):
     alias = keyword_template  # a date field would refuse the text "infinity" (a dead letter, never a wrong date)
     table = pg("id int PRIMARY KEY, note text, updated_at timestamp",
                "(1, 'a', '2024-01-01 10:00')", "(2, 'b', '2024-01-02 10:00')", "(3, 'c', 'infinity')")
@@ -154,11 +133,11 @@ def test_an_infinity_watermark_is_indexed_and_named_but_never_stored(tmp_path, t
     result, summary = _run("reindex", str(job))
     assert result.returncode == 0, result.stderr
     assert summary["indexed"] == 3 and summary["watermark"] == "2024-01-02 10:00:00"
-    assert _stored_watermark(alias) == {"type": "datetime", "value": "2024-01-02T10:00:00"}
+    assert stored_state(alias)["watermark"] == {"type": "datetime", "value": "2024-01-02T10:00:00"}
     assert summary["null_watermarks"] == 1 and any("no point in time" in w for w in summary["warnings"])
 
     # a sync reads the infinity row again (it is >= any watermark), indexes it and names it, never storing it
-    pg.sql(f"INSERT INTO {table} VALUES (4, 'd', 'infinity')")
+    pg_tables.execute(f"INSERT INTO {table} VALUES (4, 'd', 'infinity')")
     result, summary = _run("sync", str(job))
     assert result.returncode == 0, result.stderr
     assert summary["indexed"] == 2 and summary["null_watermarks"] == 2
@@ -166,13 +145,13 @@ def test_an_infinity_watermark_is_indexed_and_named_but_never_stored(tmp_path, t
     assert "2 row(s) whose 'updated_at' is no point in time" in warnings and "(key '3')" in warnings, warnings
     text = run_indexer("sync", str(job))  # without --json: the warnings on stderr, one line each
     assert "warning: 2 row(s) whose 'updated_at' is no point in time" in text.stderr, text.stderr
-    assert _stored_watermark(alias)["value"] == "2024-01-02T10:00:00"
+    assert stored_state(alias)["watermark"]["value"] == "2024-01-02T10:00:00"
 
     # and the next real change is read: the watermark moved on, not frozen at 9999-12-31
-    pg.sql(f"UPDATE {table} SET note = 'a2', updated_at = '2030-01-01 00:00' WHERE id = 1")
+    pg_tables.execute(f"UPDATE {table} SET note = 'a2', updated_at = '2030-01-01 00:00' WHERE id = 1")
     result, summary = _run("sync", str(job))
     assert result.returncode == 0, result.stderr
-    assert _stored_watermark(alias)["value"] == "2030-01-01T00:00:00"
+    assert stored_state(alias)["watermark"]["value"] == "2030-01-01T00:00:00"
     assert documents(alias)["1"]["note"] == "a2" and len(documents(alias)) == 4
 
 

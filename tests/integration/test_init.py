@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.support.harness import PG, PG_PASSWORD_ENV, documents, http, pg_connect, pg_documents, run_indexer
+from tests.support.harness import PG, PG_PASSWORD_ENV, documents, http, pg_documents, run_indexer, sqlite_rows
 
 
 @pytest.fixture
@@ -81,25 +81,18 @@ def test_the_demo_database_gives_a_job_that_indexes_every_row_as_the_example_doe
     assert (job["key"], job["watermark"], job["deleted"]) == (["code"], "date_updated", "is_deleted")
     _bootstrap_preview_reindex(out, alias)
 
-    conn = sqlite3.connect(sqlite_sensors)
-    conn.row_factory = sqlite3.Row
-    expected = {r["code"]: dict(r) for r in conn.execute("SELECT code, description, site, value, date_updated FROM sensors")}
-    conn.close()
+    expected = sqlite_rows(sqlite_sensors)
     assert documents(alias) == expected and len(expected) == 3000
 
 
-def test_a_postgres_sensors_table_gives_a_job_that_indexes_every_row(tmp_path, target, templates, pg_table):
+def test_a_postgres_sensors_table_gives_a_job_that_indexes_every_row(tmp_path, target, templates, pg_table, pg_tables):
     alias, out = templates, tmp_path / "jobs"
     job = _written(_pg_init(target, out, f"public.{pg_table}", alias), out, alias)
     assert (job["key"], job["watermark"], job["deleted"]) == (["code"], "date_updated", "is_deleted")
     written = "".join(p.read_text() for p in out.rglob("*") if p.is_file())
     assert os.environ[PG_PASSWORD_ENV] not in written and f'password_env = "{PG_PASSWORD_ENV}"' in written
     _bootstrap_preview_reindex(out, alias)
-    conn = pg_connect()
-    try:
-        assert documents(alias) == pg_documents(conn, pg_table)
-    finally:
-        conn.close()
+    assert documents(alias) == pg_documents(pg_tables.conn, pg_table)
 
 
 # ---------------------------------------------------------------- every common type, names that need quoting
@@ -120,27 +113,23 @@ UTC = dt.timezone.utc
 
 
 @pytest.fixture
-def pg_types():
+def pg_types(pg_tables) -> str:
     """A mixed-case table with a space in its name, every common type and a composite key; dropped afterwards."""
-    table = f'"Init Types {uuid.uuid4().hex[:8]}"'
-    conn = pg_connect()
-    with conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {table} ({PG_COLUMNS})")
-        cur.execute(PG_INSERT.format(t=table), (
-            1, 1, 9007199254740993, Decimal("12.35"), Decimal("1234567890123456789012345.12345"), Decimal("0.1"),
-            1.5, 2.25, "AB-1", "A title", "A long body", dt.date(2024, 3, 4), dt.datetime(2024, 1, 2, 3, 4, 5, 123456),
-            dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), True, b"\x00\x01", json.dumps({"a": [1, "x"]}),
-            json.dumps({"b": {"c": 2}}), ["x", "y"], "6f1c2e3a-0000-4000-8000-000000000001", "chosen", "lab", False))
-        cur.execute(PG_INSERT.format(t=table), (1, 2, *[None] * 10, dt.datetime(2024, 1, 3), *[None] * 9, False))
-        cur.execute(PG_INSERT.format(t=table), (2, 1, *[None] * 10, dt.datetime(2024, 1, 4), *[None] * 9, True))
-    yield conn, table
-    with conn, conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
-    conn.close()
+    table = pg_tables.create(PG_COLUMNS, name=f'"Init Types {uuid.uuid4().hex[:8]}"')
+    for row in (
+            (1, 1, 9007199254740993, Decimal("12.35"), Decimal("1234567890123456789012345.12345"), Decimal("0.1"),
+             1.5, 2.25, "AB-1", "A title", "A long body", dt.date(2024, 3, 4), dt.datetime(2024, 1, 2, 3, 4, 5, 123456),
+             dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), True, b"\x00\x01", json.dumps({"a": [1, "x"]}),
+             json.dumps({"b": {"c": 2}}), ["x", "y"], "6f1c2e3a-0000-4000-8000-000000000001", "chosen", "lab", False),
+            (1, 2, *[None] * 10, dt.datetime(2024, 1, 3), *[None] * 9, False),
+            (2, 1, *[None] * 10, dt.datetime(2024, 1, 4), *[None] * 9, True)):
+        pg_tables.execute(PG_INSERT.format(t=table), *row)
+    return table
 
 
-def test_postgres_types_and_quoted_names_index_without_edits_and_the_guesses_drive_sync(tmp_path, target, templates, pg_types):
-    conn, table = pg_types
+def test_postgres_types_and_quoted_names_index_without_edits_and_the_guesses_drive_sync(tmp_path, target, templates, pg_types,
+                                                                                       pg_tables):
+    table = pg_types
     alias, out = templates, tmp_path / "jobs"
     job = _written(_pg_init(target, out, f"public.{table}", alias), out, alias)
     assert job["key"] == ["id_a", "line no"]
@@ -162,9 +151,8 @@ def test_postgres_types_and_quoted_names_index_without_edits_and_the_guesses_dri
     assert first["select"] == "chosen" and first["metadata"] == {"source": "lab"} and "is_deleted" not in first
     assert docs["1|2"]["title"] is None
 
-    with conn, conn.cursor() as cur:
-        cur.execute(f"""UPDATE {table} SET title = 'changed', "UpdatedAt" = '2030-01-01' WHERE "Line No" = 2""")
-        cur.execute(f"""UPDATE {table} SET is_deleted = true, "UpdatedAt" = '2030-01-01' WHERE id_a = 1 AND "Line No" = 1""")
+    pg_tables.execute(f"""UPDATE {table} SET title = 'changed', "UpdatedAt" = '2030-01-01' WHERE "Line No" = 2""")
+    pg_tables.execute(f"""UPDATE {table} SET is_deleted = true, "UpdatedAt" = '2030-01-01' WHERE id_a = 1 AND "Line No" = 1""")
     _ok(run_indexer("sync", str(out / f"{alias}.toml"), "--state-file", str(out / "state.json")))
     docs = documents(alias)
     assert set(docs) == {"1|2"} and docs["1|2"]["title"] == "changed"
@@ -225,23 +213,14 @@ def test_no_primary_key_is_one_line_asking_for_key_and_then_key_works(tmp_path, 
     assert set(documents(alias)) == {"a|1", "a|2", "b|1"}
 
 
-def test_a_postgres_table_without_primary_key_needs_key(tmp_path, target, templates):
-    table = f"nokey_{uuid.uuid4().hex[:8]}"
-    conn = pg_connect()
-    with conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {table} (site text, n integer)")
-        cur.execute(f"INSERT INTO {table} VALUES ('a', 1), ('b', 2)")
-    try:
-        alias, out = templates, tmp_path / "jobs"
-        refused = _pg_init(target, out, table, alias)
-        assert refused.returncode == 2 and "has no primary key: name the key columns with --key COL" in refused.stderr
-        _written(_pg_init(target, out, table, alias, "--key", "site"), out, alias)
-        _bootstrap_preview_reindex(out, alias)
-        assert set(documents(alias)) == {"a", "b"}
-    finally:
-        with conn, conn.cursor() as cur:
-            cur.execute(f"DROP TABLE {table}")
-        conn.close()
+def test_a_postgres_table_without_primary_key_needs_key(tmp_path, target, templates, pg_tables):
+    table = pg_tables.create("site text, n integer", [("a", 1), ("b", 2)], prefix="nokey")
+    alias, out = templates, tmp_path / "jobs"
+    refused = _pg_init(target, out, table, alias)
+    assert refused.returncode == 2 and "has no primary key: name the key columns with --key COL" in refused.stderr
+    _written(_pg_init(target, out, table, alias, "--key", "site"), out, alias)
+    _bootstrap_preview_reindex(out, alias)
+    assert set(documents(alias)) == {"a", "b"}
 
 
 def test_init_never_overwrites_and_writes_nothing_when_one_file_exists(tmp_path, target, sqlite_sensors):

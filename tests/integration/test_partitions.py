@@ -10,16 +10,13 @@ import datetime as dt
 import json
 import os
 import signal
-import sqlite3
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.support.harness import (
-    alias_targets, count, documents, indices, pg_connect, pg_source, run_indexer, sqlite_source, start_indexer,
-    write_job,
+    alias_targets, count, documents, indices, pg_source, run_indexer, slow_transform, sql, sql_many, sqlite_source,
+    start_indexer, wait_until, write_job,
 )
 
 ROWS = 3000
@@ -43,12 +40,9 @@ def parts_rows(n: int = ROWS) -> list[tuple]:
 
 
 def write_sqlite_parts(path, rows) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE parts (code TEXT, part INTEGER, at TEXT, label TEXT, value REAL)")
-    conn.executemany("INSERT INTO parts VALUES (?, ?, ?, ?, ?)",
-                     [(c, p, a.isoformat(sep=" ") if a else None, lab, v) for c, p, a, lab, v in rows])
-    conn.commit()
-    conn.close()
+    sql(path, "CREATE TABLE parts (code TEXT, part INTEGER, at TEXT, label TEXT, value REAL)")
+    sql_many(path, "INSERT INTO parts VALUES (?, ?, ?, ?, ?)",
+             [(c, p, a.isoformat(sep=" ") if a else None, lab, v) for c, p, a, lab, v in rows])
 
 
 @pytest.fixture
@@ -59,16 +53,9 @@ def sqlite_parts(tmp_path):
 
 
 @pytest.fixture
-def pg_parts():
-    table = f"parts_{uuid.uuid4().hex[:8]}"
-    conn = pg_connect()
-    with conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {table} (code TEXT, part BIGINT, at TIMESTAMP, label TEXT, value DOUBLE PRECISION)")
-        cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s)", parts_rows())
-    yield table
-    with conn, conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
-    conn.close()
+def pg_parts(pg_tables):
+    return pg_tables.create("code TEXT, part BIGINT, at TIMESTAMP, label TEXT, value DOUBLE PRECISION", parts_rows(),
+                            prefix="parts")
 
 
 def reindex(job, *extra) -> dict:
@@ -222,16 +209,13 @@ def children(pid: int) -> list[int]:
 def test_sigterm_stops_the_workers_deletes_the_new_index_and_leaves_the_alias(tmp_path, target, alias, sqlite_parts):
     good = reindex(write_job(tmp_path / "good.toml", sqlite_source(sqlite_parts), target,
                              {"alias": alias, "key": ["code"], "query": f"SELECT {COLUMNS} FROM parts"}))
-    (tmp_path / "slowly.py").write_text("import time\n\ndef slow(docs):\n    time.sleep(0.3)\n    return docs\n")
     job = write_job(tmp_path / "slow.toml", sqlite_source(sqlite_parts), target, {
         "alias": alias, "key": ["code"], "query": f"SELECT {COLUMNS} FROM parts", "partition_by": "part",
-        "partitions": 4, "chunk_size": 50, "transform": "slowly:slow"})   # about 20 s of work
+        "partitions": 4, "chunk_size": 50, "transform": slow_transform(tmp_path, 0.3)})   # about 20 s of work
     run = start_indexer("reindex", str(job))
     try:
-        deadline = time.monotonic() + 60
-        while not any(count(i) for i in indices(f"{alias}-*") if i != good["index"]):
-            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
-            time.sleep(0.2)
+        wait_until(lambda: any(count(i) for i in indices(f"{alias}-*") if i != good["index"]),
+                   "the slices writing into the new index", run)
         workers = children(run.pid)
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)
@@ -239,8 +223,7 @@ def test_sigterm_stops_the_workers_deletes_the_new_index_and_leaves_the_alias(tm
         if run.poll() is None:
             run.kill()
     assert run.returncode == 143, stderr
-    deadline = time.monotonic() + 10   # the workers are stopped; multiprocessing's resource tracker follows
-    while [pid for pid in workers if Path(f"/proc/{pid}").exists()] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert workers and not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    assert workers
+    # the workers are stopped; multiprocessing's resource tracker follows
+    wait_until(lambda: not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "the workers gone", timeout=10)
     assert alias_targets(alias) == [good["index"]] and indices(f"{alias}-*") == [good["index"]]

@@ -9,8 +9,6 @@ import signal
 import socket
 import sys
 import threading
-import time
-import uuid
 from pathlib import Path
 
 import dask
@@ -18,17 +16,17 @@ import pytest
 from distributed import Client, LocalCluster
 
 from indexer import dask_runner
-from indexer.jobfile import load_job
 from indexer.dask_runner import run_on_dask
 from indexer.errors import ConfigError
+from indexer.jobfile import load_job
 from indexer.partitions import plan_slices
 from indexer.slices import SliceFailed, SliceTask
 from tests.support import harness
 from tests.support.harness import (
-    alias_targets, documents, indices, pg_source, run_indexer, sqlite_rows, sqlite_source, start_indexer, write_job,
+    alias_targets, documents, indices, pg_source, run_indexer, sensors_job, sqlite_rows, stalling_transform,
+    start_indexer, wait_until,
 )
 
-QUERY = "SELECT code, description, site, value, date_updated FROM {table}"
 # Only the coordinator's environment has this variable; the cluster's workers started without it.
 COORDINATOR_ONLY_PASSWORD = "INDEXER_DASK_TEST_COORDINATOR_ONLY_PW"
 
@@ -54,28 +52,9 @@ def _error_lines(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
-def test_three_slices_on_dask_build_the_same_index_as_a_plain_reindex_sqlite(tmp_path, target, alias,
-                                                                             sqlite_sensors, cluster):
-    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target, {
-        "alias": alias, "key": ["code"], "query": QUERY.format(table="sensors"), "partition_by": "value",
-        "chunk_size": 250})
-    plain = _reindex(job)
-    expected = documents(alias)
-
-    on_dask = _reindex(job, "--partitions", "3", "--cluster", cluster)
-
-    assert alias_targets(alias) == [on_dask["index"]] != [plain["index"]]
-    assert on_dask["indexed"] == plain["indexed"] == 3000 and on_dask["partitions"] == 3
-    assert documents(alias) == expected == sqlite_rows(sqlite_sensors)
-    with Client(cluster) as client:  # the worker processes that ran slices (it said 0)
-        assert 1 <= on_dask["workers"] <= len(client.run(os.getpid))
-
-
-def test_three_slices_on_dask_build_the_same_index_as_a_plain_reindex_postgres(tmp_path, target, alias,
-                                                                               pg_table, cluster):
-    job = write_job(tmp_path / "job.toml", pg_source(), target, {
-        "alias": alias, "key": ["code"], "query": QUERY.format(table=pg_table), "partition_by": "date_updated",
-        "chunk_size": 250})
+def _same_index_on_dask(tmp_path, target, alias, db, column, cluster) -> dict:
+    """A plain reindex, then a reindex in three slices on the cluster: the same documents; the latter's summary."""
+    job = sensors_job(tmp_path, db, target, alias, partition_by=column, chunk_size=250)
     plain = _reindex(job)
     expected = documents(alias)
 
@@ -84,34 +63,28 @@ def test_three_slices_on_dask_build_the_same_index_as_a_plain_reindex_postgres(t
     assert alias_targets(alias) == [on_dask["index"]] != [plain["index"]]
     assert on_dask["indexed"] == plain["indexed"] == 3000 and on_dask["partitions"] == 3
     assert documents(alias) == expected
+    return on_dask
+
+
+def test_three_slices_on_dask_build_the_same_index_as_a_plain_reindex_sqlite(tmp_path, target, alias,
+                                                                             sqlite_sensors, cluster):
+    on_dask = _same_index_on_dask(tmp_path, target, alias, sqlite_sensors, "value", cluster)
+    assert documents(alias) == sqlite_rows(sqlite_sensors)
+    with Client(cluster) as client:  # the worker processes that ran slices (it said 0)
+        assert 1 <= on_dask["workers"] <= len(client.run(os.getpid))
+
+
+def test_three_slices_on_dask_build_the_same_index_as_a_plain_reindex_postgres(tmp_path, target, alias,
+                                                                               pg_table, cluster):
+    _same_index_on_dask(tmp_path, target, alias, pg_table, "date_updated", cluster)
 
 
 def _paused_tasks(tmp_path: Path, target: dict, alias: str, db: Path) -> list[SliceTask]:
     """Three extraction-only slices (nothing sent) of about 1,000 rows, chunks of 250; in each worker process
-    every chunk after the first one stalls until the file ``go`` exists. The module's name is new for
-    each test: a worker process keeps a module it imported (restart workers after changing a transform)."""
-    module = f"pause_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{module}.py").write_text(
-        "import pathlib, time\n\nFOLDER = pathlib.Path(__file__).parent\nseen = 0\n\n"
-        "def pause(docs):\n"
-        "    global seen\n"
-        "    seen += 1\n"
-        "    deadline = time.monotonic() + 60\n"
-        "    while seen > 1 and not (FOLDER / 'go').exists() and time.monotonic() < deadline:\n"
-        "        time.sleep(0.05)\n"
-        "    return docs\n")
-    job = load_job(write_job(tmp_path / "job.toml", sqlite_source(db), target, {
-        "alias": alias, "key": ["code"], "query": QUERY.format(table="sensors"), "partition_by": "value",
-        "chunk_size": 250, "transform": f"{module}:pause"}))
+    every chunk after the first one stalls until the file ``go`` exists."""
+    job = load_job(sensors_job(tmp_path, db, target, alias, partition_by="value", chunk_size=250,
+                               transform=stalling_transform(tmp_path, after=1)))
     return [SliceTask(job, s, None) for s in plan_slices(job, 3).slices]
-
-
-def _wait_until(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 def _told(client: Client, **run) -> list[bool]:
@@ -125,7 +98,7 @@ def test_rows_reach_the_coordinator_while_the_slices_run(tmp_path, target, alias
     runner = threading.Thread(target=lambda: done.append(run_on_dask(tasks, address=cluster, on_rows=reported.append)))
     runner.start()
     try:
-        _wait_until(lambda: sum(reported) > 0, "rows reported")
+        wait_until(lambda: sum(reported) > 0, "rows reported")
         assert not done  # rows arrived while no slice could finish
     finally:
         (tmp_path / "go").touch()
@@ -150,9 +123,9 @@ def test_a_stopped_run_stops_its_slices_at_their_next_chunk(tmp_path, target, al
     runner.start()
     with Client(cluster) as client:
         try:
-            _wait_until(lambda: sum(reported) == 500, "the first chunk of the two running slices")
+            wait_until(lambda: sum(reported) == 500, "the first chunk of the two running slices")
             stop.set()
-            _wait_until(lambda: all(_told(client)), "workers told")
+            wait_until(lambda: all(_told(client)), "workers told")
         finally:
             (tmp_path / "go").touch()
             runner.join(120)
@@ -164,21 +137,9 @@ def test_a_stopped_run_stops_its_slices_at_their_next_chunk(tmp_path, target, al
 
 def _stalled_job(tmp_path: Path, target: dict, alias: str, db: Path) -> Path:
     """A 3-slice job whose slices stall on their first chunk (writing ``running-<pid>``) until the file
-    ``go`` exists. A new module name each time: worker processes keep the modules they imported."""
-    module = f"stall_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{module}.py").write_text(
-        "import os, pathlib, time\n\nFOLDER = pathlib.Path(__file__).parent\n\n"
-        "def stall(docs):\n"
-        "    go = FOLDER / 'go'\n"
-        "    if not go.exists():\n"
-        "        (FOLDER / f'running-{os.getpid()}').touch()\n"
-        "        deadline = time.monotonic() + 120\n"
-        "        while not go.exists() and time.monotonic() < deadline:\n"
-        "            time.sleep(0.05)\n"
-        "    return docs\n")
-    return write_job(tmp_path / "job.toml", sqlite_source(db), target, {
-        "alias": alias, "key": ["code"], "query": QUERY.format(table="sensors"), "partition_by": "value",
-        "partitions": 3, "chunk_size": 100, "transform": f"{module}:stall"})
+    ``go`` exists."""
+    return sensors_job(tmp_path, db, target, alias, partition_by="value", partitions=3, chunk_size=100,
+                       transform=stalling_transform(tmp_path))
 
 
 def test_a_worker_killed_during_a_slice_has_it_rerun_and_the_index_is_exact(tmp_path, target, alias,
@@ -212,7 +173,7 @@ def test_a_slice_whose_workers_keep_dying_fails_the_run_and_leaves_no_index(tmp_
         run = start_indexer("reindex", str(job), "--cluster", local.scheduler_address)
         try:
             os.kill(_running_worker(tmp_path, workers), signal.SIGKILL)
-            _wait_until(lambda: any(_told(client, on_error="ignore")), "the surviving worker told")
+            wait_until(lambda: any(_told(client, on_error="ignore")), "the surviving worker told")
         finally:
             (tmp_path / "go").touch()
             out, err = run.communicate(timeout=120)
@@ -232,7 +193,7 @@ def test_ctrl_c_in_the_coordinator_stops_the_slices_and_leaves_no_index(tmp_path
         try:
             _running_worker(tmp_path, workers)
             run.send_signal(signal.SIGINT)
-            _wait_until(lambda: all(_told(client)), "workers told")
+            wait_until(lambda: all(_told(client)), "workers told")
         finally:
             (tmp_path / "go").touch()
             out, err = run.communicate(timeout=120)
@@ -241,15 +202,11 @@ def test_ctrl_c_in_the_coordinator_stops_the_slices_and_leaves_no_index(tmp_path
     assert alias_targets(alias) == [] and indices(f"{alias}-*") == []
 
 
-def _running_worker(folder: Path, workers: set[int], timeout: float = 60) -> int:
+def _running_worker(folder: Path, workers: set[int]) -> int:
     """The pid of a worker process that is in the middle of a slice (stalled in its transform)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        running = [int(p.name.split("-")[1]) for p in folder.glob("running-*")]
-        if found := [pid for pid in running if pid in workers]:
-            return found[0]
-        time.sleep(0.05)
-    pytest.fail(f"no slice started on a worker within {timeout} s")
+    running = wait_until(lambda: [pid for pid in (int(p.name.split("-")[1]) for p in folder.glob("running-*"))
+                                  if pid in workers], "a slice started on a worker")
+    return running[0]
 
 
 def test_a_slice_that_fails_for_good_fails_the_run_and_the_alias_stays(tmp_path, target, alias, sqlite_sensors,
@@ -260,12 +217,9 @@ def test_a_slice_that_fails_for_good_fails_the_run_and_the_alias_stays(tmp_path,
         "    if any(d['code'] == 'SEN0001500' for d in docs):\n"
         "        raise ValueError('row SEN0001500 refused')\n"
         "    return docs\n")
-    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target, {
-        "alias": alias, "key": ["code"], "query": QUERY.format(table="sensors"), "partition_by": "value"})
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias, partition_by="value")
     before = _reindex(job)
-    write_job(job, sqlite_source(sqlite_sensors), target, {
-        "alias": alias, "key": ["code"], "query": QUERY.format(table="sensors"), "partition_by": "value",
-        "transform": "refuse:refuse"})
+    sensors_job(tmp_path, sqlite_sensors, target, alias, partition_by="value", transform="refuse:refuse")
 
     result = run_indexer("reindex", str(job), "--partitions", "3", "--cluster", cluster)
 
@@ -284,8 +238,8 @@ def test_a_password_variable_missing_on_the_workers_fails_at_once_naming_it(tmp_
     # environment: no retry can help, so the run fails after one attempt, naming the variable only.
     password = os.environ[harness.PG_PASSWORD_ENV]
     env = {COORDINATOR_ONLY_PASSWORD: password}
-    job = write_job(tmp_path / "job.toml", {**pg_source(), "password_env": COORDINATOR_ONLY_PASSWORD}, target, {
-        "alias": alias, "key": ["code"], "query": QUERY.format(table=pg_table), "partition_by": "date_updated"})
+    job = sensors_job(tmp_path, pg_table, target, alias, partition_by="date_updated",
+                      source={**pg_source(), "password_env": COORDINATOR_ONLY_PASSWORD})
     before = _reindex(job, env=env)
 
     result = run_indexer("reindex", str(job), "--partitions", "3", "--cluster", cluster, env=env)
@@ -303,9 +257,8 @@ def test_an_unreachable_scheduler_is_one_line_and_nothing_is_written(tmp_path, t
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target, {
-        "alias": alias, "key": ["code"], "query": QUERY.format(table="sensors"), "partition_by": "value",
-        "partitions": 2, "cluster": f"tcp://127.0.0.1:{port}"})
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias, partition_by="value", partitions=2,
+                      cluster=f"tcp://127.0.0.1:{port}")
 
     result = run_indexer("reindex", str(job))
 

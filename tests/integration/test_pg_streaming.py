@@ -10,7 +10,7 @@ import pytest
 from demo.generate import write_postgres
 from indexer import sources
 from indexer.config import SourceConfig
-from tests.support.harness import PG, PG_PASSWORD_ENV, pg_connect, pg_dsn
+from tests.support.harness import PG, PG_PASSWORD_ENV, PgTables, pg_dsn
 
 ROWS = 300_000
 BOUND_MIB = 25
@@ -26,14 +26,11 @@ def rss_mib() -> float:
 
 @pytest.fixture(scope="module")
 def big_table():
-    pg_connect().close()
-    table = "stream_check"
+    tables = PgTables()
+    table = tables.name("stream_check")
     write_postgres(pg_dsn() + f" password={os.environ[PG_PASSWORD_ENV]}", ROWS, table=table)
     yield table
-    conn = pg_connect()
-    with conn, conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
-    conn.close()
+    tables.drop()
 
 
 def test_reading_300k_rows_grows_rss_less_than_a_client_side_cursor_would(big_table):

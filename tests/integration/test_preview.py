@@ -7,18 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sqlite3
-import time
 import uuid
 
 import pytest
 
-from indexer.jobfile import load_job
 from indexer.commands.preview import preview
+from indexer.jobfile import load_job
 from indexer.run import utc_now
 from indexer.scratch import SCRATCH_PREFIX, scratch_name
 from tests.support.harness import (
-    alias_targets, http, indices, pg_connect, pg_source, run_indexer, sqlite_source, start_indexer, write_job,
+    alias_targets, http, indices, pg_source, run_indexer, slow_transform, sql, sql_many, sqlite_source, start_indexer,
+    wait_until, write_job,
 )
 
 MAPPINGS = {
@@ -33,7 +32,6 @@ MAPPINGS = {
 CLEAN = [("a1", 1, "2026-01-01 10:00:00", "crm"), ("a2", 2, "2026-01-02 10:00:00", "erp"),
          ("a3", 3, "2026-01-03 10:00:00", None)]
 QUERY = 'SELECT code, qty, changed, origin AS "meta.source" FROM items'
-SLOW = "import time\n\ndef slow(docs):\n    time.sleep(4)\n    return docs\n"
 
 
 @pytest.fixture
@@ -49,11 +47,8 @@ def template(alias):
 
 def sqlite_items(tmp_path, rows) -> str:
     path = tmp_path / "items.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE items (code TEXT, qty INTEGER, changed TEXT, origin TEXT, extra TEXT DEFAULT 'x')")
-    conn.executemany("INSERT INTO items (code, qty, changed, origin) VALUES (?, ?, ?, ?)", rows)
-    conn.commit()
-    conn.close()
+    sql(path, "CREATE TABLE items (code TEXT, qty INTEGER, changed TEXT, origin TEXT, extra TEXT DEFAULT 'x')")
+    sql_many(path, "INSERT INTO items (code, qty, changed, origin) VALUES (?, ?, ?, ?)", rows)
     return path
 
 
@@ -163,23 +158,19 @@ def test_old_leftover_throwaway_indices_are_deleted_and_young_ones_kept(tmp_path
         http("DELETE", f"/{young}")
 
 
-def _wait_for_new_scratch(before: set[str], running) -> str:
-    deadline = time.monotonic() + 60
-    while not (new := scratch_indices() - before):
-        assert running() and time.monotonic() < deadline, "the throwaway index never appeared"
-        time.sleep(0.05)
-    return new.pop()
-
-
 def test_a_cancelled_preview_deletes_its_throwaway_index(tmp_path, target, alias, template):
-    (tmp_path / "slowdown.py").write_text(SLOW)
-    job = load_job(items_job(tmp_path, target, alias, CLEAN, transform="slowdown:slow"))
+    job = load_job(items_job(tmp_path, target, alias, CLEAN, transform=slow_transform(tmp_path, 4)))
     before = scratch_indices()
 
     async def scenario() -> str:
         task = asyncio.create_task(preview(job))
+
+        def new_scratch() -> set[str]:
+            assert not task.done(), "the preview ended before its throwaway index appeared"
+            return scratch_indices() - before
+
         # the throwaway index exists while the rows are read (the transform sleeps 4 s)
-        made = await asyncio.to_thread(_wait_for_new_scratch, before, lambda: not task.done())
+        made = (await asyncio.to_thread(wait_until, new_scratch, "the throwaway index")).pop()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -191,11 +182,10 @@ def test_a_cancelled_preview_deletes_its_throwaway_index(tmp_path, target, alias
 
 
 def test_preview_stopped_by_sigterm_deletes_its_throwaway_index(tmp_path, target, alias, template):
-    (tmp_path / "slowdown.py").write_text(SLOW)
-    job = items_job(tmp_path, target, alias, CLEAN, transform="slowdown:slow")
+    job = items_job(tmp_path, target, alias, CLEAN, transform=slow_transform(tmp_path, 4))
     before = scratch_indices()
     proc = start_indexer("preview", str(job))
-    made = _wait_for_new_scratch(before, lambda: proc.poll() is None)
+    made = wait_until(lambda: scratch_indices() - before, "the throwaway index", proc).pop()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Traceback" not in err, err
@@ -206,18 +196,10 @@ def test_preview_stopped_by_sigterm_deletes_its_throwaway_index(tmp_path, target
 
 
 @pytest.fixture
-def pg_items():
-    table = f"items_{uuid.uuid4().hex[:8]}"
-    conn = pg_connect()
-    with conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {table} (code text, qty text, changed timestamp, origin text)")
-        cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s, %s)", [
-            ("p1", "1", "2026-01-01 10:00:00", "crm"), ("p2", "2", "2026-01-02 10:00:00", "crm"),
-            ("p3", "3", "2026-01-03 10:00:00", None)])
-    yield conn, table
-    with conn, conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
-    conn.close()
+def pg_items(pg_tables) -> str:
+    return pg_tables.create("code text, qty text, changed timestamp, origin text", [
+        ("p1", "1", "2026-01-01 10:00:00", "crm"), ("p2", "2", "2026-01-02 10:00:00", "crm"),
+        ("p3", "3", "2026-01-03 10:00:00", None)], prefix="items")
 
 
 def pg_job(tmp_path, target, alias, table):
@@ -227,8 +209,7 @@ def pg_job(tmp_path, target, alias, table):
 
 
 def test_postgres_clean_then_after_a_reindex_shows_the_since_a_sync_would_use(tmp_path, target, alias, template, pg_items):
-    _, table = pg_items
-    job, state = pg_job(tmp_path, target, alias, table), tmp_path / "state.json"
+    job, state = pg_job(tmp_path, target, alias, pg_items), tmp_path / "state.json"
     code, found = run_preview(job, "--state-file", str(state))
     assert code == 0, found
     assert [d["_id"] for d in found["documents"]] == ["p1", "p2", "p3"]
@@ -248,13 +229,11 @@ def test_postgres_clean_then_after_a_reindex_shows_the_since_a_sync_would_use(tm
     assert alias_targets(alias) == served and state.read_text() == stored  # alias and state unchanged
 
 
-def test_postgres_problems_are_found_on_purpose(tmp_path, target, alias, template, pg_items):
-    conn, table = pg_items
-    with conn, conn.cursor() as cur:
-        cur.execute(f"UPDATE {table} SET qty = 'lots' WHERE code = 'p2'")
-        cur.execute(f"UPDATE {table} SET code = NULL, changed = NULL WHERE code = 'p3'")
-        cur.execute(f"INSERT INTO {table} VALUES ('p1', '4', '2026-01-04 10:00:00', 'crm')")
-    code, found = run_preview(pg_job(tmp_path, target, alias, table), "--limit", "10")
+def test_postgres_problems_are_found_on_purpose(tmp_path, target, alias, template, pg_items, pg_tables):
+    pg_tables.execute(f"UPDATE {pg_items} SET qty = 'lots' WHERE code = 'p2'")
+    pg_tables.execute(f"UPDATE {pg_items} SET code = NULL, changed = NULL WHERE code = 'p3'")
+    pg_tables.execute(f"INSERT INTO {pg_items} VALUES ('p1', '4', '2026-01-04 10:00:00', 'crm')")
+    code, found = run_preview(pg_job(tmp_path, target, alias, pg_items), "--limit", "10")
     assert code == 1
     problems = "\n".join(found["problems"])
     assert "document 'p2' is refused by the mappings" in problems
@@ -282,11 +261,8 @@ def test_a_sample_larger_than_the_node_takes_in_one_request_is_sent_in_pieces(tm
     # (10% of a 512 MB heap: a 429 retried until max_retry_time); 110 MB pass every node's
     # http.max_content_length (100mb: a 413). preview sends requests of at most job.chunk_bytes.
     path = tmp_path / "big.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE big (code TEXT, payload TEXT)")
-    conn.executemany("INSERT INTO big VALUES (?, ?)", [(f"b{n:03d}", "x" * 1_000_000) for n in range(rows)])
-    conn.commit()
-    conn.close()
+    sql(path, "CREATE TABLE big (code TEXT, payload TEXT)")
+    sql_many(path, "INSERT INTO big VALUES (?, ?)", ((f"b{n:03d}", "x" * 1_000_000) for n in range(rows)))
     mappings = {"dynamic": "strict", "properties": {"code": {"type": "keyword"},
                                                     "payload": {"type": "object", "enabled": False}}}
     assert http("PUT", f"/_index_template/{alias}", {"index_patterns": [f"{alias}-*"], "priority": 500,

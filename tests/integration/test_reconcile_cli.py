@@ -1,30 +1,20 @@
-"""`indexer reconcile` through the CLI (needs the wiring in indexer/cli.py): exit codes, one-line refusals,
---dry-run, --json, --temp-dir, `status`, and `sync --every` running a reconcile at `reconcile_every`."""
+"""`indexer reconcile` through the CLI: exit codes, one-line refusals, --dry-run, --json, --temp-dir,
+`status`, and `sync --every` running a reconcile at `reconcile_every`."""
 
 from __future__ import annotations
 
 import json
 import signal
-import sqlite3
-import time
 
-from tests.support.harness import count, documents, run_indexer, sqlite_rows, sqlite_source, start_indexer, write_job
-
-QUERY = "SELECT code, description, site, value, date_updated FROM sensors"
-
-
-def _sql(db, statement):
-    conn = sqlite3.connect(db)
-    conn.execute(statement)
-    conn.commit()
-    conn.close()
+from tests.support.harness import (
+    count, document, documents, run_indexer, sensors_job, sql, sqlite_rows, start_indexer, wait_until,
+)
 
 
 def test_the_command_repairs_refuses_in_one_line_and_dry_runs(tmp_path, target, alias, sqlite_sensors):
-    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target,
-                    {"alias": alias, "key": ["code"], "query": QUERY})
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias)
     assert run_indexer("reindex", str(job)).returncode == 0
-    _sql(sqlite_sensors, "DELETE FROM sensors WHERE rowid % 10 = 0")
+    sql(sqlite_sensors, "DELETE FROM sensors WHERE rowid % 10 = 0")
     spill = tmp_path / "spill"
     spill.mkdir()
 
@@ -43,7 +33,7 @@ def test_the_command_repairs_refuses_in_one_line_and_dry_runs(tmp_path, target, 
     status = run_indexer("status", str(job))
     assert "last reconcile: ok at " in status.stdout and "300 deleted, 0 indexed" in status.stdout
 
-    _sql(sqlite_sensors, "DELETE FROM sensors WHERE rowid > 1000")
+    sql(sqlite_sensors, "DELETE FROM sensors WHERE rowid > 1000")
     refused = run_indexer("reconcile", str(job))
     assert refused.returncode == 1
     assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("error: reconcile refused: 1800 of the 2700")
@@ -53,16 +43,16 @@ def test_the_command_repairs_refuses_in_one_line_and_dry_runs(tmp_path, target, 
 
 
 def test_sync_every_runs_a_reconcile_at_reconcile_every(tmp_path, target, alias, sqlite_sensors):
-    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target,
-                    {"alias": alias, "key": ["code"], "query": QUERY, "watermark": "date_updated",
-                     "reconcile_every": "1h"})
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias, watermark="date_updated", reconcile_every="1h")
     assert run_indexer("reindex", str(job)).returncode == 0
-    _sql(sqlite_sensors, "DELETE FROM sensors WHERE rowid % 10 = 0")
+    sql(sqlite_sensors, "DELETE FROM sensors WHERE rowid % 10 = 0")
     watch = start_indexer("sync", str(job), "--every", "1s", "--no-progress")
-    deadline = time.monotonic() + 60
-    while count(alias) != 2700 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    time.sleep(2.5)  # two more sync passes, and no second reconcile within the hour
+    wait_until(lambda: count(alias) == 2700, "the reconcile deleting the 300 rows gone", watch)
+    for n in (1, 2):  # two more sync passes, each seen by the change it indexed; no second reconcile within the hour
+        sql(sqlite_sensors, f"UPDATE sensors SET value = -{n}, date_updated = '2030-01-0{n} 00:00:00' "
+                            "WHERE code = 'SEN0000001'")
+        wait_until(lambda n=n: document(alias, "SEN0000001")["value"] == -n, f"sync pass {n} after the reconcile",
+                   watch)
     watch.send_signal(signal.SIGINT)
     out, err = watch.communicate(timeout=60)
     assert watch.returncode == 0, err

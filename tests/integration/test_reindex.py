@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 
 from tests.support.harness import (
-    alias_targets, count, documents, indices, pg_connect, pg_documents, pg_source, run_indexer, sqlite_rows,
-    sqlite_source, write_job,
+    SENSORS, SENSORS_QUERY, alias_targets, count, documents, indices, pg_documents, run_indexer, sensors_job, sql,
+    sql_many, sqlite_rows, sqlite_source, write_job,
 )
-
-QUERY = "SELECT code, description, site, value, date_updated FROM sensors"
 
 
 def _reindex(job, *extra):
@@ -21,8 +18,7 @@ def _reindex(job, *extra):
 
 
 def test_every_sqlite_row_becomes_a_document_with_its_key_as_id(tmp_path, target, alias, sqlite_sensors):
-    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target,
-                    {"alias": alias, "key": ["code"], "query": QUERY, "chunk_size": 700})
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias, chunk_size=700)
     summary = _reindex(job)
 
     assert summary["outcome"] == "ok" and summary["engine"] == target["engine"]
@@ -32,8 +28,7 @@ def test_every_sqlite_row_becomes_a_document_with_its_key_as_id(tmp_path, target
 
 
 def test_reindex_twice_gives_the_same_ids_and_swaps_the_alias(tmp_path, target, alias, sqlite_sensors):
-    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target,
-                    {"alias": alias, "key": ["code"], "query": QUERY})
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias)
     first = _reindex(job)
     before = documents(alias)
     second = _reindex(job)
@@ -49,28 +44,19 @@ def test_reindex_twice_gives_the_same_ids_and_swaps_the_alias(tmp_path, target, 
     assert indices(f"{alias}-*") == sorted([second["index"], third["index"]])
 
 
-def test_postgres_rows_become_documents(tmp_path, target, alias, pg_table):
-    job = write_job(tmp_path / "job.toml", pg_source(), target,
-                    {"alias": alias, "key": ["code"], "chunk_size": 1000,
-                     "query": f"SELECT code, description, site, value, date_updated FROM {pg_table} "
-                              "WHERE date_updated >= %(since)s"},
-                    params={"since": dt.datetime(2000, 1, 1)})
+def test_postgres_rows_become_documents(tmp_path, target, alias, pg_table, pg_tables):
+    job = sensors_job(tmp_path, pg_table, target, alias, chunk_size=1000, params={"since": dt.datetime(2000, 1, 1)},
+                      query=f"SELECT {SENSORS} FROM {pg_table} WHERE date_updated >= %(since)s")
     summary = _reindex(job)
 
-    conn = pg_connect()
-    expected = pg_documents(conn, pg_table)
-    conn.close()
     assert summary["indexed"] == 3000
-    assert documents(alias) == expected
+    assert documents(alias) == pg_documents(pg_tables.conn, pg_table)
 
 
 def test_composite_keys_dotted_columns_and_a_transform(tmp_path, target, alias):
     db = tmp_path / "parts.db"
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE parts (a TEXT, b TEXT, src TEXT)")
-    conn.executemany("INSERT INTO parts VALUES (?, ?, ?)", [("a|b", "c", "x"), ("a", "b|c", "y"), ("a\\", "|c", "z")])
-    conn.commit()
-    conn.close()
+    sql(db, "CREATE TABLE parts (a TEXT, b TEXT, src TEXT)")
+    sql_many(db, "INSERT INTO parts VALUES (?, ?, ?)", [("a|b", "c", "x"), ("a", "b|c", "y"), ("a\\", "|c", "z")])
     (tmp_path / "shape.py").write_text(
         "def add_label(docs):\n"
         "    return [{**d, 'label': d['a'] + '/' + d['b']} for d in docs]\n"
@@ -87,9 +73,8 @@ def test_composite_keys_dotted_columns_and_a_transform(tmp_path, target, alias):
 
 
 def test_params_from_the_command_line_override_the_job_file(tmp_path, target, alias, sqlite_sensors):
-    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target,
-                    {"alias": alias, "key": ["code"], "query": QUERY + " WHERE site = :site"},
-                    params={"site": "NOWHERE"})
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias, query=SENSORS_QUERY + " WHERE site = :site",
+                      params={"site": "NOWHERE"})
     summary = _reindex(job, "--param", "site=KEYWORTH")
 
     expected = {k: v for k, v in sqlite_rows(sqlite_sensors).items() if v["site"] == "KEYWORTH"}
@@ -98,8 +83,7 @@ def test_params_from_the_command_line_override_the_job_file(tmp_path, target, al
 
 
 def test_an_empty_result_still_builds_an_empty_index_and_alias(tmp_path, target, alias, sqlite_sensors):
-    job = write_job(tmp_path / "job.toml", sqlite_source(sqlite_sensors), target,
-                    {"alias": alias, "key": ["code"], "query": QUERY + " WHERE 1 = 0"})
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias, query=SENSORS_QUERY + " WHERE 1 = 0")
     summary = _reindex(job)
     assert summary["indexed"] == 0
     assert count(alias) == 0

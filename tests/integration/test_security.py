@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 import ssl
 import textwrap
 import time
@@ -30,7 +29,8 @@ import pytest
 import trustme
 
 from tests.support.harness import (
-    CLIENT_ENGINE, PARSING_EXCEPTION, PG, count, http, indices, pg_connect, pg_source, run_indexer, sqlite_source, write_job,
+    CLIENT_ENGINE, PARSING_EXCEPTION, PG, count, http, indices, pg_connect, pg_source, run_indexer, sensors_job, sql,
+    sql_many,
 )
 from tests.support.httpproxy import ProxyServer, RecordingProxy
 
@@ -45,7 +45,6 @@ AUTH = {"basic": BASIC, "api_key": APIKEY, "bearer": {"bearer_env": "SEC_TEST_BE
 ROW_CANARY = "ROWCANARY-7f3a"
 REFUSED = "http://127.0.0.1:1"
 NOWHERE = "http://192.0.2.10:9200"  # TEST-NET-1 (RFC 5737): only ever a config value here
-QUERY = "SELECT code, description, value, date_updated FROM sensors"
 
 
 def _b64(text: str) -> str:
@@ -112,15 +111,13 @@ def _run_with_and_without_debug(*args: str, env: dict | None = None) -> list[tup
 
 
 def _sensors_db(path: Path, rows: int = 10, start: int = 0) -> Path:
-    """A small sensors table; ``description`` of every row holds the row canary."""
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE IF NOT EXISTS sensors (code TEXT PRIMARY KEY, description TEXT, value, date_updated TEXT)")
-    conn.executemany("INSERT INTO sensors VALUES (?, ?, ?, ?)", [
+    """A small sensors table (``harness.sensors_job`` reads it); ``description`` of every row holds the row canary."""
+    sql(path, "CREATE TABLE IF NOT EXISTS sensors (code TEXT PRIMARY KEY, description TEXT, site TEXT, value, "
+              "date_updated TEXT)")
+    sql_many(path, "INSERT INTO sensors VALUES (?, ?, 'LAB', ?, ?)", [
         (f"S{i:04d}", f"{ROW_CANARY} sensor {i}", i * 1.5, f"2024-01-01 00:{i // 60:02d}:{i % 60:02d}")
         for i in range(start, start + rows)
     ])
-    conn.commit()
-    conn.close()
     return path
 
 
@@ -141,11 +138,6 @@ def db(tmp_path) -> Path:
     return _sensors_db(tmp_path / "sensors.db")
 
 
-def _job(tmp_path: Path, db: Path | None, alias: str, target: dict, source: dict | None = None, **job) -> Path:
-    settings = {"alias": alias, "key": ["code"], "query": QUERY, **job}
-    return write_job(tmp_path / "job.toml", source or sqlite_source(db), target, settings)
-
-
 # ------------------------------------------------------------------ canary secrets
 
 
@@ -154,7 +146,7 @@ def test_a_url_with_credentials_is_refused_without_echoing_it(tmp_path, sec_alia
     encoded = f"http://{USER}:{quote(PASSWORD, safe='')}@127.0.0.1:9200"
     raw = f"http://{USER}:{PASSWORD}@127.0.0.1:9200"
     job_url = encoded if case == "job-file-url" else "http://127.0.0.1:9200"
-    job = _job(tmp_path, db, sec_alias, {"url": job_url, **APIKEY})
+    job = sensors_job(tmp_path, db, {"url": job_url, **APIKEY}, sec_alias)
     env = dict(SECRET_ENV)
     if case != "job-file-url":
         env["INDEXER_URL"] = raw if case == "raw-userinfo" else encoded
@@ -171,7 +163,7 @@ def test_a_url_with_credentials_is_refused_without_echoing_it(tmp_path, sec_alia
     ("opensearch", "basic"), ("opensearch", "bearer"), ("elasticsearch", "api_key"), ("elasticsearch", "basic"),
 ])
 def test_a_refused_connection_does_not_echo_credentials(tmp_path, sec_alias, db, engine, auth):
-    job = _job(tmp_path, db, sec_alias, {"url": REFUSED, "engine": engine, **AUTH[auth]})
+    job = sensors_job(tmp_path, db, {"url": REFUSED, "engine": engine, **AUTH[auth]}, sec_alias)
     state = tmp_path / "state.json"
     for debug, result in _run_with_and_without_debug("reindex", str(job), "--state-file", str(state), env=SECRET_ENV):
         _assert_failed(result, 1, debug, "EngineError", f"cannot reach the cluster at {REFUSED}", "connection refused")
@@ -187,7 +179,7 @@ def test_a_401_from_the_cluster_does_not_echo_credentials(tmp_path, engine_url, 
         proxy.faults.request_status = 401
         if fault == "every request":
             proxy.faults.request_status_match = lambda method, path: True
-        job = _job(tmp_path, db, sec_alias, {"url": proxy.url, "engine": engine, **AUTH[auth]})
+        job = sensors_job(tmp_path, db, {"url": proxy.url, "engine": engine, **AUTH[auth]}, sec_alias)
         if fault == "every request":  # no lock is ever taken: both runs side by side
             runs = _run_with_and_without_debug("reindex", str(job), env=SECRET_ENV)
         else:
@@ -207,8 +199,8 @@ def test_a_401_from_the_cluster_does_not_echo_credentials(tmp_path, engine_url, 
 def test_a_failed_postgres_login_does_not_echo_the_password(tmp_path, engine_url, sec_alias):
     pg_connect().close()  # PostgreSQL is up: the failure below is the login, not the connection
     source = {**pg_source(), "password_env": "SEC_TEST_PASSWORD"}
-    job = _job(tmp_path, None, sec_alias, {"url": engine_url, "engine": CLIENT_ENGINE}, source=source,
-               query="SELECT 1 AS code")
+    job = sensors_job(tmp_path, "sensors", {"url": engine_url, "engine": CLIENT_ENGINE}, sec_alias, source=source,
+                      query="SELECT 1 AS code")
     # state in a file without --debug, in the cluster with it (one after the other: the second
     # would take the first's fresh index for an orphan)
     for debug, args in ((False, ["--state-file", str(tmp_path / "state.json")]), (True, ["--debug"])):
@@ -225,8 +217,8 @@ def test_a_short_wrong_password_is_never_found_by_its_position_in_the_error(tmp_
     """Masking the secret's text wherever it occurred showed it by position: user "in***er", port ***."""
     pg_connect().close()
     source = {**pg_source(), "password_env": "SHORT_PASSWORD"}
-    job = _job(tmp_path, None, sec_alias, {"url": engine_url, "engine": CLIENT_ENGINE}, source=source,
-               query="SELECT 1 AS code")
+    job = sensors_job(tmp_path, "sensors", {"url": engine_url, "engine": CLIENT_ENGINE}, sec_alias, source=source,
+                      query="SELECT 1 AS code")
     result = run_indexer("reindex", str(job), env={"SHORT_PASSWORD": secret})
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "password authentication failed" in result.stderr
@@ -239,9 +231,7 @@ def test_a_short_wrong_password_is_never_found_by_its_position_in_the_error(tmp_
 
 def test_row_values_never_reach_the_terminal_even_when_the_cluster_refuses_a_row(tmp_path, engine_url, sec_alias):
     db = _sensors_db(tmp_path / "sensors.db", rows=30)
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE sensors SET value = ? WHERE code = 'S0007'", (ROW_CANARY,))
-    conn.commit()
+    sql(db, "UPDATE sensors SET value = ? WHERE code = 'S0007'", ROW_CANARY)
     status, body = http("PUT", f"/_index_template/{sec_alias}", {
         "index_patterns": [f"{sec_alias}-*"], "priority": 990,
         "template": {"mappings": {"properties": {"value": {"type": "double"}}}},
@@ -249,7 +239,7 @@ def test_row_values_never_reach_the_terminal_even_when_the_cluster_refuses_a_row
     assert status == 200, body
     target = {"url": engine_url, "engine": CLIENT_ENGINE}
     # 1 dead letter in 30 rows: within budget with a rate allowed for a run this small (issue 8)
-    job = _job(tmp_path, db, sec_alias, target, watermark="date_updated", lookback=0, max_error_rate=0.1)
+    job = sensors_job(tmp_path, db, target, sec_alias, watermark="date_updated", lookback=0, max_error_rate=0.1)
     dead = tmp_path / "job.dead-letters.ndjson"
 
     def check(result, code: int) -> None:
@@ -263,40 +253,28 @@ def test_row_values_never_reach_the_terminal_even_when_the_cluster_refuses_a_row
     assert [json.loads(line)["key"] for line in dead.read_text().splitlines()] == [{"code": "S0007"}]
 
     # a sync that meets one more refused row, and rows that change
-    conn.execute("INSERT INTO sensors VALUES ('S0100', ?, ?, '2024-02-01 00:00:00')", (f"{ROW_CANARY} new", ROW_CANARY))
-    conn.execute("UPDATE sensors SET description = description || ' v2', date_updated = '2024-02-01 00:00:01' WHERE code = 'S0001'")
-    conn.commit()
+    sql(db, "INSERT INTO sensors VALUES ('S0100', ?, 'LAB', ?, '2024-02-01 00:00:00')", f"{ROW_CANARY} new", ROW_CANARY)
+    sql(db, "UPDATE sensors SET description = description || ' v2', date_updated = '2024-02-01 00:00:01' WHERE code = 'S0001'")
     check(run_indexer("sync", str(job)), 3)
     assert [json.loads(line)["key"]["code"] for line in dead.read_text().splitlines()] == ["S0007", "S0100"]
     assert count(sec_alias) == 29
 
     # over the error budget the run fails with one line naming the first failure: still no value
-    conn.execute("INSERT INTO sensors VALUES ('S0101', 'x', ?, '2024-03-01 00:00:00')", (ROW_CANARY,))
-    conn.commit()
-    conn.close()
+    sql(db, "INSERT INTO sensors VALUES ('S0101', 'x', 'LAB', ?, '2024-03-01 00:00:00')", ROW_CANARY)
     job.write_text(job.read_text().replace("[job]\n", "[job]\nmax_errors = 0\n"))
     over = run_indexer("sync", str(job))
     check(over, 1)
     assert "failed for good" in over.stderr and PARSING_EXCEPTION in over.stderr
 
 
-def test_a_database_error_does_not_put_row_values_on_the_terminal(tmp_path, engine_url, sec_alias):
-    conn = pg_connect()
-    table = f"sec_{uuid.uuid4().hex[:8]}"
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(f"CREATE TABLE {table} (code text PRIMARY KEY, description text)")
-            cur.execute(f"INSERT INTO {table} VALUES ('S1', %s)", (f"{ROW_CANARY} sensor 1",))
-        job = _job(tmp_path, None, sec_alias, {"url": engine_url, "engine": CLIENT_ENGINE}, source=pg_source(),
-                   query=f"SELECT code, description::int AS n FROM {table}")
-        result = run_indexer("reindex", str(job))
-        assert result.returncode == 1, result.stderr
-        assert "invalid input syntax" in result.stderr
-        assert ROW_CANARY not in result.stderr, result.stderr
-    finally:
-        with conn, conn.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.close()
+def test_a_database_error_does_not_put_row_values_on_the_terminal(tmp_path, engine_url, sec_alias, pg_tables):
+    table = pg_tables.create("code text PRIMARY KEY, description text", [("S1", f"{ROW_CANARY} sensor 1")], prefix="sec")
+    job = sensors_job(tmp_path, table, {"url": engine_url, "engine": CLIENT_ENGINE}, sec_alias,
+                      query=f"SELECT code, description::int AS n FROM {table}")
+    result = run_indexer("reindex", str(job))
+    assert result.returncode == 1, result.stderr
+    assert "invalid input syntax" in result.stderr
+    assert ROW_CANARY not in result.stderr, result.stderr
 
 
 # ------------------------------------------------------------------ TLS
@@ -325,7 +303,7 @@ def tls_proxy(engine_url, tls):
 
 
 def _tls_job(tmp_path, db, alias, proxy, **target) -> Path:
-    return _job(tmp_path, db, alias, {"url": proxy.url, "engine": proxy.engine, **BASIC, **target})
+    return sensors_job(tmp_path, db, {"url": proxy.url, "engine": proxy.engine, **BASIC, **target}, alias)
 
 
 def test_tls_an_unknown_ca_is_refused_by_default(tmp_path, sec_alias, db, tls_proxy):
@@ -354,7 +332,7 @@ def test_tls_ca_certs_makes_the_certificate_trusted(tmp_path, sec_alias, db, tls
 def test_tls_the_certificate_must_name_the_host(tmp_path, engine_url, sec_alias, db, tls, engine, host):
     with ProxyServer(upstream=engine_url, ssl_context=tls["other-host"]) as proxy:
         url = proxy.url.replace("127.0.0.1", host)
-        job = _job(tmp_path, db, sec_alias, {"url": url, "engine": engine, "ca_certs": str(tls["ca_pem"])})
+        job = sensors_job(tmp_path, db, {"url": url, "engine": engine, "ca_certs": str(tls["ca_pem"])}, sec_alias)
         result = run_indexer("reindex", str(job))
     _assert_failed(result, 1, False, "EngineError", "TLS certificate not trusted")
     assert indices(f"{sec_alias}-*") == []
@@ -407,7 +385,7 @@ def test_credentials_are_never_sent_over_plain_http_to_another_host(tmp_path, se
     (guard / "sitecustomize.py").write_text(_NETWORK_GUARD)
     log = tmp_path / "connects.log"
     url = NOWHERE if via == "job file" else "http://127.0.0.1:9200"
-    job = _job(tmp_path, db, sec_alias, {"url": url, "engine": engine, **AUTH[auth]})
+    job = sensors_job(tmp_path, db, {"url": url, "engine": engine, **AUTH[auth]}, sec_alias)
     env = {**SECRET_ENV, "PYTHONPATH": str(guard), "SEC_TEST_CONNECT_LOG": str(log)}
     if via == "INDEXER_URL":
         env["INDEXER_URL"] = NOWHERE
@@ -431,7 +409,7 @@ def counting_proxy(engine_url):
 
 @pytest.mark.parametrize("command, bad", [("reindex", "Tsec-upper"), ("sync", "tsec*star"), ("status", "tsec upper")])
 def test_an_invalid_alias_is_refused_before_any_request(tmp_path, db, counting_proxy, command, bad):
-    job = _job(tmp_path, db, bad, {"url": counting_proxy.url, "engine": CLIENT_ENGINE}, watermark="date_updated")
+    job = sensors_job(tmp_path, db, {"url": counting_proxy.url, "engine": CLIENT_ENGINE}, bad, watermark="date_updated")
     result = run_indexer(command, str(job))
     _assert_failed(result, 2, False, "ConfigError", "job.alias")
     assert sum(counting_proxy.stats.requests.values()) == 0
@@ -472,14 +450,14 @@ def test_template_file_names_are_checked_before_any_request(tmp_path, counting_p
 @pytest.mark.parametrize("engine", ["opensearch", "elasticsearch"])
 def test_two_auth_methods_at_once_are_a_config_error(tmp_path, engine_url, sec_alias, db, engine):
     # refused before any request, so each client path is checked against whichever node runs
-    job = _job(tmp_path, db, sec_alias, {"url": engine_url, "engine": engine, **BASIC, **APIKEY})
+    job = sensors_job(tmp_path, db, {"url": engine_url, "engine": engine, **BASIC, **APIKEY}, sec_alias)
     result = run_indexer("bootstrap", "--job", str(job), "--check", env=SECRET_ENV)
     _assert_failed(result, 2, False, "ConfigError", "password_env", "api_key_env")
     _assert_no_secret(result, tmp_path, sec_alias)
 
 
 def test_debug_keeps_the_exit_code(tmp_path, db):
-    job = _job(tmp_path, db, "Tsec-upper", {"url": REFUSED})
+    job = sensors_job(tmp_path, db, {"url": REFUSED}, "Tsec-upper")
     result = run_indexer("reindex", str(job), "--debug")
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr
     assert result.returncode == 2

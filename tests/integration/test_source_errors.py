@@ -13,28 +13,18 @@ import pytest
 from indexer import sources
 from indexer.config import SourceConfig
 from indexer.errors import SourceError
-from tests.support.harness import pg_connect, pg_source
+from tests.support.harness import pg_source
 
 T0 = dt.datetime(2024, 1, 1, 10, 0, 0)
 
 
 @pytest.fixture
-def codes_table():
+def codes_table(pg_tables) -> str:
     """Ten rows: SEN000001 and SEN000010..SEN000018, changed one minute apart; dropped afterwards."""
-    table = f"codes_{uuid.uuid4().hex[:8]}"
-    conn = pg_connect()
-    with conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {table} (code text PRIMARY KEY, site text, changed timestamp)")
-        codes = ["SEN000001"] + [f"SEN0000{i}" for i in range(10, 19)]
-        cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s)",
-                        [(c, "eu" if n % 2 else "us", T0 + dt.timedelta(minutes=n)) for n, c in enumerate(codes)])
-    conn.close()
-    yield table
-    conn = pg_connect()
-    with conn, conn.cursor() as cur:
-        cur.execute("SET lock_timeout = '10s'")  # never wait forever on a connection left open
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
-    conn.close()
+    codes = ["SEN000001"] + [f"SEN0000{i}" for i in range(10, 19)]
+    return pg_tables.create("code text PRIMARY KEY, site text, changed timestamp",
+                            [(c, "eu" if n % 2 else "us", T0 + dt.timedelta(minutes=n)) for n, c in enumerate(codes)],
+                            prefix="codes")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import random
 import signal
@@ -10,41 +11,22 @@ import sqlite3
 import time
 
 from tests.support.harness import (
-    CLIENT_ENGINE, documents, http, pg_connect, pg_documents, pg_source, run_indexer, sqlite_source, start_indexer, write_job,
+    CLIENT_ENGINE, document, documents, http, indices, live_sensors, lock_of, pg_documents, run_indexer, sensors_job,
+    slow_transform, sql, sqlite_source, start_indexer, stored_state, wait_until, write_job,
 )
 from tests.support.httpproxy import ProxyServer
 
-COLUMNS = "code, description, site, value, date_updated, is_deleted"
 FMT = "%Y-%m-%d %H:%M:%S"
 START = dt.datetime(2025, 1, 1)
-
-
-def _job(tmp_path, db, target, alias, **extra):
-    job = {"alias": alias, "key": ["code"], "query": f"SELECT {COLUMNS} FROM sensors",
-           "watermark": "date_updated", "deleted": "is_deleted", "lookback": "5m", "chunk_size": 200, **extra}
-    return write_job(tmp_path / "job.toml", sqlite_source(db), target, job)
+# Every job here: the sensors table as examples/sensors.toml reads it (soft deletes, the date_updated
+# watermark, a lookback of 5 minutes), in chunks of 200 so that a sync of 3,000 rows spans 15 of them.
+sync_job = functools.partial(sensors_job, synced=True, lookback="5m", chunk_size=200)
 
 
 def _run(*args, env=None):
     result = run_indexer(*args, "--json", env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def _expected_sqlite(db) -> dict[str, dict]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    rows = {r["code"]: {k: r[k] for k in ("code", "description", "site", "value", "date_updated")}
-            for r in conn.execute(f"SELECT {COLUMNS} FROM sensors WHERE is_deleted = 0")}
-    conn.close()
-    return rows
-
-
-def _sql(db, statement, *params):
-    conn = sqlite3.connect(db)
-    conn.execute(statement, params)
-    conn.commit()
-    conn.close()
 
 
 def _random_changes(rng, rows: list[str], clock: dt.datetime, execute) -> tuple[dt.datetime, list[str]]:
@@ -70,108 +52,102 @@ def _random_changes(rng, rows: list[str], clock: dt.datetime, execute) -> tuple[
 
 def test_random_changes_with_a_sync_after_each_keep_the_index_equal_to_sqlite(tmp_path, target, alias, sqlite_sensors):
     db = sqlite_sensors
-    job = _job(tmp_path, db, target, alias)
+    job = sync_job(tmp_path, db, target, alias)
     _run("reindex", str(job))
     rng = random.Random(7)
     rows = [f"SEN{i:07d}" for i in range(1, 3001)]
     clock = START
 
     def execute(statement, *params):
-        _sql(db, statement, *[p.strftime(FMT) if isinstance(p, dt.datetime) else p for p in params])
+        sql(db, statement, *[p.strftime(FMT) if isinstance(p, dt.datetime) else p for p in params])
 
     for _ in range(6):
         clock, rows = _random_changes(rng, rows, clock, execute)
         summary = _run("sync", str(job))
         assert summary["outcome"] == "ok"
-        assert documents(alias) == _expected_sqlite(db)
+        assert documents(alias) == live_sensors(db)
 
 
-def test_random_changes_keep_the_index_equal_to_postgres(tmp_path, engine_url, alias, pg_table):
-    job = write_job(tmp_path / "job.toml", pg_source(), {"url": engine_url}, {
-        "alias": alias, "key": ["code"], "query": f"SELECT {COLUMNS} FROM {pg_table}", "chunk_size": 300,
-        "watermark": "date_updated", "deleted": "is_deleted", "lookback": "5m"})
+def test_random_changes_keep_the_index_equal_to_postgres(tmp_path, engine_url, alias, pg_table, pg_tables):
+    job = sync_job(tmp_path, pg_table, {"url": engine_url}, alias, chunk_size=300)
     _run("reindex", str(job))
     rng = random.Random(11)
     rows = [f"SEN{i:07d}" for i in range(1, 3001)]
     clock = START
-    conn = pg_connect()
 
     def execute(statement, *params):
-        statement = statement.replace("sensors", pg_table).replace("?", "%s")
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, params)
+        pg_tables.execute(statement.replace("sensors", pg_table).replace("?", "%s"), *params)
 
     for _ in range(5):
         clock, rows = _random_changes(rng, rows, clock, execute)
         assert _run("sync", str(job))["outcome"] == "ok"
-        assert documents(alias) == pg_documents(conn, pg_table, "WHERE NOT is_deleted")
-    conn.close()
+        assert documents(alias) == pg_documents(pg_tables.conn, pg_table, "WHERE NOT is_deleted")
 
 
 def test_a_row_sharing_the_boundary_second_is_picked_up(tmp_path, engine_url, alias, sqlite_sensors):
-    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, lookback="0s")
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, lookback="0s")
     _run("reindex", str(job))
     boundary = "2025-06-01 12:00:00"
     for i in range(10):
-        _sql(sqlite_sensors, "INSERT INTO sensors VALUES (?, 'tie', 'B', 1.0, ?, 0)", f"TIE{i}", boundary)
+        sql(sqlite_sensors, "INSERT INTO sensors VALUES (?, 'tie', 'B', 1.0, ?, 0)", f"TIE{i}", boundary)
     assert _run("sync", str(job))["watermark"] == boundary
-    _sql(sqlite_sensors, "INSERT INTO sensors VALUES ('TIE10', 'late tie', 'B', 2.0, ?, 0)", boundary)
+    sql(sqlite_sensors, "INSERT INTO sensors VALUES ('TIE10', 'late tie', 'B', 2.0, ?, 0)", boundary)
 
     summary = _run("sync", str(job))
     assert summary["sent"] == 1 and summary["indexed"] == 1   # the ten already indexed are not resent
-    assert documents(alias) == _expected_sqlite(sqlite_sensors)
+    assert documents(alias) == live_sensors(sqlite_sensors)
 
 
 def test_late_rows_inside_the_lookback_are_indexed_and_outside_it_wait_for_a_reindex(tmp_path, engine_url, alias, sqlite_sensors):
-    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, lookback="10m")
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, lookback="10m")
     _run("reindex", str(job))
-    _sql(sqlite_sensors, "INSERT INTO sensors VALUES ('NOW', 'n', 'B', 1.0, '2025-06-01 12:00:00', 0)")
+    sql(sqlite_sensors, "INSERT INTO sensors VALUES ('NOW', 'n', 'B', 1.0, '2025-06-01 12:00:00', 0)")
     _run("sync", str(job))
-    _sql(sqlite_sensors, "INSERT INTO sensors VALUES ('LATE', 'l', 'B', 1.0, '2025-06-01 11:55:00', 0)")
-    _sql(sqlite_sensors, "INSERT INTO sensors VALUES ('TOOLATE', 't', 'B', 1.0, '2025-06-01 11:40:00', 0)")
+    sql(sqlite_sensors, "INSERT INTO sensors VALUES ('LATE', 'l', 'B', 1.0, '2025-06-01 11:55:00', 0)")
+    sql(sqlite_sensors, "INSERT INTO sensors VALUES ('TOOLATE', 't', 'B', 1.0, '2025-06-01 11:40:00', 0)")
 
     _run("sync", str(job))
     docs = documents(alias)
     assert "LATE" in docs
     assert "TOOLATE" not in docs      # the documented limit: older than the lookback window
     _run("reindex", str(job))
-    assert documents(alias) == _expected_sqlite(sqlite_sensors)
+    assert documents(alias) == live_sensors(sqlite_sensors)
 
 
 def test_a_sync_with_nothing_new_sends_no_bulk_request_and_writes_no_state(tmp_path, engine_url, alias, sqlite_sensors):
     with ProxyServer(upstream=engine_url) as proxy:
-        job = _job(tmp_path, sqlite_sensors, {"url": proxy.url, "engine": CLIENT_ENGINE}, alias)
+        job = sync_job(tmp_path, sqlite_sensors, {"url": proxy.url, "engine": CLIENT_ENGINE}, alias)
         _run("reindex", str(job))
-        _sql(sqlite_sensors, "UPDATE sensors SET value = 0, date_updated = '2025-02-02 02:02:02' WHERE code = 'SEN0000003'")
+        sql(sqlite_sensors, "UPDATE sensors SET value = 0, date_updated = '2025-02-02 02:02:02' WHERE code = 'SEN0000003'")
         _run("sync", str(job))
-        status, before = http("GET", f"/indexer-state/_doc/{alias}")
+        before = stored_state(alias)["watermark"]
         proxy.stats.reset()
 
         summary = _run("sync", str(job))
         assert summary["sent"] == 0 and summary["bulk_requests"] == 0
         assert proxy.stats.requests["_bulk"] == 0
-        _, after = http("GET", f"/indexer-state/_doc/{alias}")
-        assert after["_source"]["state"]["watermark"] == before["_source"]["state"]["watermark"]
+        assert stored_state(alias)["watermark"] == before
 
 
 def test_changes_made_during_a_reindex_are_caught_by_the_next_sync(tmp_path, engine_url, alias, sqlite_sensors):
-    (tmp_path / "slowdown.py").write_text("import time\n\ndef slow(docs):\n    time.sleep(0.2)\n    return docs\n")
-    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, chunk_size=100, transform="slowdown:slow")
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, chunk_size=100,
+                   transform=slow_transform(tmp_path, 0.2))   # 30 chunks: about 6 s
     proc = start_indexer("reindex", str(job), "--json")
-    time.sleep(2.0)                       # the first chunks (SEN0000001...) are already read
-    _sql(sqlite_sensors, "UPDATE sensors SET value = -1, date_updated = '2025-03-03 03:03:03' WHERE code = 'SEN0000002'")
-    _sql(sqlite_sensors, "INSERT INTO sensors VALUES ('DURING', 'd', 'B', 1.0, '2025-03-03 03:03:04', 0)")
+    wait_until(lambda: any(document(i, "SEN0000002") for i in indices(f"{alias}-*")),
+               "the reindex wrote SEN0000002 (read in its first chunk)", proc)
+    # the changes commit once the reindex has read its last row (SQLite lets no write in while it reads)
+    sql(sqlite_sensors, "UPDATE sensors SET value = -1, date_updated = '2025-03-03 03:03:03' WHERE code = 'SEN0000002'")
+    sql(sqlite_sensors, "INSERT INTO sensors VALUES ('DURING', 'd', 'B', 1.0, '2025-03-03 03:03:04', 0)")
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
 
     _run("sync", str(job))
-    assert documents(alias) == _expected_sqlite(sqlite_sensors)
+    assert documents(alias) == live_sensors(sqlite_sensors)
 
 
 def test_a_killed_sync_never_stored_a_watermark_past_an_unacknowledged_row(tmp_path, engine_url, alias, sqlite_sensors):
     db = sqlite_sensors
-    (tmp_path / "slowdown.py").write_text("import time\n\ndef slow(docs):\n    time.sleep(0.1)\n    return docs\n")
-    job = _job(tmp_path, db, {"url": engine_url}, alias, chunk_size=50, transform="slowdown:slow")
+    job = sync_job(tmp_path, db, {"url": engine_url}, alias, chunk_size=50, transform=slow_transform(tmp_path, 0.1))
     _run("reindex", str(job))
     stamps = {}
     conn = sqlite3.connect(db)
@@ -193,24 +169,23 @@ def test_a_killed_sync_never_stored_a_watermark_past_an_unacknowledged_row(tmp_p
             acked = sorted(code for code, stamp in stamps.items() if stamp < mark)
             _, got = http("POST", f"/{alias}/_mget", {"ids": acked})   # realtime: no refresh needed
             assert all(d["found"] and d["_source"]["value"] == int(d["_id"][3:]) * 1000.0 for d in got["docs"])
-        time.sleep(0.05)
+        time.sleep(0.05)  # how often the stored watermark is sampled while the sync runs
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert len(observed) >= 2, "the sync finished before it could be observed mid-run"
 
     _run("sync", str(job))
-    assert documents(alias) == _expected_sqlite(db)
+    assert documents(alias) == live_sensors(db)
 
 
 def test_watch_mode_syncs_each_cycle_and_stops_cleanly_on_sigterm(tmp_path, engine_url, alias, sqlite_sensors):
-    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
     _run("reindex", str(job))
+    sql(sqlite_sensors, "UPDATE sensors SET value = -1, date_updated = '2025-04-04 04:04:03' WHERE code = 'SEN0000004'")
     proc = start_indexer("sync", str(job), "--every", "1s", "--json")
-    time.sleep(2.5)
-    _sql(sqlite_sensors, "INSERT INTO sensors VALUES ('WATCHED', 'w', 'B', 1.0, '2025-04-04 04:04:04', 0)")
-    deadline = time.monotonic() + 30
-    while "WATCHED" not in documents(alias) and time.monotonic() < deadline:
-        time.sleep(0.3)
+    wait_until(lambda: document(alias, "SEN0000004")["value"] == -1, "a first cycle", proc)
+    sql(sqlite_sensors, "INSERT INTO sensors VALUES ('WATCHED', 'w', 'B', 1.0, '2025-04-04 04:04:04', 0)")
+    wait_until(lambda: document(alias, "WATCHED"), "a later cycle indexing the row inserted since", proc)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=30)
 
@@ -222,10 +197,10 @@ def test_watch_mode_syncs_each_cycle_and_stops_cleanly_on_sigterm(tmp_path, engi
 
 
 def test_a_second_run_of_the_same_job_is_refused_while_one_is_running(tmp_path, engine_url, alias, sqlite_sensors):
-    (tmp_path / "slowdown.py").write_text("import time\n\ndef slow(docs):\n    time.sleep(0.3)\n    return docs\n")
-    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, chunk_size=100, transform="slowdown:slow")
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, chunk_size=100,
+                   transform=slow_transform(tmp_path, 0.3))   # 30 chunks: about 9 s
     proc = start_indexer("reindex", str(job))
-    time.sleep(2.0)
+    wait_until(lambda: lock_of(alias), "the reindex took its lock", proc)
     second = run_indexer("sync", str(job))
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -237,11 +212,11 @@ def test_a_second_run_of_the_same_job_is_refused_while_one_is_running(tmp_path, 
 
 
 def test_state_file_keeps_the_watermark_locally_and_status_reports_the_difference(tmp_path, engine_url, alias, sqlite_sensors):
-    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
     state = tmp_path / "state" / "sensors.json"
     state.parent.mkdir()  # never made by indexer: a missing folder is refused before anything is read
     _run("reindex", str(job), "--state-file", str(state))
-    _sql(sqlite_sensors, "UPDATE sensors SET is_deleted = 1, date_updated = '2025-05-05 05:05:05' WHERE code = 'SEN0000010'")
+    sql(sqlite_sensors, "UPDATE sensors SET is_deleted = 1, date_updated = '2025-05-05 05:05:05' WHERE code = 'SEN0000010'")
     summary = _run("sync", str(job), "--state-file", str(state))
     assert summary["deleted"] == 1
 
@@ -255,15 +230,15 @@ def test_state_file_keeps_the_watermark_locally_and_status_reports_the_differenc
 
 def test_numeric_watermarks_with_a_numeric_lookback(tmp_path, engine_url, alias):
     db = tmp_path / "versions.db"
-    _sql(db, "CREATE TABLE items (id INTEGER, name TEXT, version INTEGER)")
+    sql(db, "CREATE TABLE items (id INTEGER, name TEXT, version INTEGER)")
     for i in range(20):
-        _sql(db, "INSERT INTO items VALUES (?, ?, ?)", i, f"item {i}", i)
+        sql(db, "INSERT INTO items VALUES (?, ?, ?)", i, f"item {i}", i)
     job = write_job(tmp_path / "job.toml", sqlite_source(db), {"url": engine_url}, {
         "alias": alias, "key": ["id"], "query": "SELECT id, name, version FROM items",
         "watermark": "version", "lookback": 2})
     assert _run("reindex", str(job))["watermark"] == 19
-    _sql(db, "UPDATE items SET name = 'renamed', version = 20 WHERE id = 3")
-    _sql(db, "INSERT INTO items VALUES (99, 'late', 18)")     # committed late, inside the lookback of 2
+    sql(db, "UPDATE items SET name = 'renamed', version = 20 WHERE id = 3")
+    sql(db, "INSERT INTO items VALUES (99, 'late', 18)")     # committed late, inside the lookback of 2
 
     summary = _run("sync", str(job))
     assert summary["watermark"] == 20
@@ -273,13 +248,13 @@ def test_numeric_watermarks_with_a_numeric_lookback(tmp_path, engine_url, alias)
 
 def test_a_watermark_value_holding_sql_is_bound_as_data(tmp_path, engine_url, alias):
     db = tmp_path / "codes.db"
-    _sql(db, "CREATE TABLE sensors (code TEXT, ver TEXT)")
-    _sql(db, "INSERT INTO sensors VALUES ('a', 'a1')")
-    _sql(db, "INSERT INTO sensors VALUES ('b', ?)", "b'; DROP TABLE sensors;--")
+    sql(db, "CREATE TABLE sensors (code TEXT, ver TEXT)")
+    sql(db, "INSERT INTO sensors VALUES ('a', 'a1')")
+    sql(db, "INSERT INTO sensors VALUES ('b', ?)", "b'; DROP TABLE sensors;--")
     job = write_job(tmp_path / "job.toml", sqlite_source(db), {"url": engine_url}, {
         "alias": alias, "key": ["code"], "query": "SELECT code, ver FROM sensors", "watermark": "ver", "lookback": "0s"})
     assert _run("reindex", str(job))["watermark"] == "b'; DROP TABLE sensors;--"
-    _sql(db, "INSERT INTO sensors VALUES ('c', 'c1')")
+    sql(db, "INSERT INTO sensors VALUES ('c', 'c1')")
 
     summary = _run("sync", str(job))
     assert summary["outcome"] == "ok" and summary["indexed"] == 1
@@ -290,7 +265,7 @@ def test_a_watermark_value_holding_sql_is_bound_as_data(tmp_path, engine_url, al
 
 
 def test_sync_before_any_reindex_is_a_clear_error(tmp_path, engine_url, alias, sqlite_sensors):
-    job = _job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
     result = run_indexer("sync", str(job))
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: alias '{alias}' does not exist: run `indexer reindex` first"

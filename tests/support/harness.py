@@ -1,4 +1,5 @@
-"""Shared test plumbing: the real search node, the real PostgreSQL, job files, running the CLI.
+"""Shared test plumbing: the real search node and its stored state, SQLite files and PostgreSQL scratch
+tables, job files over the sensors tables, transforms that make a run last, running the CLI, waiting.
 
 Nothing here fakes the engine or the database: tests that need them fail (never
 skip) when they are not running; `make test` starts both, once per engine.
@@ -17,10 +18,14 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import pytest
 
@@ -40,6 +45,10 @@ PG = {
     "user": os.environ.get("PG_USER", "indexer"),
 }
 PG_PASSWORD_ENV = "PG_PASSWORD"
+# The sensors tables (demo/generate.py; tests/conftest.py: ``sqlite_sensors``, ``pg_table``): a document's fields.
+SENSORS = "code, description, site, value, date_updated"
+SENSORS_QUERY = f"SELECT {SENSORS} FROM sensors"
+T = TypeVar("T")
 
 
 # ------------------------------------------------------------------ the engine, inspected over plain HTTP
@@ -116,6 +125,42 @@ def delete_indices(pattern: str) -> None:
         http("DELETE", f"/{name}")
 
 
+def document(index: str, id_: str) -> dict | None:
+    """One document's source by id, as it is now (a GET is realtime: no refresh), or None."""
+    status, body = http("GET", f"/{quote(index, safe='')}/_doc/{quote(id_, safe='')}")
+    assert status in (200, 404), body
+    return body["_source"] if status == 200 and body.get("found") else None
+
+
+# ------------------------------------------------------------------ what a run stored in the cluster
+
+
+def state_document(alias: str) -> dict:
+    """The ``indexer-state`` document of ``alias`` as stored (``_source``, ``_seq_no``...); it must exist."""
+    status, body = http("GET", f"/indexer-state/_doc/{quote(alias, safe='')}")
+    assert status == 200, body
+    return body
+
+
+def stored_state(alias: str) -> dict:
+    """The state a run stored for ``alias``: watermark, marks, index, last_run, last_reconcile."""
+    return state_document(alias)["_source"]["state"]
+
+
+def lock_of(alias: str) -> dict | None:
+    """The run lock held on ``alias`` (host, pid, token, expires), or None when nobody holds it."""
+    status, body = http("GET", f"/indexer-state/_doc/{quote('lock:' + alias, safe='')}")
+    assert status in (200, 404), body
+    return body["_source"]["lock"] if status == 200 else None
+
+
+def put_lock(alias: str, lock: dict) -> None:
+    """Another owner's lock on ``alias``, as a run elsewhere would hold it."""
+    status, body = http("PUT", f"/indexer-state/_doc/{quote('lock:' + alias, safe='')}?refresh=true",
+                        {"alias": alias, "lock": lock})
+    assert status in (200, 201), body
+
+
 # ------------------------------------------------------------------ PostgreSQL
 
 
@@ -143,6 +188,83 @@ def pg_documents(conn, table: str, where: str = "") -> dict[str, dict]:
 
 def pg_dsn() -> str:
     return " ".join(f"{k}={v}" for k, v in PG.items())
+
+
+class PgTables:
+    """Scratch tables in the test PostgreSQL, each under a fresh name, all dropped by ``drop()`` (the
+    ``pg_tables`` fixture does it after the test). ``conn`` is an open connection of its own."""
+
+    def __init__(self) -> None:
+        self.conn = pg_connect()
+        self.made: list[str] = []
+
+    def name(self, prefix: str = "t") -> str:
+        """A fresh table name, dropped with the others (for a table written by other means)."""
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        self.made.append(name)
+        return name
+
+    def create(self, columns: str, rows: Sequence[tuple] = (), *, prefix: str = "t", name: str | None = None) -> str:
+        """``CREATE TABLE`` with these columns and rows (bound as parameters); its name (``name``, quoted as
+        given, or a fresh one)."""
+        if name is None:
+            name = self.name(prefix)
+        else:
+            self.made.append(name)
+        self.execute(f"CREATE TABLE {name} ({columns})")
+        if rows:
+            with self.conn, self.conn.cursor() as cur:
+                cur.executemany(f"INSERT INTO {name} VALUES ({', '.join(['%s'] * len(rows[0]))})", rows)
+        return name
+
+    def execute(self, statement: str, *params: Any) -> None:
+        """One statement, committed."""
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute(statement, params or None)
+
+    def drop(self) -> None:
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '10s'")  # never wait forever on a connection a test left open
+            for name in self.made:
+                cur.execute(f"DROP TABLE IF EXISTS {name}")
+        self.conn.close()
+
+
+# ------------------------------------------------------------------ SQLite
+
+# SQLite lets no write in while a statement reads the file: a change made while a run reads waits for the
+# read to end (a reindex holds its SELECT open until its last chunk), up to this many seconds.
+SQLITE_WRITE_WAIT = 60.0
+
+
+def sql(db: Path, statement: str, *params: Any) -> None:
+    """One statement on the SQLite file ``db`` (created when missing), committed."""
+    conn = sqlite3.connect(db, timeout=SQLITE_WRITE_WAIT)
+    conn.execute(statement, params)
+    conn.commit()
+    conn.close()
+
+
+def sql_many(db: Path, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+    """One statement for each of ``rows`` on the SQLite file ``db``, committed together."""
+    conn = sqlite3.connect(db, timeout=SQLITE_WRITE_WAIT)
+    conn.executemany(statement, rows)
+    conn.commit()
+    conn.close()
+
+
+def sqlite_rows(path: Path, query: str = SENSORS_QUERY) -> dict[str, dict]:
+    """What the index should hold for a query over a SQLite file: every row by its ``code``."""
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    rows = {r["code"]: dict(r) for r in conn.execute(query)}
+    conn.close()
+    return rows
+
+
+def live_sensors(path: Path) -> dict[str, dict]:
+    """What the index of a synced sensors job holds: every row not soft-deleted, by ``code``."""
+    return sqlite_rows(path, f"{SENSORS_QUERY} WHERE is_deleted = 0")
 
 
 # ------------------------------------------------------------------ job files and the CLI
@@ -191,25 +313,7 @@ def start_indexer(*args: str, env: dict | None = None) -> subprocess.Popen:
     )
 
 
-# ------------------------------------------------------------------ sources
-
-
-def sqlite_rows(path: Path, query: str = "SELECT code, description, site, value, date_updated FROM sensors") -> dict[str, dict]:
-    conn = sqlite3.connect(path)
-    conn.row_factory = sqlite3.Row
-    rows = {r["code"]: dict(r) for r in conn.execute(query)}
-    conn.close()
-    return rows
-
-
-def slow_job(tmp_path: Path, target: dict, alias: str, db: Path, *, pause: float,
-             query: str = "SELECT code, description, site, value, date_updated FROM sensors", **job: Any) -> Path:
-    """A sensors job whose transform sleeps ``pause`` seconds per chunk of 100 rows: a run that lasts."""
-    (tmp_path / "slowdown.py").write_text(f"import time\n\ndef slow(docs):\n    time.sleep({pause})\n    return docs\n")
-    return write_job(tmp_path / "job.toml", sqlite_source(db), target, {
-        "alias": alias, "key": ["code"], "query": query, "chunk_size": 100, "concurrency": 1,
-        "transform": "slowdown:slow", **job,
-    })
+# ------------------------------------------------------------------ sources and sensors jobs
 
 
 def sqlite_source(path: Path) -> dict:
@@ -218,3 +322,75 @@ def sqlite_source(path: Path) -> dict:
 
 def pg_source() -> dict:
     return {**PG, "dbtype": "PG", "password_env": PG_PASSWORD_ENV}
+
+
+def sensors_job(folder: Path, db: Path | str, target: dict, alias: str, *, synced: bool = False,
+                name: str = "job.toml", source: dict | None = None, params: dict | None = None, **job: Any) -> Path:
+    """A job file ``folder/name`` over a sensors table: ``db`` is its SQLite file, or the name of its
+    PostgreSQL table. Key ``code``; the query selects a document's fields (``SENSORS``); ``synced``, as
+    examples/sensors.toml: ``is_deleted`` too (soft deletes), ``date_updated`` the watermark. ``job``: any
+    other setting, or one of these replaced; ``source``: another [source] table (a database that refuses)."""
+    table, own = ("sensors", sqlite_source(db)) if isinstance(db, Path) else (db, pg_source())
+    columns = f"{SENSORS}, is_deleted" if synced else SENSORS
+    settings = {"alias": alias, "key": ["code"], "query": f"SELECT {columns} FROM {table}",
+                **({"watermark": "date_updated", "deleted": "is_deleted"} if synced else {}), **job}
+    return write_job(folder / name, source or own, target, settings, params=params)
+
+
+# ------------------------------------------------------------------ transforms that make a run last
+
+
+def _transform_module(folder: Path, prefix: str, code: str) -> str:
+    """``code`` as a new module in ``folder`` (a job file's: transforms are looked up there); its ``job.transform``.
+    A new name every time: a process keeps a module it imported once (an in-process run, a Dask worker)."""
+    module = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    (folder / f"{module}.py").write_text(code)
+    return f"{module}:transform"
+
+
+def slow_transform(folder: Path, pause: float) -> str:
+    """A transform that sleeps ``pause`` seconds per chunk and changes nothing: a run that lasts."""
+    return _transform_module(folder, "slow", f"import time\n\ndef transform(docs):\n    time.sleep({pause})\n"
+                                             "    return docs\n")
+
+
+def stalling_transform(folder: Path, *, after: int = 0, timeout: float = 120) -> str:
+    """A transform that holds every chunk after the first ``after`` of its process until the file ``go``
+    exists in ``folder``, writing ``running-<pid>`` there while it holds one (at most ``timeout`` s)."""
+    return _transform_module(folder, "stall", (
+        "import os, pathlib, time\n\nFOLDER = pathlib.Path(__file__).parent\nseen = 0\n\n"
+        "def transform(docs):\n"
+        "    global seen\n"
+        "    seen += 1\n"
+        "    go = FOLDER / 'go'\n"
+        f"    if seen > {after} and not go.exists():\n"
+        "        (FOLDER / f'running-{os.getpid()}').touch()\n"
+        f"        deadline = time.monotonic() + {timeout}\n"
+        "        while not go.exists() and time.monotonic() < deadline:\n"
+        "            time.sleep(0.05)\n"
+        "    return docs\n"))
+
+
+def slow_job(folder: Path, db: Path | str, target: dict, alias: str, *, pause: float, **job: Any) -> Path:
+    """A sensors job read in chunks of 100 rows, one at a time, each held ``pause`` seconds by its transform:
+    3,000 rows last about 30 × ``pause`` seconds."""
+    return sensors_job(folder, db, target, alias, **{"chunk_size": 100, "concurrency": 1,
+                                                      "transform": slow_transform(folder, pause), **job})
+
+
+# ------------------------------------------------------------------ waiting for what can be waited on
+
+
+def wait_until(condition: Callable[[], T], what: str, proc: subprocess.Popen | None = None,
+               timeout: float = 60, every: float = 0.05) -> T:
+    """Poll ``condition()`` until it returns something true, and return that. Fails naming ``what`` after
+    ``timeout`` seconds, or as soon as ``proc`` (the run that should bring it about) has ended, with its stderr."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            pytest.fail(f"{what}: the run ended first (exit {proc.returncode}): {err[-3000:]!s}", pytrace=False)
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:g} s", pytrace=False)
+        time.sleep(every)
+    return found

@@ -1,4 +1,4 @@
-"""A blocking iterator feeding coroutines through a bounded queue (indexer.bridge.ThreadFeed)."""
+"""indexer.bridge: a blocking iterator feeding coroutines through a bounded queue (``ThreadFeed``)."""
 
 import asyncio
 import threading

@@ -1,4 +1,4 @@
-"""The command line's help reads like a person wrote it (indexer.cli): every option by its full name with
+"""indexer.cli: the command line's help reads like a person wrote it. Every option by its full name with
 a metavar saying what it takes (``--workers N``), never a type in angle brackets, never cut at 80 columns."""
 
 import re

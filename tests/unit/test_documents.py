@@ -1,4 +1,4 @@
-"""Rows become documents: ids, nesting, JSON encoding, chunking (indexer.documents)."""
+"""indexer.documents: rows become documents. Ids, nesting, JSON encoding, chunking, byte batches."""
 
 import base64
 import datetime as dt

@@ -1,67 +1,35 @@
-"""Engine without a cluster: the paths both clients put on the wire, the write index, the engine check.
+"""indexer.engine without a cluster: the paths both clients put on the wire, the documents of the state
+store, the write index, the ids of an index; every request retried by the one policy (which answers, how
+long, which not) and what a bulk answer says about it.
 
-A tiny HTTP server on a loopback port stands in for the cluster, so the real
-opensearch-py and elasticsearch clients build and send every request; the test
-reads the request line as it arrived. What the real node does with those paths
-is covered by tests/integration/test_engine_paths.py.
+A tiny HTTP server on a loopback port (``fakes.FakeCluster``) stands in for the cluster where the real
+opensearch-py and elasticsearch clients must build and send the requests; elsewhere a client whose transport
+answers from a script (``fakes.ScriptedClient``, the library's real exception types). What the real node
+does with those paths is covered by tests/integration/test_engine_paths.py; the faults by tests/faults.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import TransportError
 
-from indexer.config import TargetConfig
 from indexer.cluster import open_engine
-from indexer.engine import Engine, segment
-from indexer.retry import RetryPolicy
+from indexer.config import TargetConfig
+from indexer.engine import ApiStatusError, BulkAnswer, Engine, segment
 from indexer.errors import ConfigError, EngineError
+from indexer.retry import RetryPolicy
+from tests.support.fakes import FakeCluster, ScriptedClient, pressure
 
 OPENSEARCH_ROOT = {"name": "n1", "version": {"distribution": "opensearch", "number": "2.19.1"}}
-ELASTICSEARCH_ROOT = {"name": "n1", "version": {"number": "8.15.0", "build_flavor": "default"}}
 INDEX = "adv-é-20260101000000"
 ENCODED = "adv-%C3%A9-20260101000000"
-
-
-class FakeCluster:
-    """Answers every request with ``answer(method, path)`` -> body; records the raw request lines."""
-
-    def __init__(self, answer, elastic_header: bool = True):
-        self.answer = answer
-        self.elastic_header = elastic_header
-        self.request_lines: list[str] = []
-        self.bodies: list[bytes] = []
-
-    async def _handle(self, reader, writer):
-        head = await reader.readuntil(b"\r\n\r\n")
-        headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
-        length = int(headers.get(b"Content-Length", headers.get(b"content-length", b"0")))
-        self.bodies.append(await reader.readexactly(length) if length else b"")
-        line = head.split(b"\r\n")[0].decode("latin-1")
-        self.request_lines.append(line)
-        method, target, _ = line.split(" ")
-        body = json.dumps(self.answer(method, target.split("?")[0])).encode()
-        product = b"X-Elastic-Product: Elasticsearch\r\n" if self.elastic_header else b""
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + product +
-                     b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
-        await writer.drain()
-        writer.close()
-
-    async def __aenter__(self):
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc):
-        self.server.close()
-        await self.server.wait_closed()
-
-
-def paths(cluster: FakeCluster) -> list[str]:
-    return [line.split(" ")[1].split("?")[0] for line in cluster.request_lines]
+FAST = RetryPolicy(max_retry_time=2.0, initial=0.001, cap=0.005)
 
 
 # ---------------------------------------------------------------- names in paths
@@ -119,7 +87,7 @@ def test_every_path_built_from_a_name_reaches_the_wire_percent_encoded_once(flav
         await engine.delete_doc("indexer-state", "adv-é", if_seq_no=1, if_primary_term=1)
         await engine.delete_index(INDEX)
 
-    assert paths(_against(_generic_answer, flavor, calls)[1]) == [
+    assert _against(_generic_answer, flavor, calls)[1].paths() == [
         "/",
         "/_component_template/tpl-%C3%A9",
         "/_index_template/tpl-%C3%A9",
@@ -184,16 +152,6 @@ def test_document_calls_carry_their_compare_and_set_condition_and_refresh(flavor
     assert json.loads(bodies[-1]) == {"settings": {"index": {"number_of_shards": 1}}, "mappings": {"dynamic": False}}
 
 
-def test_the_engine_keeps_one_retry_policy_bounded_by_the_targets_max_retry_time():
-    async def run():
-        async with FakeCluster(lambda method, path: OPENSEARCH_ROOT) as cluster:
-            engine = await open_engine(TargetConfig(url=cluster.url, engine="opensearch", max_retry_time=7), env={})
-            await engine.close()
-            return engine.policy
-
-    assert asyncio.run(run()) == RetryPolicy(max_retry_time=7)
-
-
 # ---------------------------------------------------------------- the write index
 
 
@@ -243,50 +201,6 @@ def test_an_alias_whose_only_index_is_marked_not_for_writes_is_an_engine_error()
 def test_a_missing_alias_has_no_write_index():
     with pytest.raises(EngineError, match="alias 'sensors' does not exist"):
         write_index(None)
-
-
-# ---------------------------------------------------------------- engine = the other product
-
-
-def _connect(engine: str, root: dict, elastic_header: bool) -> tuple[str, list[str]]:
-    async def run():
-        async with FakeCluster(lambda method, path: root, elastic_header=elastic_header) as cluster:
-            try:
-                opened = await open_engine(TargetConfig(url=cluster.url, engine=engine), env={})
-            except ConfigError as exc:
-                return f"ConfigError: {exc}", paths(cluster)
-            await opened.close()
-            return f"ok: {opened.flavor}", paths(cluster)
-
-    return asyncio.run(run())
-
-
-def test_engine_opensearch_against_elasticsearch_is_one_config_error_line():
-    outcome, seen = _connect("opensearch", ELASTICSEARCH_ROOT, elastic_header=True)
-    assert outcome.startswith('ConfigError: target.engine is "opensearch" but the cluster at http://127.0.0.1:')
-    assert outcome.endswith(' is Elasticsearch 8.15.0; set engine = "elasticsearch" or "auto"')
-    assert seen == ["/"]
-
-
-def test_engine_elasticsearch_against_opensearch_is_one_config_error_line():
-    outcome, _ = _connect("elasticsearch", OPENSEARCH_ROOT, elastic_header=False)
-    assert outcome.startswith('ConfigError: target.engine is "elasticsearch" but the cluster at http://127.0.0.1:')
-    assert outcome.endswith(' is OpenSearch 2.19.1; set engine = "opensearch" or "auto"')
-    assert "HTTP 200" not in outcome
-
-
-def test_engine_elasticsearch_against_an_old_elasticsearch_names_the_version():
-    outcome, _ = _connect("elasticsearch", {"version": {"number": "7.10.2"}}, elastic_header=False)
-    assert outcome.startswith("ConfigError: the cluster at http://127.0.0.1:")
-    assert outcome.endswith("is Elasticsearch 7.10.2, which the elasticsearch client does not support (it needs "
-                            "7.14 or later)")
-
-
-def test_matching_engines_and_auto_still_connect():
-    assert _connect("opensearch", OPENSEARCH_ROOT, elastic_header=False)[0] == "ok: opensearch"
-    assert _connect("elasticsearch", ELASTICSEARCH_ROOT, elastic_header=True)[0] == "ok: elasticsearch"
-    assert _connect("auto", ELASTICSEARCH_ROOT, elastic_header=True)[0] == "ok: elasticsearch"
-    assert _connect("auto", OPENSEARCH_ROOT, elastic_header=False)[0] == "ok: opensearch"
 
 
 # ---------------------------------------------------------------- the ids of an index (reconcile)
@@ -345,3 +259,110 @@ def test_ids_clear_the_scroll_when_the_reader_stops_early():
 def test_the_ids_of_an_empty_index_are_no_pages():
     got, calls = _ids([])
     assert got == [] and [c[0] for c in calls] == ["POST", "DELETE"]
+
+
+# ---------------------------------------------------------------- whole requests retried by the one policy
+
+
+def unavailable():
+    return TransportError(503, "unavailable", {"error": {"type": "unavailable_shards_exception", "reason": "busy"}})
+
+
+def request(client, policy=FAST, **kwargs):
+    engine = Engine(client, "opensearch", "http://127.0.0.1:9200", policy)
+    return asyncio.run(engine.request("POST", "/x/_bulk", body=b"{}\n", **kwargs)), engine
+
+
+def test_a_request_answered_503_is_retried_until_it_succeeds():
+    client = ScriptedClient(unavailable(), unavailable(), {"items": []})
+    body, engine = request(client)
+    assert body == {"items": []}
+    assert client.transport.calls == 3 and engine.retries == 2
+
+
+def test_a_request_that_got_no_answer_is_retried():
+    client = ScriptedClient(OSConnectionError("N/A", "Connection reset by peer", None), {"ok": True})
+    body, _ = request(client)
+    assert body == {"ok": True} and client.transport.calls == 2
+
+
+def test_a_request_answered_503_past_the_retry_time_is_an_engine_error():
+    client = ScriptedClient(unavailable())
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=r"HTTP 503 unavailable_shards_exception.*gave up after retrying for 0\.1s"):
+        request(client, RetryPolicy(max_retry_time=0.1, initial=0.001, cap=0.01))
+    assert time.monotonic() - started < 1.0
+    assert client.transport.calls > 2
+
+
+def test_a_request_refused_for_good_is_raised_at_once():
+    client = ScriptedClient(TransportError(401, "security_exception",
+                                           {"error": {"type": "security_exception", "reason": "no"}}))
+    with pytest.raises(ApiStatusError, match="401 security_exception"):
+        request(client)
+    assert client.transport.calls == 1
+
+
+def test_no_retry_when_asked_not_to():
+    client = ScriptedClient(OSConnectionError("N/A", "Connection refused", None), {"ok": True})
+    with pytest.raises(EngineError, match="connection refused"):
+        request(client, retry=False)
+    assert client.transport.calls == 1
+
+
+def test_the_error_after_the_retry_time_names_the_request_once_and_keeps_the_last_failure_for_debug():
+    client = ScriptedClient(unavailable())
+    with pytest.raises(EngineError) as caught:
+        request(client, RetryPolicy(max_retry_time=0.05, initial=0.001, cap=0.01), what="bulk into sensors")
+    assert str(caught.value) == ("bulk into sensors: HTTP 503 unavailable_shards_exception: busy "
+                                 "(gave up after retrying for 0.05s)")
+    last = caught.value.__context__
+    assert isinstance(last, ApiStatusError) and last.status == 503
+    assert isinstance(last.__cause__, TransportError)  # the client's own exception, for --debug
+
+
+def test_an_unanswered_request_keeps_the_clients_exception_as_its_cause():
+    client = ScriptedClient(OSConnectionError("N/A", "Connection refused", None))
+    with pytest.raises(EngineError) as caught:
+        request(client, retry=False)
+    assert str(caught.value) == "POST /x/_bulk: cannot reach the cluster at http://127.0.0.1:9200: connection refused"
+    assert isinstance(caught.value.__cause__, OSConnectionError)
+
+
+# ---------------------------------------------------------------- bulk answers
+
+
+ITEMS = [{"index": {"status": 201, "result": "created"}}]
+
+
+def bulk(client):
+    engine = Engine(client, "opensearch", "http://127.0.0.1:9200", FAST)
+    return asyncio.run(engine.bulk("sensors", b'{"index":{}}\n{}\n')), engine
+
+
+def test_a_bulk_answered_at_once_was_not_resent_and_carries_only_its_items():
+    answer, engine = bulk(ScriptedClient({"took": 3, "errors": False, "items": ITEMS}))
+    assert answer == BulkAnswer(items=ITEMS, resent=False) and engine.retries == 0
+
+
+def test_a_bulk_sent_again_after_a_failed_attempt_says_it_was_resent():
+    client = ScriptedClient(OSConnectionError("N/A", "Connection reset by peer", None),
+                            {"errors": False, "items": ITEMS})
+    answer, engine = bulk(client)
+    assert answer == BulkAnswer(items=ITEMS, resent=True)
+    assert client.transport.calls == 2 and engine.retries == 1
+
+
+def test_a_429_for_a_request_larger_than_the_nodes_whole_budget_is_a_413_at_once():
+    """It was retried for max_retry_time (5 minutes) though it could never succeed: sink splits a 413."""
+    client = ScriptedClient(pressure(60_918_088, 53_687_091), {"items": []})
+    with pytest.raises(ApiStatusError) as caught:
+        request(client, RetryPolicy(max_retry_time=60, initial=0.001, cap=0.005))
+    assert caught.value.status == 413 and client.transport.calls == 1
+    assert "exceeds the node's indexing pressure limit" in str(caught.value)
+
+
+def test_a_429_from_pressure_that_can_pass_is_retried_as_before():
+    client = ScriptedClient(pressure(1_000, 53_687_091), {"items": []})
+    body, engine = request(client)
+    assert body == {"items": []} and engine.retries == 1

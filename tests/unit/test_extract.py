@@ -1,4 +1,5 @@
-"""extract.Reader.encode: rows -> actions with their rows, watermarks, marks and dedup; no database involved."""
+"""indexer.extract: ``Reader.encode`` (rows -> actions with their rows, watermarks, marks and dedup) and the
+sync query derived from the job's, bound in each driver's style; no database involved."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from indexer import documents
 from indexer.config import Job
 from indexer.errors import ConfigError, SourceError
-from indexer.extract import Reader, ReadPlan
+from indexer.extract import Reader, ReadPlan, sync_query
 from indexer.watermark import Mark
 
 COLUMNS = ("code", "value", "changed", "gone")
@@ -95,3 +96,14 @@ def test_versioned_actions_carry_versions_growing_in_source_order():
     versions = [int(a.line.split(b'"version":')[1].split(b",")[0]) for a in first.actions + later.actions]
     assert versions == sorted(versions) and len(set(versions)) == 3
     assert b'"version_type":"external_gte"' in first.actions[0].line
+
+
+@pytest.mark.parametrize("dbtype, bind", [("SQLITE", ":since"), ("ORACLE", ":since"), ("PG", "%(since)s"), ("MSSQL", "?")])
+def test_the_derived_sync_query_binds_the_watermark_in_the_drivers_style(dbtype, bind):
+    source = {"dbtype": dbtype, "filename": "x.db"} if dbtype == "SQLITE" else {
+        "dbtype": dbtype, "host": "h", "port": 1, "dbname": "d", "user": "u", "password_env": "P", "odbc_driver": "x"}
+    if dbtype != "MSSQL":
+        source.pop("odbc_driver", None)
+    job = Job(source=source, job={"alias": "a", "key": ["code"], "query": "SELECT code, changed FROM t",
+                                  "watermark": "CHANGED"})
+    assert sync_query(job) == f"SELECT * FROM (SELECT code, changed FROM t) q WHERE q.changed >= {bind} ORDER BY q.changed"

@@ -1,20 +1,19 @@
-"""Slices of a partitioned reindex: planning for each column type, the SQL each driver gets, counting
-(indexer.partitions, indexer.slices); real SQLite for what reads a database, no engine."""
+"""indexer.partitions: the slices of a partitioned reindex. Planning for each column type (every value in
+exactly one slice, the open ends and the NULL slice), the refusals, and the SQL each driver gets; the
+readings table (a real SQLite file) where planning reads the database. Running the slices:
+test_slices.py, test_local_runner.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from decimal import Decimal
 
 import pytest
 
 from indexer.config import Job
-from indexer.errors import ConfigError, VerificationError
-from indexer.partitions import Slice, plan_slices, slices_between, slice_query
-from indexer.counts import Answers, Counts
-from indexer.local_runner import run_local
-from indexer.slices import SLICE_ATTEMPTS, SliceFailed, SliceResult, SliceTask, duplicates, merged, run_slice
+from indexer.errors import ConfigError
+from indexer.partitions import Slice, plan_slices, slice_query, slices_between
+from tests.support.builders import readings_job
 
 UTC = dt.timezone.utc
 
@@ -210,154 +209,16 @@ def test_mssql_binds_positionally_the_jobs_parameters_first():
         "SELECT * FROM (SELECT id FROM t) q WHERE q.id IS NULL", None)
 
 
-# ---------------------------------------------------------------- planning and reading a real SQLite file
-
-
-@pytest.fixture
-def readings(tmp_path):
-    path = tmp_path / "readings.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE readings (id INTEGER, site TEXT, at TEXT, code TEXT)")
-        rows = [(None if i % 10 == 5 else i - 40, "eu" if i % 2 else "us", f"2024-01-01 00:{i % 60:02d}:00", f"S{i}")
-                for i in range(100)]
-        conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?)", rows)
-    conn.close()
-    return path
-
-
-def sqlite_job(path, column="id", query="SELECT id, site, at, code FROM readings WHERE site = :site", **extra) -> Job:
-    return Job(source={"dbtype": "SQLITE", "filename": str(path)},
-               job={"alias": "t", "key": ["code"], "query": query, "partition_by": column, "partitions": 3,
-                    "params": {"site": "eu"}} | extra)
-
-
-def test_the_slices_of_a_real_query_read_every_row_exactly_once(readings):
-    work = sqlite_job(readings)
-    planned = plan_slices(work, 3)
-    assert planned.rows == 50
-    assert [s.nulls for s in planned.slices] == [False, False, False, True]
-    assert planned.slices[1].lo == -6 and planned.slices[2].lo == 27   # the odd ids among -40..59, site eu
-
-    results = [run_slice(SliceTask(work, s, None)) for s in planned.slices]
-    assert sum(r.counts.rows_read for r in results) == 50 == sum(r.counts.sent for r in results)
-    assert results[3].counts.rows_read == 10              # the eu rows whose id is NULL
-    assert all(r.nbytes > 0 and r.seconds >= 0 for r in results[:3])
-
-
-def test_an_iso_text_column_plans_and_reads_every_row_once(readings):
-    work = sqlite_job(readings, column="at")
-    planned = plan_slices(work, 4)
-    assert planned.slices[1].lo > "2024-01-01 00:01:00" and planned.slices[-1].hi is None
-    reported = []
-    results = [run_slice(SliceTask(work, s, None), reported.append) for s in planned.slices]
-    assert sum(r.counts.rows_read for r in results) == 50 == sum(reported)
+# ---------------------------------------------------------------- planning on a real SQLite file
 
 
 def test_a_partition_column_the_query_lacks_or_of_plain_text_is_one_config_error(readings):
     with pytest.raises(ConfigError, match=r"job.partition_by: column 'nope' is not among the query's columns"):
-        plan_slices(sqlite_job(readings, column="nope"), 3)
+        plan_slices(readings_job(readings, column="nope"), 3)
     with pytest.raises(ConfigError, match=r"column 'code' holds str values \(text that is not ISO 8601\)"):
-        plan_slices(sqlite_job(readings, column="code"), 3)
-
-
-def test_the_local_runner_returns_every_slice_in_order_and_reports_their_rows(readings):
-    work = sqlite_job(readings)
-    tasks = [SliceTask(work, s, None) for s in plan_slices(work, 3).slices]
-    reported = []
-    results = run_local(tasks, workers=2, on_rows=reported.append)
-    assert [r.number for r in results] == [0, 1, 2, 3] and all(r.attempts == 1 for r in results)
-    assert sum(r.counts.rows_read for r in results) == 50 == sum(reported)
-
-
-def test_a_slice_failing_on_every_attempt_fails_the_run_naming_the_slice(readings):
-    # SQLite raises "integer overflow" when it reads the row whose id is 1: only slice 2's reads fail
-    query = ("SELECT id, site, at, code, CASE WHEN id = 1 THEN abs(-9223372036854775807 - 1 + 0 * id) END AS boom "
-             "FROM readings WHERE site = :site")
-    work = sqlite_job(readings, query=query)
-    tasks = [SliceTask(work, s, None) for s in plan_slices(work, 3).slices]
-    with pytest.raises(SliceFailed) as info:
-        run_local(tasks, workers=2, on_rows=lambda n: None)
-    assert str(info.value).startswith(f"slice 2 of 4 (id >= -6 and < 27) failed after {SLICE_ATTEMPTS} attempt(s): ")
-    assert "integer overflow" in str(info.value) and info.value.exit_code == 1
-
-
-def test_infinite_values_in_a_real_sqlite_column_are_read_by_the_open_ends(tmp_path):
-    path = tmp_path / "inf.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE r (code TEXT, v REAL)")
-        conn.executemany("INSERT INTO r VALUES (?, ?)", [("a", float("-inf")), ("b", 1.0), ("c", 2.0),
-                                                           ("d", 3.0), ("e", float("inf")), ("f", None)])
-    conn.close()
-    work = Job(source={"dbtype": "SQLITE", "filename": str(path)},
-               job={"alias": "t", "key": ["code"], "query": "SELECT code, v FROM r", "partition_by": "v",
-                    "partitions": 2, "max_errors": 10, "max_error_rate": 1})
-    planned = plan_slices(work, 2)
-    assert planned.rows == 6 and planned.slices[1].lo == 2.0   # split between the finite 1.0 and 3.0
-    results = [run_slice(SliceTask(work, s, None)) for s in planned.slices]
-    assert [r.counts.rows_read for r in results] == [2, 3, 1]   # -inf, 1 | 2, 3, inf | NULL
-    # infinity cannot be JSON: those two rows are rejected (dead letters), not lost
-    assert sum(len(r.counts.rejected) for r in results) == 2
+        plan_slices(readings_job(readings, column="code"), 3)
 
 
 def test_a_cluster_without_a_partition_column_is_refused(readings):
     with pytest.raises(ConfigError, match="job.cluster needs job.partition_by"):
-        plan_slices(sqlite_job(readings, column=None, partitions=1, cluster="tcp://127.0.0.1:8786"), 1)
-
-
-# ---------------------------------------------------------------- adding up
-
-
-def result(number, indexed, duplicates, ids=(), attempts=1) -> SliceResult:
-    counts = Counts(rows_read=indexed + duplicates, sent=indexed + duplicates,
-                    answers=Answers(indexed=indexed, duplicates=duplicates, duplicate_ids=list(ids)))
-    return SliceResult(number, counts, [], attempts=attempts)
-
-
-def test_counts_merge_adds_every_counter_and_keeps_a_short_duplicate_sample():
-    total = Counts()
-    total.merge(Counts(rows_read=3, skipped=1, sent=2,
-                       answers=Answers(indexed=2, bulk_requests=1, duplicate_ids=["a", "b", "c"])))
-    total.merge(Counts(rows_read=4, sent=4, answers=Answers(indexed=3, duplicates=1, retried=2,
-                                                          duplicate_ids=["d", "e", "f"])))
-    n = total.numbers()
-    assert (n["rows_read"], n["skipped"], n["sent"], n["indexed"], n["duplicates"], n["retried"],
-            n["bulk_requests"]) == (7, 1, 6, 5, 1, 2, 1)
-    assert total.answers.duplicate_ids == ["a", "b", "c", "d", "e"]
-
-
-def test_a_rerun_slices_updated_answers_are_not_duplicates():
-    # slice 1 was rerun: 40 of its 100 documents answered "updated" (its failed attempt wrote them)
-    results = [result(0, 100, 0), result(1, 60, 40, ["x"], attempts=2)]
-    assert duplicates(results, 200) == 0
-    assert merged(results).answers.duplicate_ids == []
-
-
-def test_duplicates_across_slices_are_what_the_index_lacks():
-    results = [result(0, 100, 0), result(1, 99, 1, ["k7"])]
-    assert duplicates(results, 199) == 1 and merged(results).answers.duplicate_ids == ["k7"]
-
-
-def test_more_documents_than_the_slices_wrote_is_refused():
-    with pytest.raises(VerificationError, match="rows changed between a slice's attempts"):
-        duplicates([result(0, 10, 0)], 11)
-
-
-# ---------------------------------------------------------------- the coordinator's rows check
-
-
-def test_slices_that_read_another_number_of_rows_than_the_query_returns_are_refused(readings):
-    import asyncio
-
-    from indexer.commands.reindex import _check_rows
-    from indexer.run import Summary
-
-    work = sqlite_job(readings)   # the query returns 50 rows (site eu)
-    summary = Summary(command="reindex", started="", job="t", alias="t")
-    asyncio.run(_check_rows(work, summary, 50, 50))
-    with pytest.raises(VerificationError, match="the slices read 48 rows but job.query returns 50 .*alias not changed"):
-        asyncio.run(_check_rows(work, summary, 48, 50))   # counted again: still 50, so two rows were lost
-    assert summary.warnings == []
-    # a count that moved between planning and now is a table that changed: no count can settle that
-    asyncio.run(_check_rows(work, summary, 53, 52))
-    assert summary.warnings == ["the slices read 53 rows while job.query returned 52 when they were planned "
-                                "and 50 after: the source changed during the reindex (the next sync catches up)"]
+        plan_slices(readings_job(readings, column=None, partitions=1, cluster="tcp://127.0.0.1:8786"), 1)

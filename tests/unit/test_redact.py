@@ -1,4 +1,4 @@
-"""Secrets are taken out of messages by their structure, never by their text (indexer.redact)."""
+"""indexer.redact: secrets are taken out of messages by their structure, never by their text."""
 
 import pytest
 

@@ -1,21 +1,30 @@
-"""Counting bulk outcomes (indexer.sink.Sender).
+"""indexer.sink: the load stage. ``Sender`` counts every bulk outcome and retries what may be retried;
+``load`` ends the run promptly on an error in any stage and bounds memory; ``Acks`` release chunks in source
+order; the error budget.
 
-These are unit tests of the counting and retry logic only: the Engine is a small
-fake whose ``bulk()`` answers from a script, so no cluster is involved. What a real
-cluster answers is covered by the integration tests.
+The Engine is a small fake whose ``bulk()`` answers from a script (or stalls, or fails), and the chunk
+source a generator standing in for ``extract.read_chunks``: this tests the counting, the retry logic and the
+wiring between the reader thread, the bounded queue and the senders, not the cluster. What a real cluster
+answers is covered by the integration and fault tests.
 """
 
 import asyncio
+import threading
+import time
 
 import pytest
 
-from indexer.documents import delete_action, dumps, index_action
-from indexer.documents import Action
-from indexer.engine import ApiStatusError, BulkAnswer
+from indexer.config import DEFAULT_QUEUE_CHUNKS, Job, JobSettings
+from indexer.counts import Answers, Counts, Failure
+from indexer.deadletter import DeadLetters
+from indexer.documents import Action, delete_action, dumps, index_action
+from indexer.engine import ApiStatusError, BulkAnswer, Engine
+from indexer.errors import EngineError, SourceError, VerificationError
+from indexer.extract import Chunk
 from indexer.retry import RetryPolicy
-from indexer.errors import EngineError
-from indexer.counts import Answers, Failure
-from indexer.sink import Sender
+from indexer.sink import Acks, Sender, check_error_budget, load
+from tests.support.builders import chunk, doubled_chunk
+from tests.support.fakes import ScriptedClient, Transport, pressure
 
 FAST = RetryPolicy(max_retry_time=2.0, initial=0.001, cap=0.005)
 
@@ -327,3 +336,162 @@ def test_versioned_a_conflict_in_a_resent_body_is_still_a_duplicate():
     answer = {**response(error(409, "version_conflict_engine_exception", CONFLICT), ok("updated", 200)), "resent": True}
     sent = send(ScriptedEngine(answer), *actions("same", "same"), fresh_index=True, versioned=True)
     assert (sent.indexed, sent.duplicates, sent.failed) == (1, 1, [])
+
+
+# ---------------------------------------------------------------- a request the node can never take
+
+
+def test_the_sender_splits_a_request_the_node_can_never_take_instead_of_retrying_it():
+    class Sized(Transport):
+        async def perform_request(self, method, path, params=None, body=None, headers=None):
+            self.calls += 1
+            lines = body.count(b"\n") // 2
+            if lines > 1:  # more than one document: over the node's whole budget
+                raise pressure(60_918_088, 53_687_091)
+            return {"items": [{"index": {"status": 201, "result": "created"}}]}
+
+    client = ScriptedClient(transport=Sized({}))
+    engine = Engine(client, "opensearch", "http://127.0.0.1:9200", RetryPolicy(max_retry_time=60))
+    batch = [Action(i, index_action(i, dumps({"id": i})), n) for n, i in enumerate(["a", "b", "c"])]
+    sent = asyncio.run(Sender(engine, "x").send(batch))
+    assert sent.indexed == 3 and not sent.failed and engine.retries == 0
+    assert client.transport.calls == 5  # abc -> a | bc -> b, c: split at once, never waited on
+
+
+# ---------------------------------------------------------------- acknowledgement in source order, the error budget
+
+
+def settings(**extra) -> JobSettings:
+    return JobSettings(alias="t", key=["id"], query="SELECT 1", **extra)
+
+
+def test_acks_release_chunks_in_source_order_only():
+    acks = Acks()
+    assert acks.done(chunk(1)) == [] and acks.done(chunk(2)) == []
+    assert [c.seq for c in acks.done(chunk(0))] == [0, 1, 2]
+    assert [c.seq for c in acks.done(chunk(3))] == [3]
+
+
+def test_while_streaming_the_rate_waits_for_a_thousand_rows_but_max_errors_does_not():
+    counts = Counts()
+    counts.add(chunk(0, actions=0, rejected=5), Answers())
+    check_error_budget(settings(), counts)                     # 5 of 5 rows, but only 5 rows read so far
+    with pytest.raises(VerificationError, match=r"5 document\(s\) failed for good in 5 rows, over job.max_error_rate"):
+        check_error_budget(settings(), counts, final=True)      # at the end the rate counts, whatever the size
+    with pytest.raises(VerificationError, match=r"over job.max_errors = 4 \(first: row 1: NULL key\)"):
+        check_error_budget(settings(max_errors=4), counts)
+
+
+def test_a_run_within_budget_passes_at_the_end_too():
+    counts = Counts()
+    counts.add(chunk(0, actions=999, rejected=1), Answers(indexed=999))
+    check_error_budget(settings(max_error_rate=0.01), counts, final=True)
+
+
+def test_the_error_budget_names_documents_and_rows_apart_when_a_transform_changes_their_number():
+    """A transform returning two documents a row broke the sums ("3430 documents failed in 1715 rows")."""
+    counts = Counts()
+    counts.add(doubled_chunk(), Answers(indexed=5))
+    with pytest.raises(VerificationError, match=r"^1 document\(s\) failed for good in 6 documents \(from 3 rows\)"):
+        check_error_budget(settings(max_error_rate=0.1), counts, final=True)
+
+
+# ---------------------------------------------------------------- load: errors end the run, back-pressure bounds memory
+
+
+JOB = Job(source={"dbtype": "SQLITE", "filename": "unused.db"}, target={"max_retry_time": 1},
+          job={"alias": "t", "key": ["id"], "query": "SELECT 1", "concurrency": 2})
+
+
+class SourceBroke(SourceError):
+    pass
+
+
+def chunks(counter: dict, fail_after: int | None = None):
+    """An endless source of one-document chunks; counts what it produced."""
+    def make():
+        seq = 0
+        try:
+            while True:
+                if fail_after is not None and seq == fail_after:
+                    raise SourceBroke("the database went away")
+                line = index_action(str(seq), dumps({"id": seq}))
+                counter["produced"] = seq + 1
+                yield Chunk(seq, 1, [Action(str(seq), line, 0)], [])
+                seq += 1
+        finally:
+            counter["closed"] = True
+    return make
+
+
+class PacedEngine:
+    """Answers every bulk after ``delay`` seconds (the scenario: a slow cluster), or raises ``fail``."""
+
+    policy = RetryPolicy(max_retry_time=1)
+
+    def __init__(self, delay: float = 0.0, fail: Exception | None = None):
+        self.delay, self.fail, self.requests = delay, fail, 0
+
+    async def bulk(self, target, body):
+        self.requests += 1
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise self.fail
+        return BulkAnswer([{"index": {"status": 201, "result": "created"}}], resent=False)
+
+
+def reader_threads():
+    return [t for t in threading.enumerate() if t.name == "indexer-source" and t.is_alive()]
+
+
+def start_load(make, engine, dead_dir, stop=None):
+    dead = DeadLetters(dead_dir / "dead.ndjson", "job", "t", ["id"], "run")
+    return load(make, Sender(engine, "t", fresh_index=True), JOB.job, Counts(), dead_letters=dead, stop=stop)
+
+
+def run_load(make, engine, dead_dir):
+    asyncio.run(start_load(make, engine, dead_dir))
+
+
+def test_a_failing_source_ends_the_run_with_its_error_and_no_thread_left(tmp_path):
+    counter = {}
+    started = time.monotonic()
+    with pytest.raises(SourceBroke, match="the database went away"):
+        run_load(chunks(counter, fail_after=5), PacedEngine(), tmp_path)
+    assert time.monotonic() - started < 5
+    assert counter["produced"] == 5
+    assert reader_threads() == []
+
+
+def test_a_failing_sink_stops_the_endless_reader_promptly(tmp_path):
+    counter = {}
+    started = time.monotonic()
+    with pytest.raises(ApiStatusError, match="mapper_parsing_exception"):
+        run_load(chunks(counter), PacedEngine(fail=ApiStatusError(400, "mapper_parsing_exception", "bad", "bulk")),
+                 tmp_path)
+    assert time.monotonic() - started < 5
+    assert counter.get("closed") is True        # the reader's cleanup ran
+    assert reader_threads() == []
+
+
+def test_a_slow_sink_holds_the_reader_back_and_a_stop_ends_the_run(tmp_path):
+    counter = {}
+    engine = PacedEngine(delay=0.2)
+    seen = {}
+
+    async def main():
+        event = asyncio.Event()
+        task = asyncio.create_task(start_load(chunks(counter), engine, tmp_path, stop=event))
+        await asyncio.sleep(1.0)  # the scenario: time for an unbounded reader to run far ahead (nothing to wait for)
+        seen["produced"], seen["requests"] = counter["produced"], engine.requests
+        event.set()
+        started = time.monotonic()
+        await task
+        seen["stop_took"] = time.monotonic() - started
+
+    asyncio.run(main())
+    # sent or in a sender's hands, plus a full queue, plus the one the reader waits to put
+    assert seen["produced"] <= seen["requests"] + JOB.job.concurrency + DEFAULT_QUEUE_CHUNKS + 1
+    assert seen["produced"] < 40          # an unbounded reader would have made thousands by now
+    assert seen["stop_took"] < 2          # the chunks in flight finish, nothing more
+    assert reader_threads() == []

@@ -36,28 +36,6 @@ PG = dict(dbtype="PG", host="db.example", port=5432, dbname="plant", user="reade
 BOOM = "abs(-9223372036854775807 - 1 + 0 * id) AS Boom"
 
 
-@pytest.fixture
-def db(tmp_path):
-    path = tmp_path / "readings.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE readings (id INTEGER PRIMARY KEY, Site TEXT, code TEXT, changed TEXT)")
-        conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?)", [
-            (i, "eu" if i % 2 else "us", f"SEN{i:06d}", f"2024-01-{i:02d} 10:00:00") for i in range(1, 8)])
-    conn.close()
-    return SourceConfig(dbtype="SQLITE", filename=path)
-
-
-@pytest.fixture
-def readings_db(tmp_path):
-    path = tmp_path / "readings.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE readings (id INTEGER PRIMARY KEY, Site TEXT, reading REAL)")
-        conn.executemany("INSERT INTO readings VALUES (?, ?, ?)",
-                         [(i, "eu" if i % 2 else "us", i / 2) for i in range(1, 8)])
-    conn.close()
-    return path
-
-
 def one_line_error(call) -> str:
     with pytest.raises(SourceError) as info:
         call()

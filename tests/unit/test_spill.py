@@ -1,4 +1,4 @@
-"""Sets of ids larger than memory (indexer.spill): sorted runs on disk, merged back in order, and the
+"""indexer.spill: sets of ids larger than memory. Sorted runs on disk, merged back in order, and the
 temporary folders: removed at the end, also on failure, and after a killed run by the next one."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Template files: loading order, validation, and comparing with the cluster's shape (indexer.templates)."""
+"""indexer.templates: template files. Loading order, validation, composing, and comparing with the cluster's shape."""
 
 import json
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""The user's transform: imported from the job folder without leaving it on sys.path, and checked (indexer.transform)."""
+"""indexer.transform: the user's transform, imported from the job folder without leaving it on sys.path, and checked."""
 
 import sys
 import uuid

@@ -1,4 +1,4 @@
-"""Watermarks keep their type, apply the lookback in it, and are stored exactly."""
+"""indexer.watermark: watermark values keep their type, apply the lookback in it, and are stored exactly."""
 
 import datetime as dt
 from decimal import Decimal

@@ -1,18 +1,17 @@
-"""preview's pure parts (strict-mapping check, problem lines, throwaway names, output forms) and its
-sample reader on real SQLite files; no cluster involved."""
+"""indexer.commands.preview without a cluster: its pure parts (the strict-mapping check, the problem lines,
+the output forms, the job's own templates against the cluster's) and its sample reader on real SQLite files.
+Against the real node: tests/integration/test_preview.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import json
 import sqlite3
 from decimal import Decimal
 
 import orjson
-import pytest
 
-from indexer import extract, scratch
+from indexer import extract
 from indexer.commands import preview
 from indexer.config import Job
 from indexer.documents import Action, Rejected
@@ -66,28 +65,6 @@ def test_rejected_rows_are_grouped_by_reason_and_counted_from_one():
 def test_duplicate_ids_are_named_once_with_their_count():
     actions = [Action(i, b"", n) for n, i in enumerate(["a", "b", "a", "a"])]
     assert preview.duplicate_ids(actions) == ["id 'a' is given to 3 rows of the sample: job.key does not identify a row"]
-
-
-@pytest.mark.parametrize("alias", ["indexer", "indexer_preview", "i", "sensors"])
-def test_a_throwaway_name_never_matches_an_alias_pattern(alias):
-    name = scratch.scratch_name(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
-    assert name.startswith("indexer_preview_20260102030405_") and "-" not in name
-    assert not fnmatch.fnmatch(name, f"{alias}-*")
-
-
-def test_only_old_throwaway_indices_are_leftovers():
-    now = dt.datetime(2026, 1, 2, 12, 0, tzinfo=dt.timezone.utc)
-    assert scratch.is_leftover(scratch.scratch_name(now - dt.timedelta(minutes=11)), now)
-    assert not scratch.is_leftover(scratch.scratch_name(now - dt.timedelta(minutes=1)), now)
-    assert not scratch.is_leftover("indexer_preview_20200101000000_nothex!!", now)
-    assert not scratch.is_leftover("indexer_preview_mine", now)
-
-
-def test_a_throwaway_index_takes_the_template_settings_but_no_policy_allocation_or_replicas():
-    simulated = {"index": {"number_of_shards": "2", "number_of_replicas": "1", "analysis": {"analyzer": {}},
-                           "lifecycle": {"name": "p"}, "routing": {"allocation": {}}, "refresh_interval": "1s"}}
-    assert scratch.scratch_settings(simulated) == {"index": {
-        "number_of_shards": "2", "analysis": {"analyzer": {}}, "refresh_interval": "1s", "number_of_replicas": 0}}
 
 
 def report(**changes) -> preview.Preview:

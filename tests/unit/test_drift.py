@@ -1,5 +1,6 @@
-"""The comparison of reconcile without a cluster (indexer.reconcile): the merge-join, the refusals,
-the projection of the query, and the lines the CLI prints."""
+"""indexer.drift: the comparison reconcile makes, without a cluster. The merge-join of the source's ids and the
+index's (in bounded memory, on real files), the refusals, and the projection of the query that reads only
+the ids when it can."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ import random
 import pytest
 
 from indexer.config import JobSettings
-from indexer.commands.reconcile import ReconcileSummary
 from indexer.drift import SAMPLE, Diff, compare, projection, refusal
-from indexer.terminal import _reconciled
 from indexer.spill import SortedIds
 
 
@@ -80,16 +79,3 @@ def test_whole_rows_are_read_with_a_transform_or_a_key_that_is_no_plain_column()
     assert projection(_settings(transform="mod:fn"), ("code", "site")) is None
     nested = JobSettings(alias="s", key=["meta.code"], query="SELECT code AS \"meta.code\" FROM t")
     assert projection(nested, ("meta.code",)) is None
-
-
-def test_the_cli_lines_name_the_counts_and_the_samples():
-    s = ReconcileSummary(command="reconcile", started="t", job="job", alias="sensors", index="sensors-1",
-                         in_source=4, in_index=5, compared=6, unchanged=3, to_delete=2, to_index=1,
-                         sample_to_delete=["x", "y"], sample_to_index=["a"], dry_run=True, ids_per_second=12.0)
-    assert _reconciled(s) == [
-        "compared 6 ids = 3 unchanged + 2 to delete + 1 to index (4 in the source, 5 in sensors-1; "
-        "0 source rows without an id); 12 ids/s; dry run: nothing written",
-        "to delete, e.g.: 'x', 'y'",
-        "to index, e.g.: 'a'",
-    ]
-    assert s.as_dict()["compared"] == 6 and s.as_dict()["sample_to_delete"] == ["x", "y"]

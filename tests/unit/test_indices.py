@@ -1,8 +1,8 @@
-"""Names of the indices a reindex creates and owns (indexer.indices.index_name, owned_indices)."""
+"""indexer.indices: the names of the indices a reindex creates (the alias and the UTC second, never a
+name taken) and the ones it owns (exactly ``<alias>-`` and fourteen digits, oldest first)."""
+
 
 import datetime as dt
-
-import pytest
 
 from indexer.indices import index_name, owned_indices
 
@@ -50,20 +50,6 @@ def test_alias_characters_are_matched_literally():
 def test_a_name_made_by_index_name_is_owned():
     name = index_name("sensors", NOW, [])
     assert owned_indices("sensors", [name]) == [name]
-
-
-@pytest.mark.parametrize("dbtype, bind", [("SQLITE", ":since"), ("ORACLE", ":since"), ("PG", "%(since)s"), ("MSSQL", "?")])
-def test_the_derived_sync_query_binds_the_watermark_in_the_drivers_style(dbtype, bind):
-    from indexer.config import Job
-    from indexer.extract import sync_query
-
-    source = {"dbtype": dbtype, "filename": "x.db"} if dbtype == "SQLITE" else {
-        "dbtype": dbtype, "host": "h", "port": 1, "dbname": "d", "user": "u", "password_env": "P", "odbc_driver": "x"}
-    if dbtype != "MSSQL":
-        source.pop("odbc_driver", None)
-    job = Job(source=source, job={"alias": "a", "key": ["code"], "query": "SELECT code, changed FROM t",
-                                  "watermark": "CHANGED"})
-    assert sync_query(job) == f"SELECT * FROM (SELECT code, changed FROM t) q WHERE q.changed >= {bind} ORDER BY q.changed"
 
 
 def test_a_name_just_freed_by_deleting_an_orphan_is_not_reused():
