@@ -21,7 +21,8 @@ from indexer.lease import LeaseLostError, LockedError
 from indexer.state import ClusterState, JobState, RunRecord
 from indexer.watermark import Mark
 from tests.support.harness import (
-    alias_targets, count, http, indices, lock_of, put_lock, run_indexer, slow_job, start_indexer, wait_until,
+    alias_targets, count, http, indices, lock_of, put_lock, run_indexer, slow_job, stacks_of, start_indexer,
+    wait_until,
 )
 from tests.support.httpproxy import ProxyServer
 
@@ -224,10 +225,10 @@ def test_cli_a_reindex_lasting_several_lease_lengths_keeps_its_lock_against_a_se
         still_running = first.poll() is None
         try:
             stdout, stderr = first.communicate(timeout=120)
-        except subprocess.TimeoutExpired:  # it hung once in a full run, cause unknown: keep what it said
-            first.kill()
-            said = first.communicate()[1]
-            pytest.fail(f"the first reindex never ended; the lock: {lock_of(lock_alias)}; its stderr: {said[-3000:]}")
+        except subprocess.TimeoutExpired:  # it hung once in a full run, cause unknown: where each thread is
+            lock = lock_of(lock_alias)
+            pytest.fail(f"the first reindex never ended; the lock: {lock}; its stderr and stacks: "
+                        f"{stacks_of(first)[-6000:]}")
     finally:
         if first.poll() is None:
             first.kill()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -307,10 +308,23 @@ def run_indexer(*args: str, env: dict | None = None, timeout: float = 180) -> su
 
 
 def start_indexer(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """The real CLI started in a child process; with faulthandler on, so that ``stacks_of`` can ask a hung
+    one where each of its threads is."""
     return subprocess.Popen(
-        [sys.executable, "-m", "indexer.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, **(env or {})}, cwd=REPO,
+        [sys.executable, "-X", "faulthandler", "-m", "indexer.cli", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=REPO,
     )
+
+
+def stacks_of(proc: subprocess.Popen) -> str:
+    """End a hung ``start_indexer`` child with SIGABRT: faulthandler prints every thread's stack on stderr
+    as it dies. Its stderr, to put in the test's failure."""
+    proc.send_signal(signal.SIGABRT)
+    try:
+        return proc.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[1]
 
 
 # ------------------------------------------------------------------ sources and sensors jobs
