@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 LEASE_ENV = "INDEXER_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 600.0
 RENEW_RETRY_SECONDS = 5.0  # after a failed renewal, try again this soon (or at the usual interval, if shorter)
+RELEASE_SECONDS = 30.0     # the most a run waits at its end to delete its lock (it expires on its own anyway)
 
 
 class LockedError(RefusedError):
@@ -96,14 +97,17 @@ class Lease:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
-        self._held = False
-        try:  # only deletes the lock while it is still ours
-            await asyncio.shield(self.store.release(self.alias))
-        except (IndexerError, OSError) as exc:  # never hide the run's own outcome behind this
-            log.warning("could not release the lock on alias %r: %s", self.alias, exc)
+        self._held = False  # the renewal stops at its next look, even if a cancel below were lost
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=1)
+        try:  # only deletes the lock while it is still ours; bounded: an unreleased lock expires anyway
+            async with asyncio.timeout(RELEASE_SECONDS):
+                await asyncio.shield(self.store.release(self.alias))
+        except (IndexerError, OSError, TimeoutError) as exc:  # never hide the run's own outcome behind this
+            log.warning("could not release the lock on alias %r (%s); it expires on its own", self.alias,
+                        exc or "no answer in time")
 
     @property
     def lost(self) -> bool:
@@ -124,7 +128,8 @@ class Lease:
         if self.lost:
             return True
         try:
-            holder = await asyncio.wait_for(self.store._holder(self.alias), timeout=5)
+            async with asyncio.timeout(5):
+                holder = await self.store._holder(self.alias)
         except Exception:  # noqa: BLE001 - unknown is not lost
             return False
         if holder.get("token") != self.store.owner["token"]:
@@ -152,8 +157,12 @@ class Lease:
                 self._lose("could not be renewed before it expired")
                 return
             expires = time.time() + self.seconds
-            try:  # bounded by the expiry: a renewal that answers later is no use
-                holder = await asyncio.wait_for(self.store._renew(self.alias, expires), timeout=left)
+            # Bounded by the expiry: a renewal that answers later is no use. asyncio.timeout, not wait_for:
+            # on Python 3.11 wait_for returns a result that arrives with a cancel and drops the cancel, and
+            # __aexit__'s cancel was lost that way (a run that renewed its lock forever after its work).
+            try:
+                async with asyncio.timeout(left):
+                    holder = await self.store._renew(self.alias, expires)
             except TimeoutError:
                 self._lose("could not be renewed before it expired")
                 return
@@ -164,6 +173,8 @@ class Lease:
             if holder is not None:
                 self._lose(f"taken over by pid {holder.get('pid')} on host {holder.get('host')} after it expired"
                            if holder else "its lock was deleted by someone else")
+                return
+            if not self._held:
                 return
             self.expires, delay = expires, interval
 

@@ -127,7 +127,8 @@ async def _record(store: StateStore | None, summary: Summary) -> None:
     if store is None:
         return
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(asyncio.shield(store.record_run(summary.alias, summary.record())), 10)
+        async with asyncio.timeout(10):
+            await asyncio.shield(store.record_run(summary.alias, summary.record()))
 
 
 # The summary of the run started last in this process (a watch loop runs one at a time).

@@ -172,7 +172,8 @@ async def _remember_failure(job: Job, frame: Run, exc: IndexerError) -> None:
         frame.lease.check()
         state = await frame.store.load(job.job.alias)
         state.last_reconcile = frame.summary.record()
-        await asyncio.wait_for(frame.store.save(job.job.alias, state), 10)
+        async with asyncio.timeout(10):
+            await frame.store.save(job.job.alias, state)
 
 
 async def due(job: Job, *, engine: Engine | None = None, state_file: Path | None = None) -> bool:

@@ -82,5 +82,6 @@ async def watch(job: Job, every: float, every_text: str, *, stop: asyncio.Event,
             succeeded = True
             observer.passed("sync", summary)
         if not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every):
+                    await stop.wait()
