@@ -187,12 +187,14 @@ def test_requests_over_the_size_cap_are_split_and_a_lone_giant_is_dead_lettered(
     assert documents(alias) == expected
 
 
-def _kill_reader(pg_tables, proc):
-    """Terminate the indexer's database session once it is streaming chunks (FETCH FORWARD <chunk_size>)."""
+def _kill_reader(pg_tables, table, proc):
+    """Terminate the indexer's database session once it is streaming chunks (FETCH FORWARD <chunk_size>) from
+    ``table``: only that session, as the suites of other engines may be reading their own tables from this server."""
     def terminated() -> list:
         with pg_tables.conn, pg_tables.conn.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'indexer' "
-                        "AND query LIKE 'FETCH FORWARD 100 %'")
+            cur.execute("SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+                        "WHERE a.application_name = 'indexer' AND a.query LIKE 'FETCH FORWARD 100 %%' "
+                        "AND l.relation = %s::regclass", (table,))
             return cur.fetchall()
 
     wait_until(terminated, "the indexer reading from PostgreSQL", proc, timeout=30)
@@ -208,7 +210,7 @@ def test_a_database_connection_killed_mid_run_fails_cleanly_and_a_rerun_is_exact
 
     for command in ("reindex", "sync"):
         proc = start_indexer(command, str(job))
-        _kill_reader(pg_tables, proc)
+        _kill_reader(pg_tables, pg_table, proc)
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 1, stderr
         assert stderr.startswith("error: reading rows failed") and "Traceback" not in stderr

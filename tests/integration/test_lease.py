@@ -21,7 +21,7 @@ from indexer.lease import LeaseLostError, LockedError
 from indexer.state import ClusterState, JobState, RunRecord
 from indexer.watermark import Mark
 from tests.support.harness import (
-    alias_targets, count, http, indices, lock_of, put_lock, run_indexer, slow_job, stacks_of, start_indexer,
+    alias_targets, count, http, indices, lock_of, put_lock, readable, run_indexer, slow_job, stacks_of, start_indexer,
     wait_until,
 )
 from tests.support.httpproxy import ProxyServer
@@ -247,7 +247,7 @@ def test_cli_a_killed_reindex_is_taken_over_once_its_lease_expired(tmp_path, tar
     env = {"INDEXER_LEASE_SECONDS": str(LEASE)}
     killed = start_indexer("reindex", str(job), env=env)
     lock = _took_its_lock(lock_alias, killed)
-    wait_until(lambda: any(count(i) for i in indices(f"{lock_alias}-*")), "the reindex writing", killed, timeout=30)
+    wait_until(lambda: any(count(i) for i in readable(f"{lock_alias}-*")), "the reindex writing", killed, timeout=30)
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=30)
     orphan = indices(f"{lock_alias}-*")

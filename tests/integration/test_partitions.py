@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.harness import (
-    alias_targets, count, documents, indices, pg_source, run_indexer, slow_transform, sql, sql_many, sqlite_source,
+    alias_targets, count, documents, indices, pg_source, readable, run_indexer, slow_transform, sql, sql_many, sqlite_source,
     start_indexer, wait_until, write_job,
 )
 
@@ -214,7 +214,7 @@ def test_sigterm_stops_the_workers_deletes_the_new_index_and_leaves_the_alias(tm
         "partitions": 4, "chunk_size": 50, "transform": slow_transform(tmp_path, 0.3)})   # about 20 s of work
     run = start_indexer("reindex", str(job))
     try:
-        wait_until(lambda: any(count(i) for i in indices(f"{alias}-*") if i != good["index"]),
+        wait_until(lambda: any(count(i) for i in readable(f"{alias}-*") if i != good["index"]),
                    "the slices writing into the new index", run)
         workers = children(run.pid)
         run.send_signal(signal.SIGTERM)

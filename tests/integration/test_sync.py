@@ -11,7 +11,7 @@ import sqlite3
 import time
 
 from tests.support.harness import (
-    CLIENT_ENGINE, document, documents, http, indices, live_sensors, lock_of, pg_documents, run_indexer, sensors_job,
+    CLIENT_ENGINE, document, documents, http, live_sensors, lock_of, pg_documents, readable, run_indexer, sensors_job,
     slow_transform, sql, sqlite_source, start_indexer, stored_state, wait_until, write_job,
 )
 from tests.support.httpproxy import ProxyServer
@@ -133,7 +133,7 @@ def test_changes_made_during_a_reindex_are_caught_by_the_next_sync(tmp_path, eng
     job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, chunk_size=100,
                    transform=slow_transform(tmp_path, 0.2))   # 30 chunks: about 6 s
     proc = start_indexer("reindex", str(job), "--json")
-    wait_until(lambda: any(document(i, "SEN0000002") for i in indices(f"{alias}-*")),
+    wait_until(lambda: any(document(i, "SEN0000002") for i in readable(f"{alias}-*")),
                "the reindex wrote SEN0000002 (read in its first chunk)", proc)
     # the changes commit once the reindex has read its last row (SQLite lets no write in while it reads)
     sql(sqlite_sensors, "UPDATE sensors SET value = -1, date_updated = '2025-03-03 03:03:03' WHERE code = 'SEN0000002'")

@@ -12,7 +12,7 @@ import signal
 import time
 
 from tests.support.harness import (
-    CLIENT_ENGINE, SENSORS, alias_targets, count, document, documents, http, indices, put_lock, run_indexer,
+    CLIENT_ENGINE, SENSORS, alias_targets, count, document, documents, http, indices, put_lock, readable, run_indexer,
     sensors_job, slow_transform, sql, sql_many, sqlite_source, start_indexer, state_document, stored_state, wait_until,
     write_job,
 )
@@ -168,7 +168,7 @@ def test_ctrl_c_during_a_reindex_exits_130_cleans_up_and_is_recorded(tmp_path, e
                        transform=slow_transform(tmp_path, 0.2))   # 30 chunks: about 6 s
     for sig, code, word in ((signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")):
         proc = start_indexer("reindex", str(slow))
-        wait_until(lambda: any(count(i) for i in indices(f"{alias}-*") if i != first),
+        wait_until(lambda: any(count(i) for i in readable(f"{alias}-*") if i != first),
                    "the reindex writing into its new index", proc)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)

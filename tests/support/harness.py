@@ -114,6 +114,19 @@ def indices(pattern: str) -> list[str]:
     return sorted(body) if status == 200 else []
 
 
+def readable(pattern: str) -> list[str]:
+    """The indices matching ``pattern`` whose primary shards have all started, so reads answer: a GET or a count
+    on an index a run has just created can meet its shard still recovering (503), more often on a busy machine."""
+    status, body = http("GET", f"/_cat/shards/{pattern}?format=json&h=index,prirep,state")
+    if status != 200:
+        return []
+    primaries: dict[str, set[str]] = {}
+    for shard in body:
+        if shard["prirep"] == "p":
+            primaries.setdefault(shard["index"], set()).add(shard["state"])
+    return sorted(name for name, states in primaries.items() if states == {"STARTED"})
+
+
 def count(name: str) -> int:
     http("POST", f"/{name}/_refresh")
     status, body = http("GET", f"/{name}/_count")
