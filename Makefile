@@ -12,7 +12,7 @@ export PG_PASSWORD ?= indexer-test-only
 export ENGINE_PORT ?= 9200
 # The local search node (scripts/engine.sh): opensearch | elasticsearch (8.19) | elasticsearch9 (9.2, Java 21+).
 ENGINE ?= opensearch
-# `make test` runs every engine, one after the other; `make test ENGINE=x` runs only x.
+# `make test` runs every engine side by side (ports ENGINE_PORT, +1, +2); `make test ENGINE=x` runs only x.
 ENGINES ?= $(if $(filter command line environment,$(origin ENGINE)),$(ENGINE),opensearch elasticsearch elasticsearch9)
 ENGINE_NAME = $(if $(filter opensearch,$(ENGINE)),OpenSearch,Elasticsearch)
 
@@ -20,7 +20,7 @@ ENGINE_NAME = $(if $(filter opensearch,$(ENGINE)),OpenSearch,Elasticsearch)
 
 help:
 	@echo "make demo         set up, start a local search node, index 100,000 demo rows (ENGINE=opensearch|elasticsearch|elasticsearch9)"
-	@echo "make test         unit tests, then the engine tests on OpenSearch, Elasticsearch 8 and 9 in turn (starts and stops what it needs)"
+	@echo "make test         lint, unit tests, then the engine tests on OpenSearch, Elasticsearch 8 and 9 side by side (starts and stops what it needs)"
 	@echo "make engine       start the local node: ENGINE=opensearch (default) | elasticsearch | elasticsearch9, ENGINE_PORT=9200"
 	@echo "make engine-stop  stop the local node (whichever is running; ENGINE=... for just that one)"
 	@echo "make pg           start the local PostgreSQL server (pg-stop stops it)"

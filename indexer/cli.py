@@ -96,7 +96,8 @@ def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate
     async def main() -> int:
         if terminate:
             task = asyncio.current_task()
-            assert task is not None
+            if task is None:  # asyncio.run runs main() as a task: never
+                raise RuntimeError("no current task to cancel on SIGTERM")
 
             def on_term() -> None:
                 nonlocal terminated

@@ -313,7 +313,8 @@ def _format_like(template: str, value: dt.datetime) -> str:
     if len(template) == 10:
         return value.date().isoformat()
     match = _ISO_TEXT.match(template)
-    assert match is not None  # the template is a watermark value of kind ISO text: it matched before
+    if match is None:  # the template is a watermark value of kind ISO text: it matched before
+        raise ValueError(f"not ISO-8601 text: {template!r}")
     sep = template[10]
     frac, tz = match.group(3), match.group(4)
     layout = "%H:%M" if match.group(2) is None else "%H:%M:%S"

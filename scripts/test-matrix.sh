@@ -89,7 +89,9 @@ start_engine() {  # start_engine ENGINE: this checkout's node on its port (reuse
   ENGINE="$engine" ENGINE_PORT="$port" "$HERE/engine.sh" start || return 1
   echo started >"$LOGS/$engine.started"
 }
-echo "=== engines: ${ENGINE_LIST[*]} on ports ${port_of[*]}"
+ports=()
+for engine in "${ENGINE_LIST[@]}"; do ports+=("${port_of[$engine]}"); done
+echo "=== engines: ${ENGINE_LIST[*]} on ports ${ports[*]}"
 for engine in "${ENGINE_LIST[@]}"; do
   start_engine "$engine" >"$LOGS/$engine.start.log" 2>&1 &
 done
