@@ -5,6 +5,7 @@
 #
 #   bench/before_after.sh BASE_COMMIT [ROWS_LABEL]     e.g. bench/before_after.sh 0b38ac5 1m
 #   APPEND=BENCHMARKS.md bench/before_after.sh ...     also write the section into BENCHMARKS.md
+#   TITLE="Before and after issue N" APPEND=...          the section's title (one per change measured)
 #
 # Needs the local OpenSearch node and PostgreSQL (make engine, make pg) and the bench data and job
 # files that `python bench/run.py` writes (bench/data/). BASE is checked out in a temporary git
@@ -47,6 +48,6 @@ farm-bench -n "$RUNS" --timeout 3600 \
   -- sh -c "cd $REPO && exec $PY -m indexer.cli reindex $JOB --json --no-progress --state-file $STATE/gc-a.json"
 if [ -n "${APPEND:-}" ]; then
   sleep 1  # tee flushes
-  "$PY" "$REPO/bench/before_after_report.py" "$REPORT" "$APPEND"
+  "$PY" "$REPO/bench/before_after_report.py" "$REPORT" "$APPEND" ${TITLE:+"$TITLE"}
   echo "wrote the section into $APPEND"
 fi

@@ -1,6 +1,8 @@
 """Turn bench/before_after.sh's farm-bench reports into a BENCHMARKS.md section (replacing an older one).
 
-    python bench/before_after_report.py REPORT.txt BENCHMARKS.md
+    python bench/before_after_report.py REPORT.txt BENCHMARKS.md [TITLE]
+
+TITLE (default: issue 10's) names the change measured; a section of the same title is replaced, others kept.
 
 The figures are farm-bench's medians, read from its report; nothing is computed here but the table.
 """
@@ -12,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-TITLE = "## Before and after the restructuring (issue 10), side by side"
+TITLE = "Before and after the restructuring (issue 10)"
 
 
 def sections(text: str) -> list[tuple[str, dict[str, tuple[str, str, str]]]]:
@@ -26,10 +28,10 @@ def sections(text: str) -> list[tuple[str, dict[str, tuple[str, str, str]]]]:
     return out
 
 
-def section(report: str) -> str:
+def section(report: str, title: str) -> str:
     head = next((line for line in report.splitlines() if line.startswith("A:")), "")
     machine = next((line for line in report.splitlines() if line.startswith("farm-bench")), "")
-    lines = [TITLE, "", f"Written by `bench/before_after.sh` (farm-bench, A and B in turn, ratio pair by pair, medians). {head}.",
+    lines = [title, "", f"Written by `bench/before_after.sh` (farm-bench, A and B in turn, ratio pair by pair, medians). {head}.",
              f"Machine: {platform.machine()}, `{machine}`.", "",
              "| what (B: the commit before, unless the line says otherwise) | A CPU s | B CPU s | A/B CPU (min-max) | A/B wall | A peak MiB | B peak MiB |",
              "|---|---|---|---|---|---|---|"]
@@ -45,12 +47,13 @@ def section(report: str) -> str:
 
 def main(argv: list[str]) -> None:
     report, target = Path(argv[0]).read_text(), Path(argv[1])
+    title = f"## {argv[2] if len(argv) > 2 else TITLE}, side by side"
     text = target.read_text() if target.exists() else ""
-    start = text.find(TITLE)
+    start = text.find(title)
     if start >= 0:
-        end = text.find("\n## ", start + len(TITLE))
+        end = text.find("\n## ", start + len(title))
         text = text[:start].rstrip("\n") + ("\n\n" + text[end + 1:] if end >= 0 else "\n")
-    target.write_text(text.rstrip("\n") + "\n\n" + section(report))
+    target.write_text(text.rstrip("\n") + "\n\n" + section(report, title))
 
 
 if __name__ == "__main__":
