@@ -80,6 +80,11 @@ not_ours() {
   fi
 }
 
+# Something (not a healthy node: that was asked first) listens on the port, e.g. another node's transport port 9300.
+port_taken() {
+  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null
+}
+
 our_pid() {
   [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && cat "$PIDFILE"
 }
@@ -184,6 +189,10 @@ start() {
     echo "engine: node $pid is starting; waiting"
   else
     command -v mvn >/dev/null || { echo "engine: mvn not found (apt-get install maven)" >&2; exit 1; }
+    if port_taken; then
+      echo "engine: 127.0.0.1:$PORT is in use by another program (not a search node's HTTP port; a node's transport port?); set ENGINE_PORT to a free port" >&2
+      exit 1
+    fi
     mkdir -p "$DIR"
     if [[ "$ENGINE" == opensearch ]]; then launch_opensearch; else launch_elasticsearch; fi
     echo "$PORT" >"$PORTFILE"

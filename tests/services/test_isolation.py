@@ -159,6 +159,20 @@ def pg_env(data: Path, port: int, password: str) -> dict[str, str]:
     return env | {"PG_DIR": str(data), "PG_PORT": str(port), "PG_PASSWORD": password}
 
 
+def test_engine_refuses_a_port_another_program_listens_on(tmp_path):
+    # e.g. ENGINE_PORT=9300 on a machine where a node's transport port is 9300: one line, nothing started.
+    # The check runs before either launcher is chosen, so one engine covers both.
+    kind = "opensearch"
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        refused = engine_sh(kind, "start", tmp_path, port, timeout=60)
+    assert refused.returncode == 1, refused
+    assert f"127.0.0.1:{port} is in use by another program" in one_line(refused.stderr)
+    assert not (tmp_path / DIRNAME[kind] / "node").exists(), "a refused start must not create the node's folder"
+
+
 def pg_sh(command: str, data: Path, port: int, password: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(PG_SH), command], env=pg_env(data, port, password), capture_output=True,
                           text=True, timeout=120)
