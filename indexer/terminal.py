@@ -75,7 +75,7 @@ def print_summary(summary: Summary, as_json: bool) -> None:
     """A run's summary: one line whose counts visibly add up (docs: "Exit codes and counts"), the warnings
     on stderr, then what only this command has to say; or the summary as JSON."""
     if as_json:
-        sys.stdout.write(json.dumps(summary.as_dict(), default=str) + "\n")
+        _json(summary.as_dict())
         return
     s, n = summary, summary.counts.numbers()
     # documents = skipped + rejected + sent (the rows read, unless a transform changed their number);
@@ -115,6 +115,11 @@ def _line(text: str) -> None:
     out.print(text, markup=False, highlight=False)
 
 
+def _json(data: dict) -> None:
+    """What --json prints: one line of JSON on stdout (a watch loop's passes are then one object per line)."""
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+
+
 def print_failure(exc: BaseException, command: str, as_json: bool, then: str = "") -> None:
     """A run that failed or was refused: one ``error:`` line on stderr (``then``: what happens next, in a
     watch loop); with ``as_json``, its summary so far on stdout (outcome, error, counts), or for a
@@ -130,13 +135,13 @@ def print_failure(exc: BaseException, command: str, as_json: bool, then: str = "
     if summary is not None:
         print_summary(summary, True)
     else:
-        sys.stdout.write(json.dumps({"command": command, "outcome": outcome_of(exc), "error": text}) + "\n")
+        _json({"command": command, "outcome": outcome_of(exc), "error": text})
 
 
 def print_status(info: Status, as_json: bool) -> None:
     """``indexer status``: one labelled line per fact, or JSON."""
     if as_json:
-        sys.stdout.write(json.dumps(info.as_dict(), default=str) + "\n")
+        _json(info.as_dict())
         return
     last, reconciled = info.last_run or {}, info.last_reconcile or {}
     for label, value in (
@@ -159,7 +164,7 @@ def print_templates(changes: list[TemplateChange], as_json: bool, *, written: bo
     was written), the diff under each change with ``show_diff``; or JSON."""
     drift = any(c.action != "unchanged" for c in changes)
     if as_json:
-        out.print_json(data={"templates": [c.__dict__ for c in changes], "drift": drift, "written": written})
+        _json({"templates": [c.__dict__ for c in changes], "drift": drift, "written": written})
         return
     verb = {} if written else {"created": "would create", "updated": "would update"}
     for c in changes:
@@ -171,7 +176,7 @@ def print_templates(changes: list[TemplateChange], as_json: bool, *, written: bo
 def print_written(paths: list[Path], as_json: bool) -> None:
     """``indexer init``: the files it wrote."""
     if as_json:
-        out.print_json(data={"written": [str(p) for p in paths]})
+        _json({"written": [str(p) for p in paths]})
         return
     for path in paths:
         _line(f"wrote {path}")
@@ -180,7 +185,7 @@ def print_written(paths: list[Path], as_json: bool) -> None:
 def print_preview(report: Preview, as_json: bool) -> None:
     """``indexer preview``: its report, line by line, or JSON."""
     if as_json:
-        out.print_json(data=report.as_dict())
+        _json(report.as_dict())
         return
     for line in report.lines():
         _line(line)
