@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from indexer.cluster import opened
 from indexer.config import Job
@@ -89,11 +89,14 @@ class Summary:
         return RunRecord(self.command, self.started, self.ended, self.outcome, self.error, self.counts.numbers())
 
 
-@dataclass
-class Run:
-    """One writing run in progress: what every stage of it reports into."""
+S = TypeVar("S", bound=Summary)
 
-    summary: Summary
+
+@dataclass
+class Run(Generic[S]):
+    """One writing run in progress: what every stage of it reports into (``summary``: the command's kind)."""
+
+    summary: S
     engine: Engine
     store: StateStore
     dead_letters: DeadLetters
@@ -142,17 +145,17 @@ def outcome_of(exc: BaseException) -> Outcome:
 
 @contextlib.asynccontextmanager
 async def run(command: str, job: Job, engine: Engine | None, state_file: Path | None,
-              dead_letter_file: Path | None, include_doc: bool) -> AsyncIterator[Run]:
-    """The frame every writing command shares: summary, dead-letter file, engine, the lease on the
-    alias, and the run record: saved by the command on success, here on failure, refusal (the lock
-    held by another run, a guard) or interruption (Ctrl-C, SIGTERM).
+              dead_letter_file: Path | None, include_doc: bool, kind: type[S]) -> AsyncIterator[Run[S]]:
+    """The frame every writing command shares: summary (of the command's ``kind``), dead-letter file,
+    engine, the lease on the alias, and the run record: saved by the command on success, here on failure,
+    refusal (the lock held by another run, a guard) or interruption (Ctrl-C, SIGTERM).
 
     Every file the run will write is checked first, before a row is read. A failure carries the
     summary so far (``exc.summary``: ``--json`` prints it). A failure of a run whose lease was lost
     meanwhile is reported as the lost lease, its own error after it: the lost lease is the cause.
     """
     started_clock, started = time.monotonic(), utc_now()
-    summary = Summary(command=command, started=started.isoformat(), job=job.name, alias=job.job.alias)
+    summary = kind(command=command, started=started.isoformat(), job=job.name, alias=job.job.alias)
     latest[0] = summary  # what --json prints when the run is interrupted (the CLI sees no exception of ours)
     store: StateStore | None = None
     dead = dead_letters(job, dead_letter_file, include_doc, started)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import threading
 from dataclasses import dataclass, field
@@ -78,30 +77,31 @@ async def reconcile(
 ) -> ReconcileSummary:
     """Delete the ids the source no longer has, index the ones the index lacks (see the module docstring)."""
     with spill.workspace(job.job.alias, temp_dir) as folder:
-        async with run("reconcile", job, engine, state_file, dead_letter_file, include_doc) as frame:
+        async with run("reconcile", job, engine, state_file, dead_letter_file, include_doc,
+                       ReconcileSummary) as frame:
             try:
-                result = await _reconcile(job, frame, folder, dry_run, force, progress, run_size)
+                await _reconcile(job, frame, folder, dry_run, force, progress, run_size)
             except IndexerError as exc:
                 if not dry_run:
                     await _remember_failure(job, frame, exc)
                 raise
-    done = ReconcileSummary(**{f.name: getattr(frame.summary, f.name) for f in dataclasses.fields(Summary)},
-                            **result)
+    done = frame.summary
     if done.seconds:
         done.ids_per_second = round(done.compared / done.seconds, 1)
     return done
 
 
-async def _reconcile(job: Job, frame: Run, folder: Path, dry_run: bool, force: bool, progress: Progress,
-                     run_size: int) -> dict:
+async def _reconcile(job: Job, frame: Run[ReconcileSummary], folder: Path, dry_run: bool, force: bool,
+                     progress: Progress, run_size: int) -> None:
     settings, engine, summary = job.job, frame.engine, frame.summary
     index = summary.index = await engine.write_index(settings.alias)
     await engine.refresh(index)  # documents written since the last refresh are read too
     diff = await _compare(job, engine, index, folder, run_size)
-    result = {"dry_run": dry_run, "in_source": diff.in_source, "in_index": diff.in_index,
-              "compared": diff.unchanged + diff.to_delete.added + diff.to_index.added, "unchanged": diff.unchanged,
-              "to_delete": diff.to_delete.added, "to_index": diff.to_index.added, "no_id": diff.no_id,
-              "sample_to_delete": diff.sample_to_delete, "sample_to_index": diff.sample_to_index}
+    summary.dry_run, summary.in_source, summary.in_index = dry_run, diff.in_source, diff.in_index
+    summary.unchanged, summary.to_delete, summary.to_index = diff.unchanged, diff.to_delete.added, diff.to_index.added
+    summary.compared = summary.unchanged + summary.to_delete + summary.to_index
+    summary.no_id, summary.sample_to_delete, summary.sample_to_index = (diff.no_id, diff.sample_to_delete,
+                                                                         diff.sample_to_index)
     problem = refusal(settings, index, diff.in_source, diff.in_index, diff.to_delete.added)
     if problem and dry_run:
         summary.warnings.append(f"without --dry-run this would be refused: {problem}")
@@ -115,9 +115,8 @@ async def _reconcile(job: Job, frame: Run, folder: Path, dry_run: bool, force: b
                                 "reads of the source; `indexer reindex` is the cheaper repair for this much")
     if dry_run:
         summary.outcome = Outcome.DRY_RUN
-        return result
-    result["index_passes"] = await _write(job, frame, index, diff, progress, run_size)
-    return result
+        return
+    summary.index_passes = await _write(job, frame, index, diff, progress, run_size)
 
 
 async def _compare(job: Job, engine: Engine, index: str, folder: Path, run_size: int) -> Diff:
