@@ -27,6 +27,7 @@ from typing import Any
 
 from indexer.errors import ConfigError, SourceError
 from indexer.sources import Column, Connection, Dialect, TableName, dialect
+from indexer.sources.base import first_line_of
 
 # Names that are safe unquoted in every database, once in the database's own case. Over-quoting
 # is always correct (the name is the catalogue's own spelling), so this set only keeps the query
@@ -79,12 +80,6 @@ class Catalogue:
 
     def __init__(self, db: Dialect) -> None:
         self.db = db
-        self.dbtype = db.dbtype
-        self.case_sensitive = db.case_sensitive  # do names compare with their case (PostgreSQL, Oracle)?
-
-    def fold(self, name: str) -> str:
-        """How the database stores an unquoted name."""
-        return self.db.fold(name)
 
     def parse_table(self, text: str, user: str | None = None) -> TableName:
         """``NAME`` or ``SCHEMA.NAME``; a quoted part is kept exactly, an unquoted one folded."""
@@ -103,7 +98,7 @@ class Catalogue:
                 if not _BARE_PART.fullmatch(bare.strip()):
                     raise ConfigError(f"--table {text!r}: {bare.strip()!r} is not a plain name (letters, digits, "
                                       f"_, $, #): quote it, as in SQL (\"{bare.strip()}\")")
-                parts.append(self.fold(bare.strip()))
+                parts.append(self.db.fold(bare.strip()))
             pos = match.end()
             if pos == len(text):
                 break
@@ -117,36 +112,22 @@ class Catalogue:
 
     def quote(self, name: str) -> str:
         """``name`` as the generated query writes it: bare when that means the same, else quoted."""
-        if plain(name) and self.fold(name) == name:
+        if plain(name) and self.db.fold(name) == name:
             return name
         inner = name.replace(self.db.close_quote, self.db.close_quote * 2)
         return f"{self.db.open_quote}{inner}{self.db.close_quote}"
 
     def needs_alias(self, name: str, field: str) -> bool:
         """Whether the unquoted ``q.<field>`` the tool writes around the query misses a column called ``name``."""
-        return self.case_sensitive and self.fold(field) != name
+        return self.db.case_sensitive and self.db.fold(field) != name
 
     def qualified(self, table: TableName) -> str:
         return ".".join(self.quote(p) for p in (table.schema, table.name) if p is not None)
-
-    def resolve_query(self, text: str) -> tuple[str, Any] | None:
-        return self.db.resolve_query(text)
-
-    def columns_query(self, table: TableName) -> tuple[str, Any]:
-        return self.db.columns_query(table)
-
-    def key_query(self, table: TableName) -> tuple[str, Any] | None:
-        return self.db.key_query(table)
 
     def parse_columns(self, rows: list[tuple]) -> tuple[Column, ...]:
         """The columns query's rows as Columns, read as the database's rows read."""
         return tuple(Column(*row) for row in self.db.read_columns(rows))
 
-    def parse_key(self, rows: list[tuple]) -> tuple[str, ...]:
-        return self.db.read_key(rows)
-
-    def key_from_columns(self, rows: list[tuple]) -> tuple[str, ...]:
-        return self.db.key_from_columns(rows)
 
 
 def catalogue(dbtype: str) -> Catalogue:
@@ -162,33 +143,33 @@ def _fetch(conn: Connection, sql: str, binds: Any) -> list[tuple]:
     except conn.dialect.errors as exc:
         with contextlib.suppress(Exception):
             conn.raw.rollback()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SourceError(f"reading the {conn.dialect.dbtype} catalogue failed: {first}") from exc
+        raise SourceError(f"reading the {conn.dialect.dbtype} catalogue failed: {first_line_of(exc)}") from exc
     finally:
         cursor.close()
 
 
 def read_table(conn: Connection, table: TableName) -> Table:
-    """The table's columns and primary key; ConfigError when the catalogue does not know it."""
-    cat = Catalogue(conn.dialect)
-    resolve = cat.resolve_query(table.given)
+    """The table's columns and primary key, read as its database's rows read; ConfigError when the catalogue
+    does not know it."""
+    db = conn.dialect
+    resolve = db.resolve_query(table.given)
     if resolve is not None:  # the database reads --table itself (PostgreSQL: search path, quoting, case)
         try:
             found = _fetch(conn, *resolve)
         except SourceError as exc:
-            reason = cat.db.unreadable_name(exc.__cause__)
+            reason = db.unreadable_name(exc.__cause__)
             if reason is None:
                 raise
             raise ConfigError(f"--table {table.given!r}: {reason}") from None
         if not found:
-            raise ConfigError(f"table {table.given} not found ({cat.db.resolve_hint})")
+            raise ConfigError(f"table {table.given} not found ({db.resolve_hint})")
         table = TableName(found[0][0], found[0][1], table.given)
-    rows = _fetch(conn, *cat.columns_query(table))
+    rows = _fetch(conn, *db.columns_query(table))
     if not rows:
         raise ConfigError(f"table {table.given} not found (or it has no columns this user may read)")
-    key_query = cat.key_query(table)
-    key = cat.key_from_columns(rows) if key_query is None else cat.parse_key(_fetch(conn, *key_query))
-    return Table(table, cat.parse_columns(rows), key)
+    key_query = db.key_query(table)
+    key = db.key_from_columns(rows) if key_query is None else db.read_key(_fetch(conn, *key_query))
+    return Table(table, Catalogue(db).parse_columns(rows), key)
 
 
 # ------------------------------------------------------------------ SQL type -> mapping (docs/init.md)
@@ -282,10 +263,10 @@ def is_flag(dbtype: str, column: Column) -> bool:
     return kind in ("boolean", "short", "integer", "long")
 
 
-def sqlite_date_columns(conn: Connection, table: TableName, columns: tuple[Column, ...], sample: int = 100) -> set[str]:
-    """SQLite keeps dates as text: the columns its dialect calls worth sampling (declared as dates, or text named
+def text_date_columns(conn: Connection, table: TableName, columns: tuple[Column, ...], sample: int = 100) -> set[str]:
+    """Dates kept as text (SQLite): the columns the dialect calls worth sampling (declared as dates, or text named
     like one) whose first ``sample`` non-NULL values are all ISO 8601 that DATE_FORMAT reads (declared ones may
-    be empty). A database with date types samples nothing."""
+    be empty). A database with date types samples nothing (its dialect calls no column worth it)."""
     db, cat, found = conn.dialect, Catalogue(conn.dialect), set()
     for column in columns:
         if not db.may_hold_dates(column):

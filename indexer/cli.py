@@ -32,7 +32,7 @@ from indexer.commands import sync as syncing
 from indexer.commands import watch as watching
 from indexer.config import TargetConfig
 from indexer.errors import IndexerError
-from indexer.jobfile import invalid, with_partitions
+from indexer.jobfile import validated, with_partitions
 from indexer.options import (
     DebugOpt,
     EngineOpt,
@@ -180,12 +180,7 @@ def bootstrap(
 
 
 def _target(url: str | None, engine: str) -> TargetConfig:
-    from pydantic import ValidationError
-
-    try:
-        return TargetConfig.model_validate({**({"url": url} if url else {}), "engine": engine})
-    except ValidationError as exc:
-        raise invalid(exc, option=True) from None
+    return validated(TargetConfig, {**({"url": url} if url else {}), "engine": engine})
 
 
 @app.command()

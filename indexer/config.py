@@ -43,20 +43,7 @@ INDEX_SUFFIX_LEN = len("-yyyymmddhhmmss")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]*$")
 
-# SINCE (the parameter sync binds to the stored watermark) and RESERVED_BINDS (the ones indexer binds
-# around the job's query, refused as job parameters) are the sources' names (indexer.sources.base).
 _TRAILING_SEMICOLONS = re.compile(r"[\s;]+$")
-
-
-def bind_names(dbtype: str, query: str) -> tuple[str, ...]:
-    """The names ``query`` binds, in order of first use, as the database's driver reads them (none for a
-    positional ``?``)."""
-    return sources.dialect(dbtype).binds(query)
-
-
-def same_bind_name(dbtype: str, a: str, b: str) -> bool:
-    """Whether two names are one parameter to the database's driver (Oracle's ignore case)."""
-    return sources.dialect(dbtype).same_bind(a, b)
 
 
 def check_index_name(name: str, what: str = "name") -> str:

@@ -14,25 +14,28 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from indexer.config import URL_ENV, Job, JobSettings, bind_names, check_url, same_bind_name
+from indexer import sources
+from indexer.config import URL_ENV, Job, JobSettings, check_url
 from indexer.errors import ConfigError
 from indexer.sources.base import RESERVED_BINDS, SINCE
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _check_params(job: Job, file_params: dict[str, Any], cli_params: dict[str, Any], file_name: str) -> None:
     """Every ``--param`` is a parameter of the job; every name the queries bind has a value;
     ``since`` is left to sync when the job has a watermark (sync binds it)."""
-    dbtype, settings = job.source.dbtype, job.job
-    query_binds = bind_names(dbtype, settings.query)
-    sync_binds = bind_names(dbtype, settings.sync_query) if settings.sync_query else ()
+    db, settings = sources.dialect(job.source.dbtype), job.job
+    query_binds = db.binds(settings.query)
+    sync_binds = db.binds(settings.sync_query) if settings.sync_query else ()
     binds = tuple(dict.fromkeys(query_binds + sync_binds))
 
     def among(name: str, names: Any) -> bool:
-        return any(same_bind_name(dbtype, name, other) for other in names)
+        return any(db.same_bind(name, other) for other in names)
 
     for name in (*settings.params, *binds):
         if among(name, RESERVED_BINDS):
@@ -46,12 +49,12 @@ def _check_params(job: Job, file_params: dict[str, Any], cli_params: dict[str, A
                                   "rename the parameter")
     for name in cli_params:
         if name not in file_params and not among(name, binds):
-            shown = ", ".join(binds) or ("? (positional: name it in [job.params])" if dbtype == "MSSQL" else "none")
+            shown = ", ".join(binds) or ("? (positional: name it in [job.params])" if db.positional else "none")
             raise ConfigError(f"--param {name}: not a parameter of this job "
                               f"(job.params has: {', '.join(file_params) or 'none'}; the query binds: {shown})")
     for what, names, free in (("job.query", query_binds, ()), ("job.sync_query", sync_binds, (SINCE,))):
         for name in names:
-            if what == "job.query" and settings.watermark and same_bind_name(dbtype, name, SINCE):
+            if what == "job.query" and settings.watermark and db.same_bind(name, SINCE):
                 raise ConfigError(f"{file_name}: job.query binds since, which sync binds to the watermark "
                                   "(it wraps job.query); rename the parameter")
             if not among(name, settings.params) and not among(name, free):
@@ -78,6 +81,14 @@ def invalid(exc: ValidationError, *, file: str | None = None, option: bool = Fal
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return ConfigError(f"{file + ': ' if file else ''}{dotted}: {msg}{more}")
+
+
+def validated(model: type[M], values: dict[str, Any]) -> M:
+    """``values`` (from command-line options) as ``model``; its pydantic error as the options' one line."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise invalid(exc, option=True) from None
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -144,8 +155,4 @@ def with_partitions(job: Job, partitions: int | None, cluster: str | None) -> Jo
     if partitions is None and cluster is None:
         return job
     update = {k: v for k, v in (("partitions", partitions), ("cluster", cluster)) if v is not None}
-    try:
-        settings = JobSettings.model_validate({**job.job.model_dump(), **update})
-    except ValidationError as exc:
-        raise invalid(exc, option=True) from None
-    return job.model_copy(update={"job": settings})
+    return job.model_copy(update={"job": validated(JobSettings, {**job.job.model_dump(), **update})})

@@ -21,6 +21,7 @@ import typer
 from indexer.config import Job
 from indexer.errors import ConfigError
 from indexer.jobfile import load_job, parse_param
+from indexer.watermark import parse_duration
 
 MIN_EVERY = 1.0  # seconds: the shortest pause `sync --every` accepts
 
@@ -90,8 +91,6 @@ def load(job_file: Path, param: list[str] | None) -> Job:
 
 
 def every_seconds(text: str) -> float:
-    from indexer.watermark import parse_duration
-
     try:
         seconds = parse_duration(text).total_seconds()
     except ValueError as exc:

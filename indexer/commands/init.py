@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from indexer import catalogue
 from indexer.catalogue import Table
@@ -33,7 +33,7 @@ from indexer.config import INDEX_SUFFIX_LEN, Job, SourceConfig, TargetConfig, ch
 from indexer.documents import METADATA_FIELDS, make_row_mapper
 from indexer.documents import renamed as renamed_field
 from indexer.errors import ConfigError
-from indexer.jobfile import invalid
+from indexer.jobfile import invalid, validated
 from indexer.sources import Column, connect
 
 # Column names that suggest "changed when the row changed" (a date or timestamp column) and
@@ -64,8 +64,8 @@ class Plan:
 def init_job(source: dict, table: str, *, out: Path, alias: str | None = None,
              key: list[str] | None = None, target: dict | None = None) -> list[Path]:
     """Write the job file and its three templates for ``table``; the files written, in order."""
-    src = _validated(SourceConfig, source)
-    tgt = _validated(TargetConfig, target or {})
+    src = validated(SourceConfig, source)
+    tgt = validated(TargetConfig, target or {})
     cat = catalogue.catalogue(src.dbtype)
     name = cat.parse_table(table, src.user)
     alias = _alias(alias, name.name)
@@ -76,8 +76,8 @@ def init_job(source: dict, table: str, *, out: Path, alias: str | None = None,
                               "(choose another --out or --alias)")
     with connect(src) as conn:
         found = catalogue.read_table(conn, name)
-        if src.dbtype == "SQLITE":
-            dates = catalogue.sqlite_date_columns(conn, found.name, found.columns)
+        dates = catalogue.text_date_columns(conn, found.name, found.columns)  # SQLite's; none elsewhere
+        if dates:
             columns = tuple(dataclasses.replace(c, is_date=c.name in dates) for c in found.columns)
             found = dataclasses.replace(found, columns=columns)
     job_plan = plan(src.dbtype, found, alias, key)
@@ -89,13 +89,6 @@ def init_job(source: dict, table: str, *, out: Path, alias: str | None = None,
 def output_paths(out: Path, alias: str) -> list[Path]:
     return [out / f"{alias}.toml", out / "mappings" / "component" / f"{alias}-mappings.json",
             out / "mappings" / "component" / f"{alias}-settings.json", out / "mappings" / "index" / f"{alias}.json"]
-
-
-def _validated(model: type[BaseModel], values: dict) -> Any:
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        raise invalid(exc, option=True) from None
 
 
 def _alias(given: str | None, table_name: str) -> str:

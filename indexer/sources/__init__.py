@@ -7,7 +7,7 @@
                           its catalogue and its type facts (read by indexer.catalogue for ``indexer init``)
     SourceParams --connect()--> Connection (DB-API connection + its Dialect; PostgreSQL's casters registered)
                  --iter_row_chunks()--> (columns, [tuple row, ...]) ...
-                 --columns_of / count_rows / max_value / count_by / bounds--> one answer each
+                 --columns_of / count_rows / extreme / count_by / bounds--> one answer each
                  --usable_extreme()--> MIN/MAX asked again past a value that is no usable extreme (infinity)
 
 Rows are streamed with ``etlhelper.iter_chunks`` and plain tuples (the cheapest row shape); column
@@ -20,9 +20,10 @@ Layout: ``base.py`` (the ``Dialect`` base class, the names indexer binds, the dr
 ``connect`` and the query functions every command shares.
 
 Imports: ``indexer.config`` imports this package (the job file's ``dbtype`` choices, the fields each
-database requires, its bind style, and the names indexer binds: ``SINCE``, ``RESERVED_BINDS``); this
-package imports config's ``SourceParams`` and ``indexer.catalogue``'s ``Column``/``TableName`` only for
-typing, so there is no loop. Below it: ``errors``, ``redact``, ``values``.
+database requires, its bind style), ``indexer.jobfile`` its names (``SINCE``, ``RESERVED_BINDS``) and
+``indexer.catalogue`` its words (``Column``, ``TableName``); this package imports none of them: it
+speaks in ``base.SourceParams``, which config's ``SourceConfig`` fulfils. Below it: ``errors``,
+``redact``, ``values``.
 
 A new database (say MySQL) is one module, its registration, and its tests:
 
@@ -34,7 +35,7 @@ A new database (say MySQL) is one module, its registration, and its tests:
    password), ``columns_query(table)`` and ``key_query(table)`` (catalogue SQL with the schema and name bound;
    ``key_query`` None when ``key_from_columns`` reads the key from the columns' rows), and ``kinds`` (its SQL
    type -> kind table, docs/init.md). Override what differs from the base: ``needs_password``,
-   ``binds_ignore_case``, ``params``/``with_param`` (positional parameters), ``sync_query``/``own``/
+   ``binds_ignore_case``, ``positional``/``params``/``with_param`` (positional parameters), ``sync_query``/``own``/
    ``execute_params`` (driver quirks), ``fold``/``case_sensitive``/``open_quote``/``close_quote``/
    ``default_schema``/``resolve_query`` (how it reads names), ``read_columns``, ``kind``/``is_array``.
 2. Its registration: import it below and add ``mysql.DIALECT`` to ``_REGISTERED`` (the order is the job
@@ -73,7 +74,7 @@ from indexer.sources.base import (
 __all__ = [
     "BEYOND", "DBTYPES", "RESERVED_BINDS", "SINCE", "SLICE_HI", "SLICE_LO", "Column", "Connection", "Dialect",
     "SourceParams", "TableName", "bounds", "columns_of", "connect", "count_by", "count_rows", "dialect", "extreme",
-    "iter_row_chunks", "max_value", "password_for", "usable_extreme",
+    "iter_row_chunks", "password_for", "usable_extreme",
 ]
 
 # The registry: one entry per database module, in the order the job file's reference lists them.
@@ -233,11 +234,6 @@ def usable_extreme(conn: Connection, query: str, params: Any, column: str, which
             return value
         value = extreme(conn, query, params, column, which, beyond=value, what=what)
     return value if value is None or usable(value) else None
-
-
-def max_value(conn: Connection, query: str, params: Any, column: str, what: str = "job.query") -> Any:
-    """The largest value of ``column`` among the query's rows (None when there are none)."""
-    return extreme(conn, query, params, column, "MAX", what=what)
 
 
 def bounds(conn: Connection, query: str, params: Any, column: str,

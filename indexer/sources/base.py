@@ -32,7 +32,7 @@ from indexer.redact import first_line
 SINCE = "since"
 # The parameters indexer binds around the job's query in every command (an aggregate asked again past a
 # value that is no usable extreme, a partitioned reindex's bounds): a job parameter of the same name
-# would be overwritten inside the job's own query, so config refuses it.
+# would be overwritten inside the job's own query, so the job file's reader (indexer.jobfile) refuses it.
 RESERVED_BINDS = ("indexer_beyond", "slice_lo", "slice_hi")
 BEYOND, SLICE_LO, SLICE_HI = RESERVED_BINDS
 
@@ -115,6 +115,7 @@ class Dialect:
     # ---- defaults a database module overrides when it differs
     needs_password = True        # source.password_env is required
     binds_ignore_case = False    # Oracle's bind names ignore case
+    positional = False           # binds by position (MSSQL's ?): a query names no parameter
     open_quote, close_quote = '"', '"'
     case_sensitive = False       # do names compare with their case (PostgreSQL, Oracle) or without?
     resolve_hint = ""            # with resolve_query: what a "not found" says about how the name was read
@@ -242,7 +243,7 @@ class Dialect:
         return False
 
     # SQLite keeps dates as text: init samples such a column's values before calling it a date
-    # (catalogue.sqlite_date_columns). A database with date types samples nothing.
+    # (catalogue.text_date_columns). A database with date types samples nothing.
 
     def may_hold_dates(self, column: Column) -> bool:
         """A column whose values are worth sampling for ISO 8601 text."""

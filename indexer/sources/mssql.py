@@ -26,6 +26,7 @@ class MSSQL(Dialect):
     dbtype, placeholder, driver = "MSSQL", "?", "pyodbc"
     required = ("host", "port", "dbname", "user", "odbc_driver")
     open_quote, close_quote = "[", "]"
+    positional = True
     # By DATA_TYPE; float(n) up to 24 bits is a float (kind()).
     kinds = {
         "tinyint": "short", "smallint": "short", "int": "integer", "bigint": "long", "bit": "boolean",

@@ -43,7 +43,7 @@ def test_a_literal_percent_without_bind_parameters_runs_as_written(codes_table, 
     # Before issue 8: "TypeError: dict is not a sequence" (a traceback) in reindex and status.
     query = f"SELECT code, changed FROM {codes_table} WHERE code LIKE 'SEN00001%'"
     assert sources.count_rows(pg, query, params) == 9
-    assert sources.max_value(pg, query, params, "changed") == T0 + dt.timedelta(minutes=9)
+    assert sources.extreme(pg, query, params, "changed", "MAX") == T0 + dt.timedelta(minutes=9)
     assert sorted(sources.count_by(pg, query.replace("code, changed", "code, site"), params, "site")) == [
         ("eu", 5), ("us", 4)]
     assert sources.columns_of(pg, query, params) == ("code", "changed")
@@ -83,7 +83,7 @@ def test_columns_of_reads_the_named_cursors_description_without_rows(codes_table
 @pytest.mark.parametrize("call", [
     lambda conn, q: sources.columns_of(conn, q, None),
     lambda conn, q: sources.count_rows(conn, q, None),
-    lambda conn, q: sources.max_value(conn, q, None, "code"),
+    lambda conn, q: sources.extreme(conn, q, None, "code", "MAX"),
     lambda conn, q: sources.count_by(conn, q, None, "code"),
     lambda conn, q: list(sources.iter_row_chunks(conn, q, None, 10)),
 ])
@@ -118,7 +118,7 @@ def test_a_failing_query_keeps_the_drivers_error_as_its_cause_for_debug(pg):
 
 def test_a_data_error_masks_the_row_value_and_drops_the_cause_that_quotes_it(codes_table, pg):
     query = f"SELECT code::int AS n FROM {codes_table}"
-    for call in (lambda: sources.max_value(pg, query, None, "n"),
+    for call in (lambda: sources.extreme(pg, query, None, "n", "MAX"),
                  lambda: rows_of(pg, query, None)):
         with pytest.raises(SourceError) as info:
             call()

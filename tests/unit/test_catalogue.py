@@ -20,7 +20,7 @@ from indexer.catalogue import (
     is_flag,
     plain,
     read_table,
-    sqlite_date_columns,
+    text_date_columns,
     text_mapping,
 )
 from indexer.config import SourceConfig
@@ -125,7 +125,7 @@ def test_any_other_catalogue_error_is_a_source_error_naming_the_catalogue():
 def test_a_database_with_date_types_samples_no_text_for_dates():
     raw = _Raw()
     columns = (Column("updated_at", "text"), Column("taken", "date"))
-    assert sqlite_date_columns(Connection(raw, _Scripted()), TableName("public", "t", "t"), columns) == set()
+    assert text_date_columns(Connection(raw, _Scripted()), TableName("public", "t", "t"), columns) == set()
     assert raw.seen == []
 
 
@@ -198,19 +198,19 @@ def test_a_name_is_quoted_when_bare_it_would_mean_something_else(dbtype, name, q
 
 def test_oracle_catalogue_queries_bind_the_owner_and_the_table():
     name = catalogue("ORACLE").parse_table("bgs.sensors", "reader")
-    sql, binds = catalogue("ORACLE").columns_query(name)
+    sql, binds = dialect("ORACLE").columns_query(name)
     assert "FROM all_tab_columns WHERE owner = :owner AND table_name = :name ORDER BY column_id" in sql
     assert binds == {"owner": "BGS", "name": "SENSORS"}
-    sql, binds = catalogue("ORACLE").key_query(name)
+    sql, binds = dialect("ORACLE").key_query(name)
     assert "c.constraint_type = 'P'" in sql and sql.endswith("ORDER BY cc.position")
     assert binds == {"owner": "BGS", "name": "SENSORS"} and "BGS" not in sql
 
 
 def test_mssql_catalogue_queries_bind_positionally_and_default_to_the_users_schema():
     cat = catalogue("MSSQL")
-    sql, binds = cat.columns_query(cat.parse_table("Orders"))
+    sql, binds = cat.db.columns_query(cat.parse_table("Orders"))
     assert "TABLE_SCHEMA = COALESCE(?, SCHEMA_NAME()) AND TABLE_NAME = ?" in sql and binds == (None, "Orders")
-    sql, binds = cat.key_query(cat.parse_table("sales.[Order Lines]"))
+    sql, binds = cat.db.key_query(cat.parse_table("sales.[Order Lines]"))
     assert "tc.TABLE_SCHEMA = COALESCE(?, SCHEMA_NAME()) AND tc.TABLE_NAME = ?" in sql
     assert sql.endswith("ORDER BY kcu.ORDINAL_POSITION")
     assert binds == ("sales", "Order Lines") and "Order Lines" not in sql
@@ -218,9 +218,9 @@ def test_mssql_catalogue_queries_bind_positionally_and_default_to_the_users_sche
 
 def test_postgres_resolves_the_name_as_postgres_reads_it_then_binds_schema_and_table():
     cat = catalogue("PG")
-    sql, binds = cat.resolve_query('public."Order Items"')
+    sql, binds = cat.db.resolve_query('public."Order Items"')
     assert "to_regclass(%(name)s)" in sql and binds == {"name": 'public."Order Items"'}
-    sql, binds = cat.columns_query(TableName("public", "Order Items", ""))
+    sql, binds = cat.db.columns_query(TableName("public", "Order Items", ""))
     assert binds == {"schema": "public", "name": "Order Items"} and "Order Items" not in sql
 
 

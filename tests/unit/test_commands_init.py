@@ -31,7 +31,7 @@ from tests.support.builders import KEYWORD
 
 def _table(dbtype: str, name: TableName, rows: list[tuple], key_rows: list[tuple]) -> Table:
     cat = catalogue(dbtype)
-    return Table(name, cat.parse_columns(rows), cat.parse_key(key_rows))
+    return Table(name, cat.parse_columns(rows), cat.db.read_key(key_rows))
 
 
 # ---------------------------------------------------------------- Oracle and MSSQL catalogue rows -> a job

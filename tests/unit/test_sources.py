@@ -11,7 +11,7 @@ import typing
 
 import pytest
 
-from indexer import catalogue, config, sources
+from indexer import catalogue, sources
 from indexer.config import SourceConfig
 from indexer.errors import ConfigError, SourceError
 from indexer.sources import (
@@ -23,7 +23,6 @@ from indexer.sources import (
     dialect,
     extreme,
     iter_row_chunks,
-    max_value,
     password_for,
     usable_extreme,
 )
@@ -106,10 +105,10 @@ def test_a_new_database_needs_only_its_module_and_its_registration(tmp_path, mon
     conn.close()
     source = types.SimpleNamespace(dbtype="TOY", filename=path, password_env=None)  # SourceConfig's fields
     query = "SELECT id, name FROM t WHERE id >= :lo"
-    assert config.bind_names("TOY", query) == ("lo",)
+    assert dialect("TOY").binds(query) == ("lo",)
     with connect(source) as conn:
         params = conn.dialect.params({"lo": 2, "unused": 0}, query)
-        assert count_rows(conn, query, params) == 2 and max_value(conn, query, params, "id") == 3
+        assert count_rows(conn, query, params) == 2 and extreme(conn, query, params, "id", "MAX") == 3
         sync = conn.dialect.sync_query(query, "id")
         assert [r for _, rows in iter_row_chunks(conn, sync, conn.dialect.params({"lo": 1, "since": 3}, sync), 10)
                 for r in rows] == [(3, None)]
@@ -136,10 +135,10 @@ def test_each_required_source_field_says_which_databases_require_it():
 
 
 def test_bind_names_and_their_case_are_each_databases():
-    assert config.bind_names("SQLITE", "SELECT :a, ':b', :a -- :c") == ("a",)
-    assert config.bind_names("PG", "SELECT %(a)s, '%(b)s', %%(c)s") == ("a", "b")
-    assert config.bind_names("MSSQL", "SELECT ? WHERE :a") == ()
-    assert config.same_bind_name("ORACLE", "Site", "SITE") and not config.same_bind_name("PG", "Site", "SITE")
+    assert dialect("SQLITE").binds("SELECT :a, ':b', :a -- :c") == ("a",)
+    assert dialect("PG").binds("SELECT %(a)s, '%(b)s', %%(c)s") == ("a", "b")
+    assert dialect("MSSQL").binds("SELECT ? WHERE :a") == ()
+    assert dialect("ORACLE").same_bind("Site", "SITE") and not dialect("PG").same_bind("Site", "SITE")
 
 
 def test_the_names_indexer_binds_are_the_ones_the_job_file_refuses():
@@ -277,7 +276,7 @@ def test_a_failing_query_keeps_the_drivers_error_as_its_cause_for_debug(db):
 
 @pytest.mark.parametrize("call", [
     lambda conn, q: count_rows(conn, q, None),
-    lambda conn, q: max_value(conn, q, None, "id"),
+    lambda conn, q: extreme(conn, q, None, "id", "MAX"),
     lambda conn, q: count_by(conn, q, None, "id"),
     lambda conn, q: list(iter_row_chunks(conn, q, None, 10)),
 ])
@@ -298,7 +297,7 @@ def test_the_failing_query_is_named_as_the_caller_says(db):
 def test_counts_and_maxima_run_without_parameters(db, params):
     with connect(db) as conn:
         assert count_rows(conn, "SELECT id FROM readings WHERE code LIKE 'SEN00000%'", params) == 7
-        assert max_value(conn, "SELECT id, changed FROM readings", params, "changed") == "2024-01-07 10:00:00"
+        assert extreme(conn, "SELECT id, changed FROM readings", params, "changed", "MAX") == "2024-01-07 10:00:00"
         assert sorted(count_by(conn, "SELECT Site FROM readings", params, "site")) == [("eu", 4), ("us", 3)]
         assert columns_of(conn, "SELECT code FROM readings", params) == ("code",)
 

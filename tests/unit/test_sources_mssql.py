@@ -23,7 +23,7 @@ def test_mssql_needs_an_odbc_driver_and_a_password_variable():
 
 def test_names_are_bracketed_and_compare_without_their_case():
     cat = catalogue("MSSQL")
-    assert cat.quote("Order Date") == "[Order Date]" and not cat.case_sensitive
+    assert cat.quote("Order Date") == "[Order Date]" and not cat.db.case_sensitive
     assert not cat.needs_alias("Modified", "modified")
 
 

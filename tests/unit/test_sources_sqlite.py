@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from indexer.catalogue import catalogue, read_table, sqlite_date_columns
+from indexer.catalogue import catalogue, read_table, text_date_columns
 from indexer.config import SourceConfig
 from indexer.errors import ConfigError
 from indexer.sources import Column, TableName, connect, dialect, iter_row_chunks, password_for
@@ -114,4 +114,4 @@ def test_text_that_holds_iso_dates_is_found_by_sampling(tmp_path):
     with connect(SourceConfig(dbtype="SQLITE", filename=path)) as conn:
         table = read_table(conn, catalogue("SQLITE").parse_table("t"))
         # note: no date name; changed: named like one, but not ISO text; empty_date: declared, empty
-        assert sqlite_date_columns(conn, table.name, table.columns) == {"updated_at", "created", "empty_date"}
+        assert text_date_columns(conn, table.name, table.columns) == {"updated_at", "created", "empty_date"}
