@@ -94,10 +94,11 @@ async def reconcile(
 async def _reconcile(job: Job, frame: Run[ReconcileSummary], folder: Path, dry_run: bool, force: bool,
                      progress: Progress, run_size: int) -> None:
     settings, engine, summary = job.job, frame.engine, frame.summary
+    summary.dry_run = dry_run  # first: a failure's summary says so too
     index = summary.index = await engine.write_index(settings.alias)
     await engine.refresh(index)  # documents written since the last refresh are read too
     diff = await _compare(job, engine, index, folder, run_size)
-    summary.dry_run, summary.in_source, summary.in_index = dry_run, diff.in_source, diff.in_index
+    summary.in_source, summary.in_index = diff.in_source, diff.in_index
     summary.unchanged, summary.to_delete, summary.to_index = diff.unchanged, diff.to_delete.added, diff.to_index.added
     summary.compared = summary.unchanged + summary.to_delete + summary.to_index
     summary.no_id, summary.sample_to_delete, summary.sample_to_index = (diff.no_id, diff.sample_to_delete,

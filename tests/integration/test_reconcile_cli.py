@@ -42,6 +42,14 @@ def test_the_command_repairs_refuses_in_one_line_and_dry_runs(tmp_path, target, 
     assert forced.returncode == 0 and count(alias) == 900
 
 
+def test_a_failed_dry_run_says_it_was_one_in_its_json(tmp_path, target, alias, sqlite_sensors):
+    job = sensors_job(tmp_path, sqlite_sensors, target, alias)  # never reindexed: the alias does not exist
+    failed = run_indexer("reconcile", str(job), "--dry-run", "--json")
+    assert failed.returncode == 1 and failed.stderr.count("\n") == 1 and "does not exist" in failed.stderr
+    summary = json.loads(failed.stdout)
+    assert (summary["command"], summary["outcome"], summary["dry_run"]) == ("reconcile", "failed", True)
+
+
 def test_sync_every_runs_a_reconcile_at_reconcile_every(tmp_path, target, alias, sqlite_sensors):
     job = sensors_job(tmp_path, sqlite_sensors, target, alias, watermark="date_updated", reconcile_every="1h")
     assert run_indexer("reindex", str(job)).returncode == 0
