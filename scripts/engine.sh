@@ -205,6 +205,7 @@ start() {
         # Someone else took the port while ours was starting (ours then fails to bind it).
         echo "engine: $URL answers, but not as this folder's $ENGINE node ($found instead of $ENGINE $CLUSTER); last log lines:" >&2
         tail -n 30 "$LOG" >&2 || true
+        stop_dir "$DIR" "$NAME" >/dev/null || true  # what this start launched does not stay behind
         exit 1
       fi
       echo "engine: $NAME is up on $URL (cluster $CLUSTER)"
@@ -219,6 +220,7 @@ start() {
   done
   echo "engine: no healthy node on $URL after 180 s; last log lines:" >&2
   tail -n 30 "$LOG" >&2 || true
+  stop_dir "$DIR" "$NAME" >/dev/null || true  # given up: the node still starting does not stay behind
   exit 1
 }
 

@@ -29,11 +29,17 @@ LOGS="$(mktemp -d)"
 cd "$REPO"
 
 pg_started=""
-engines_started=()  # "engine port" of the nodes this script started
+# The nodes this script started: a file "$LOGS/<engine>.started" holding its port. (A start that gives up
+# stops what it launched itself: engine.sh.)
 cleanup() {
-  local item
-  for item in "${engines_started[@]}"; do
-    ENGINE="${item% *}" ENGINE_PORT="${item#* }" "$HERE/engine.sh" stop || true
+  local marker engine
+  # suites still running (an interrupted run): end them before their nodes and logs go
+  kill $(jobs -p) 2>/dev/null
+  wait 2>/dev/null
+  for marker in "$LOGS"/*.started; do
+    [[ -f "$marker" ]] || continue
+    engine="$(basename "$marker" .started)"
+    ENGINE="$engine" ENGINE_PORT="$(cat "$marker")" "$HERE/engine.sh" stop || true
   done
   if [[ -n "$pg_started" ]]; then "$HERE/pg.sh" stop || true; fi
   rm -rf "$LOGS"
@@ -45,7 +51,7 @@ summary=()
 failed=0
 result_line() {  # result_line LABEL RC SECONDS LOG: one row of the table, pytest's own summary line in it
   local line
-  line="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)|no tests ran|^Found [0-9]+ error|^Success' "$4" | tail -n1 | sed 's/=//g; s/^ *//; s/ *$//')"
+  line="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)|no tests ran|^Found [0-9]+ error|^Success|^All checks passed' "$4" | tail -n1 | sed 's/=//g; s/^ *//; s/ *$//')"
   summary+=("$(printf '%-16s %-4s %5ss  %s' "$1" "$([[ $2 == 0 ]] && echo ok || echo FAIL)" "$3" "${line:-no summary}")")
   [[ $2 == 0 ]] || failed=1
 }
@@ -87,7 +93,7 @@ start_engine() {  # start_engine ENGINE: this checkout's node on its port (reuse
     return 0
   fi
   ENGINE="$engine" ENGINE_PORT="$port" "$HERE/engine.sh" start || return 1
-  echo started >"$LOGS/$engine.started"
+  echo "$port" >"$LOGS/$engine.started"
 }
 ports=()
 for engine in "${ENGINE_LIST[@]}"; do ports+=("${port_of[$engine]}"); done
@@ -99,7 +105,6 @@ wait
 ready=()
 for engine in "${ENGINE_LIST[@]}"; do
   cat "$LOGS/$engine.start.log"
-  [[ -f "$LOGS/$engine.started" ]] && engines_started+=("$engine ${port_of[$engine]}")
   if ENGINE="$engine" ENGINE_PORT="${port_of[$engine]}" "$HERE/engine.sh" status >/dev/null 2>&1; then
     ready+=("$engine")
   else

@@ -147,7 +147,7 @@ def test_bulk_through_an_alias_without_a_write_index_fails_the_run_and_dead_lett
     message = str(raised.value)
     assert message.startswith(f"bulk into {alias} refused 5 of 5 actions: HTTP 400 illegal_argument_exception: "
                               f"no write index is defined for alias [{alias}]")
-    # The sender raised instead of answering a Answers: no failure to dead-letter, nothing counted as indexed.
+    # The sender raised instead of answering with Answers: no failure to dead-letter, nothing counted as indexed.
     assert harness.count(first) == 0 and harness.count(second) == 0
 
 
@@ -160,7 +160,7 @@ def test_bulk_into_a_closed_index_fails_the_run(engine_url, names):
         await Sender(engine, index).send(actions(["a"], [index_action("a", dumps({"n": 1}))]))
 
     with pytest.raises(EngineError, match=r"refused 1 of 1 actions: HTTP 400 index_closed_exception"):
-        run(engine_url, scenario)  # raised, not answered as a Answers with a failure to dead-letter
+        run(engine_url, scenario)  # raised, not answered as Answers with a failure to dead-letter
 
 
 # ---------------------------------------------------------------- dead-letter reasons, deletes, versions

@@ -6,14 +6,14 @@ import json
 import signal
 
 from tests.support.harness import (
-    SENSORS_QUERY, alias_targets, count, documents, http, indices, run_indexer, sensors_job, slow_job, sqlite_rows,
+    SENSORS_QUERY, alias_targets, count, documents, http, indices, readable, run_indexer, sensors_job, slow_job, sqlite_rows,
     start_indexer, wait_until,
 )
 
 
 def _writing(alias, first) -> str | None:
     """The index a second reindex is writing into, once it holds documents."""
-    others = [i for i in indices(f"{alias}-*") if i != first]
+    others = [i for i in readable(f"{alias}-*") if i != first]
     return others[0] if others and count(others[0]) > 0 else None
 
 

@@ -308,15 +308,17 @@ def write_job(path: Path, source: dict, target: dict, job: dict, params: dict | 
     return path
 
 
+def _child_env(env: dict | None) -> dict:
+    """The CLI child's environment: this process's, without a developer shell's INDEXER_URL (the job files
+    name the test node), plus ``env``."""
+    return {**{k: v for k, v in os.environ.items() if k != "INDEXER_URL"}, **(env or {})}
+
+
 def run_indexer(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
     """The real CLI in a child process, as a user runs it."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("INDEXER_URL", None)
-    if env and "INDEXER_URL" in env:
-        full_env["INDEXER_URL"] = env["INDEXER_URL"]
     return subprocess.run(
         [sys.executable, "-m", "indexer.cli", *args], capture_output=True, text=True,
-        timeout=timeout, env=full_env, cwd=REPO,
+        timeout=timeout, env=_child_env(env), cwd=REPO,
     )
 
 
@@ -325,7 +327,7 @@ def start_indexer(*args: str, env: dict | None = None) -> subprocess.Popen:
     one where each of its threads is."""
     return subprocess.Popen(
         [sys.executable, "-X", "faulthandler", "-m", "indexer.cli", *args], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=REPO,
+        stderr=subprocess.PIPE, text=True, env=_child_env(env), cwd=REPO,
     )
 
 

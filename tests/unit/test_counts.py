@@ -1,5 +1,5 @@
 """indexer.counts: what a run's chunks held and what the cluster answered, added up in one place. The sums
-the README states, a new counter carried everywhere by being one field, slices' counts merged."""
+docs/running.md states, a new counter carried everywhere by being one field, slices' counts merged."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from indexer.counts import Answers, Counts, Failure
 from tests.support.builders import chunk, doubled_chunk
 
 
-def test_counts_add_up_as_the_readme_says():
+def test_counts_add_up_as_docs_running_says():
     counts = Counts()
     counts.add(chunk(0, actions=4, rejected=1, skipped=2),
                Answers(indexed=2, duplicates=1, failed=[Failure("0-3", 400, "mapper_parsing_exception", "")],
@@ -20,7 +20,7 @@ def test_counts_add_up_as_the_readme_says():
     assert (n["retried"], n["bulk_requests"], counts.answers.duplicate_ids) == (3, 3, ["0-1"])
 
 
-def test_a_new_counter_is_added_up_named_and_stored_without_another_change(monkeypatch):
+def test_a_new_counter_is_added_up_named_and_stored_without_another_change():
     """A counter is one field: add(), merge(), numbers() and the stored run record go over the fields."""
     import dataclasses
 

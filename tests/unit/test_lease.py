@@ -26,12 +26,14 @@ class _AnsweringStore(_LockStore):
         self.owner = {"token": "me"}
         self.renewals = 0
         self.answer = asyncio.Event()
+        self.asked = asyncio.Event()  # a renewal is waiting for its answer
         self.released = False
 
     async def _acquire(self, alias, seconds):
         return time.time() + seconds
 
     async def _renew(self, alias, expires):
+        self.asked.set()
         await self.answer.wait()
         self.answer.clear()
         self.renewals += 1
@@ -51,7 +53,7 @@ def test_a_lease_ends_when_a_renewal_answers_just_as_the_run_ends(monkeypatch):
         store = _AnsweringStore()
         lease = Lease(store, "a")
         await lease.__aenter__()
-        await asyncio.sleep(0.15)  # a renewal is in flight (one every 0.1 s)
+        await asyncio.wait_for(store.asked.wait(), 5)  # a renewal is in flight (one every 0.1 s)
         store.answer.set()         # its answer arrives...
         await asyncio.sleep(0)     # ...and is handled in the same turn as the run's end
         ending = asyncio.create_task(lease.__aexit__(None, None, None))
