@@ -45,6 +45,8 @@ if [[ "$ENGINE" == opensearch ]]; then HEAP="${ENGINE_HEAP:-1g}"; else HEAP="${E
 PIDFILE="$DIR/node.pid"
 PORTFILE="$DIR/node.port"  # the HTTP port of the node whose pid is in PIDFILE
 LOG="$DIR/node.log"
+CACHE="$DIR"  # where the class path and the compiled launcher are kept (a cluster's nodes share one)
+NODE_ARGS=()  # scripts/cluster.sh: NODE_NAME SEED_HOSTS MASTER_NODES of a node in a cluster
 
 healthy() {
   curl -fsS -m 5 "$URL/_cluster/health?wait_for_status=yellow&timeout=1s" 2>/dev/null | grep -q '"status":"\(green\|yellow\)"'
@@ -92,13 +94,13 @@ our_pid() {
 classpath() {
   local pom="$1" key cp
   key="$(cat "$pom" <(echo "$ES_VERSION") | sha256sum | cut -c1-16)"
-  cp="$DIR/classpath-$key.txt"
+  cp="$CACHE/classpath-$key.txt"
   if [[ ! -s "$cp" ]]; then
     echo "engine: resolving $NAME with Maven (first run downloads ~150 MB into ~/.m2)" >&2
     if ! mvn -q -B -Dstyle.color=never -f "$pom" ${ES_VERSION:+-Des.version=$ES_VERSION} \
-        dependency:build-classpath -Dmdep.outputFile="$cp.tmp" >"$DIR/maven.log" 2>&1; then
-      echo "engine: Maven could not resolve $NAME; last lines of $DIR/maven.log:" >&2
-      tail -n 20 "$DIR/maven.log" >&2
+        dependency:build-classpath -Dmdep.outputFile="$cp.tmp" >"$CACHE/maven.log" 2>&1; then
+      echo "engine: Maven could not resolve $NAME; last lines of $CACHE/maven.log:" >&2
+      tail -n 20 "$CACHE/maven.log" >&2
       exit 1
     fi
     mv "$cp.tmp" "$cp"
@@ -134,7 +136,7 @@ find_jdk() {
 launcher() {
   local jdk="$1" cp="$2" src="$REPO/engine/$3/src" key out
   key="$( (cd "$src/.." && find src -name '*.java' | sort | xargs sha256sum; echo "$ES_VERSION $JAVA_MIN") | sha256sum | cut -c1-16)"
-  out="$DIR/launcher-$key"
+  out="$CACHE/launcher-$key"
   if [[ ! -f "$out/.compiled" ]]; then
     echo "engine: compiling the $NAME launcher (engine/$3/src) with $jdk" >&2
     rm -rf "$out" && mkdir -p "$out"
@@ -151,7 +153,7 @@ launch_opensearch() {
   # Our launcher, not the runner's main: its command line cannot set discovery.type nor the transport port.
   classes="$(launcher "$jdk" "$cp" opensearch)"
   setsid nohup "$jdk/bin/java" "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
-    -cp "$classes:$cp" indexer.local.LocalOpenSearch "$DIR/node" "$PORT" "$TRANSPORT_PORTS" "$CLUSTER" \
+    -cp "$classes:$cp" indexer.local.LocalOpenSearch "$DIR/node" "$PORT" "$TRANSPORT_PORTS" "$CLUSTER" "${NODE_ARGS[@]}" \
     >"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
 }
@@ -165,7 +167,7 @@ launch_elasticsearch() {
   setsid nohup "$jdk/bin/java" "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
     -Dfile.encoding=UTF-8 -Djava.locale.providers=CLDR -Dlog4j.shutdownHookEnabled=false -Dlog4j2.disable.jmx=true \
     -Dio.netty.recycler.maxCapacityPerThread=0 -XX:+IgnoreUnrecognizedVMOptions --enable-native-access=ALL-UNNAMED \
-    -cp "$classes:$cp" org.elasticsearch.node.LocalNode "$DIR/node" "$PORT" "$TRANSPORT_PORTS" "$CLUSTER" \
+    -cp "$classes:$cp" org.elasticsearch.node.LocalNode "$DIR/node" "$PORT" "$TRANSPORT_PORTS" "$CLUSTER" "${NODE_ARGS[@]}" \
     >"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
 }
@@ -252,6 +254,9 @@ stop() {
   stop_dir "$SERVICES/elasticsearch9" "Elasticsearch 9" && any=1
   [[ -n "$any" ]] || echo "engine: not running"
 }
+
+# scripts/cluster.sh sources this file for its functions.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
 
 case "${1:-}" in
   start) start ;;
