@@ -189,6 +189,9 @@ class JobSettings(_Model):
                              description="A bulk request is cut at this many bytes.")
     concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64, description="Bulk requests in flight.")
     keep: int = Field(default=DEFAULT_KEEP, ge=0, description="Previous indices kept after a swap, for rollback.")
+    load_replicas: int = Field(default=0, ge=0, le=10, description="Replicas of the new index while a reindex loads "
+                               "it (the templates' count is restored before the swap): 0 writes each document once; "
+                               "1 lets a reindex on a multi-node cluster survive the loss of a node.")
     params: dict[str, Any] = Field(default_factory=dict, description="Bind parameters (name = TOML value; dates stay "
                                    "dates); --param name=value overrides one. since is reserved for sync.")
     watermark: str | None = Field(None, description="Incremental sync: the column that grows when a row changes.")

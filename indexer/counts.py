@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from indexer.documents import Rejected
+from indexer.errors import VerificationError
 
 if TYPE_CHECKING:  # a chunk is counted here; extract makes it (and imports nothing of this module)
     from indexer.extract import Chunk
@@ -65,6 +66,24 @@ class Answers:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed.extend(other.failed)
         _sample(self.duplicate_ids, other.duplicate_ids)
+
+    def settle(self, in_index: int) -> None:
+        """A reindex's duplicates as the fresh index counts them, not as the answers said.
+
+        Every action answered 2xx (created or updated) is in the index unless a later one with the same
+        key replaced it. An ``updated`` answer is not always a second row of a key: the engine replays a
+        shard's items on the new primary when the old one is lost mid-write, and a rerun slice's answers
+        echo its failed attempt. So duplicates = written - held, never more than the answers called
+        duplicates (fewer documents than that: some were lost) and never negative (more documents than
+        written: rows changed between a slice's attempts); either is a VerificationError."""
+        written = self.indexed + self.duplicates
+        if in_index > written:
+            raise VerificationError(f"the new index holds {in_index} documents but {written} were written: "
+                                    "rows changed between a slice's attempts; alias not changed")
+        if written - in_index > self.duplicates:
+            raise VerificationError(f"the new index holds {in_index} documents but {written - self.duplicates} "
+                                    "distinct keys were written; alias not changed")
+        self.duplicates, self.indexed = written - in_index, in_index
 
 
 @dataclass

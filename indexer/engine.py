@@ -258,11 +258,19 @@ class Engine:
         body = await self.request("GET", f"/_alias/{segment(alias)}", missing_ok=True, what=f"look up alias {alias}")
         return sorted(body) if body else []
 
+    async def health(self, index: str) -> str:
+        """The health of ``index``: green, yellow or red (red: a primary shard has no copy on a live node)."""
+        body = await self.request("GET", f"/_cluster/health/{segment(index)}", params={"timeout": "0s"},
+                                  what=f"the health of {index}") or {}
+        return str(body.get("status", "unknown"))
+
     async def write_index(self, alias: str) -> str:
         """The one index that writes through ``alias`` go to; EngineError when there is none.
 
         That is the alias's only index, or among several the one marked ``is_write_index``;
-        otherwise every bulk item would fail with "no write index" (see ``sink``).
+        otherwise every bulk item would fail with "no write index" (see ``sink``). A red index (a
+        primary shard with no copy on a live node) is refused too: its writes would wait, then fail,
+        and a read of it would be partial.
         """
         body = await self.request("GET", f"/_alias/{segment(alias)}", missing_ok=True, what=f"look up alias {alias}")
         if not body:
@@ -270,10 +278,12 @@ class Engine:
         flags = {index: (entry.get("aliases") or {}).get(alias, {}).get("is_write_index")
                  for index, entry in body.items()}
         marked = [index for index, flag in flags.items() if flag is True]
-        if len(marked) == 1:
-            return marked[0]
-        if len(flags) == 1 and False not in flags.values():
-            return next(iter(flags))
+        if len(marked) == 1 or (len(flags) == 1 and False not in flags.values()):
+            index = marked[0] if marked else next(iter(flags))
+            if await self.health(index) == "red":
+                raise EngineError(f"index {index} of alias {alias!r} is red (a primary shard has no copy on any live "
+                                  "node): nothing was read or written; run again once the cluster is yellow or green")
+            return index
         indices = ", ".join(sorted(flags))
         problem = (f"points at {len(flags)} indices ({indices}) and none is its write index" if len(flags) > 1
                    else f"points at 1 index ({indices}) marked is_write_index: false")
@@ -311,13 +321,13 @@ class Engine:
         the caller must treat a missing id as "maybe absent" (reconcile then re-indexes it,
         never deletes). The scroll is cleared at the end, also when the caller stops early.
         """
-        params = {"scroll": keep, "filter_path": "_scroll_id,hits.hits._id"}
+        params = {"scroll": keep, "filter_path": "_scroll_id,_shards.failed,hits.hits._id"}
         what = f"read the ids of {index}"
         body = await self.request("POST", f"/{segment(index)}/_search", params=params, what=what,
                                   body={"size": page, "_source": False, "sort": ["_doc"]}) or {}
         scroll_id = body.get("_scroll_id")
         try:
-            while hits := (body.get("hits") or {}).get("hits"):
+            while hits := _whole(body, what).get("hits", {}).get("hits"):
                 yield [hit["_id"] for hit in hits]
                 body = await self.request("POST", "/_search/scroll", params={"filter_path": params["filter_path"]},
                                           body={"scroll": keep, "scroll_id": scroll_id}, what=what) or {}
@@ -353,6 +363,16 @@ class Engine:
         await self.request("DELETE", _doc_path(index, "_doc", doc_id),
                            params=_doc_params(if_seq_no, if_primary_term, refresh),
                            what=what or f"delete document {doc_id} of {index}")
+
+
+def _whole(body: dict, what: str) -> dict:
+    """A search page that every shard answered; EngineError when some failed (a red index, a node lost
+    mid-read): the page would look complete while it is not."""
+    failed = (body.get("_shards") or {}).get("failed", 0)
+    if failed:
+        raise EngineError(f"{what}: {failed} shard(s) did not answer (a red index, or a node lost mid-read); "
+                          "nothing was concluded from a partial read")
+    return body
 
 
 def _doc_path(index: str, api: str, doc_id: str) -> str:

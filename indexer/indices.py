@@ -22,7 +22,7 @@ from indexer.engine import Engine
 from indexer.errors import EngineError, RefusedError
 
 log = logging.getLogger(__name__)
-LOAD_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
+LOAD_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}  # job.load_replicas may add copies
 
 
 def index_name(alias: str, now: dt.datetime, existing: list[str]) -> str:
@@ -63,10 +63,11 @@ async def delete_orphans(engine: Engine, alias: str, live: list[str]) -> tuple[l
     return [i for i in ours if i not in deleted], deleted
 
 
-async def create_for_load(engine: Engine, index: str) -> dict:
-    """Create ``index`` for bulk loading; return the index settings its templates want afterwards."""
+async def create_for_load(engine: Engine, index: str, replicas: int = 0) -> dict:
+    """Create ``index`` for bulk loading, with ``replicas`` copies (``job.load_replicas``); return the index
+    settings its templates want afterwards."""
     wanted = (await engine.simulate_index(index)).get("index", {})
-    await engine.create_index(index, LOAD_SETTINGS)
+    await engine.create_index(index, {"index": {**LOAD_SETTINGS["index"], "number_of_replicas": replicas}})
     return wanted
 
 

@@ -8,7 +8,7 @@ anywhere, its result, how its failure reads, and what the coordinator adds up.
           local_runner.run_local(): worker processes on this machine | dask_runner.run_on_dask(): a Dask cluster
               run_slice(): partitions.slice_query --> extract.Reader --> sink.load(Sender into the new index)
               <-- SliceResult (counts, watermark marks and notes)    rows done --report(n)--> on_rows --> progress
-      <-- results in slice order --> merged(), duplicates() against what the index holds --> the one swap
+      <-- results in slice order --> merged(), Answers.settle() against what the index holds --> the one swap
 
 A slice only reads, encodes, sends and counts; its dead letters travel back in its counts for the
 coordinator to write. Each worker opens its own database connection and engine client, reading
@@ -184,19 +184,3 @@ def merged(results: list[SliceResult]) -> Counts:
             result.counts.answers.duplicate_ids = []
         total.merge(result.counts)
     return total
-
-
-def duplicates(results: list[SliceResult], in_index: int) -> int:
-    """Repeated keys across and within slices: what the slices wrote minus what the index holds.
-
-    Every action a slice's final attempt saw answered 2xx (``created`` or ``updated``) is in the
-    index unless a later one with the same key replaced it; a rerun's ``updated`` answers echo its
-    failed attempt and are no duplicates, so they are not counted from the answers but from the index.
-    More documents than that means rows changed between a slice's attempts: refused too.
-    """
-    written = sum(r.counts.answers.indexed + r.counts.answers.duplicates for r in results)
-    if in_index > written:
-        raise VerificationError(f"the new index holds {in_index} documents but the slices wrote {written}: "
-                                "rows changed between a slice's attempts; alias not changed")
-    return written - in_index
-

@@ -154,7 +154,7 @@ launch_opensearch() {
   classes="$(launcher "$jdk" "$cp" opensearch)"
   setsid nohup "$jdk/bin/java" "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
     -cp "$classes:$cp" indexer.local.LocalOpenSearch "$DIR/node" "$PORT" "$TRANSPORT_PORTS" "$CLUSTER" "${NODE_ARGS[@]}" \
-    >"$LOG" 2>&1 </dev/null &
+    >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
 }
 
@@ -168,7 +168,7 @@ launch_elasticsearch() {
     -Dfile.encoding=UTF-8 -Djava.locale.providers=CLDR -Dlog4j.shutdownHookEnabled=false -Dlog4j2.disable.jmx=true \
     -Dio.netty.recycler.maxCapacityPerThread=0 -XX:+IgnoreUnrecognizedVMOptions --enable-native-access=ALL-UNNAMED \
     -cp "$classes:$cp" org.elasticsearch.node.LocalNode "$DIR/node" "$PORT" "$TRANSPORT_PORTS" "$CLUSTER" "${NODE_ARGS[@]}" \
-    >"$LOG" 2>&1 </dev/null &
+    >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
 }
 

@@ -9,6 +9,10 @@
 #   ENGINE_PORT=9200    the first engine's HTTP port; the next ones take the ports after it
 #   MATRIX_JOBS=3       engine suites run at once (1: one after the other)
 #   UNIT_TESTS=tests/unit   ENGINE_TESTS="tests/integration tests/faults tests/support"   SERVICE_TESTS=tests/services
+#   CLUSTER_ENGINES="opensearch elasticsearch"   the multi-node tests (tests/cluster), on a 3-node cluster of each,
+#                       one after the other once the engine suites are done; node 1 of the first on
+#                       CLUSTER_PORT (ENGINE_PORT+30), the next 10 ports further; "" for none
+#   SOAK_MINUTES=3      the chaos soak (tests/soak) on SOAK_ENGINE (opensearch), after them; 0 for none
 # This checkout's node already answering on its port as the wanted engine (e.g. left by `make demo`) is
 # used and left running; a node of another engine, or another checkout's, fails that engine's run with
 # one line (nothing is skipped).
@@ -40,6 +44,10 @@ cleanup() {
     [[ -f "$marker" ]] || continue
     engine="$(basename "$marker" .started)"
     ENGINE="$engine" ENGINE_PORT="$(cat "$marker")" "$HERE/engine.sh" stop || true
+  done
+  for marker in "$LOGS"/*.cluster; do  # a cluster whose tests were interrupted
+    [[ -f "$marker" ]] || continue
+    env $(cat "$marker") "$HERE/cluster.sh" stop || true
   done
   if [[ -n "$pg_started" ]]; then "$HERE/pg.sh" stop || true; fi
   rm -rf "$LOGS"
@@ -134,6 +142,37 @@ for engine in "${ready[@]}"; do
   cat "$LOGS/$engine.log"
   read -r rc seconds <"$LOGS/$engine.rc"
   result_line "$engine" "$rc" "$seconds" "$LOGS/$engine.log"
+done
+
+# The single nodes this script started are done: stopped now, so that the clusters have the cores.
+for marker in "$LOGS"/*.started; do
+  [[ -f "$marker" ]] || continue
+  engine="$(basename "$marker" .started)"
+  ENGINE="$engine" ENGINE_PORT="$(cat "$marker")" "$HERE/engine.sh" stop || true
+  rm -f "$marker"
+done
+
+# The multi-node tests: each engine's 3-node cluster (scripts/cluster.sh) in a folder of its own, started,
+# tested, stopped; one engine at a time (three JVMs each on two cores).
+read -r -a CLUSTER_LIST <<<"${CLUSTER_ENGINES-opensearch elasticsearch}"
+cluster_port="${CLUSTER_PORT:-$(( BASE_PORT + 30 ))}"
+for engine in "${CLUSTER_LIST[@]}"; do
+  label="$engine-3nodes"
+  export_cluster=(ENGINE="$engine" NODES=3 ENGINE_PORT="$cluster_port"
+                  CLUSTER_DIR="${ENGINE_SERVICES:-$REPO/.services}/test-cluster-$engine")
+  echo; echo "=== $engine, 3 nodes, on ports $cluster_port-$(( cluster_port + 2 ))"
+  echo "${export_cluster[*]}" >"$LOGS/$label.cluster"
+  if env "${export_cluster[@]}" "$HERE/cluster.sh" start; then
+    run "$label" env "${export_cluster[@]}" INDEXER_TEST_ENGINE_KIND="$engine" \
+      INDEXER_TEST_ENGINE="http://127.0.0.1:$cluster_port" INDEXER_TEST_CLUSTER_PORT="$cluster_port" \
+      "$PY" -m pytest -q -p no:cacheprovider --durations=6 "$@" tests/cluster
+  else
+    summary+=("$(printf '%-16s %-4s %5ss  %s' "$label" FAIL 0 "the cluster did not start")")
+    failed=1
+  fi
+  env "${export_cluster[@]}" "$HERE/cluster.sh" stop || true
+  rm -f "$LOGS/$label.cluster"
+  cluster_port=$(( cluster_port + 10 ))
 done
 
 echo

@@ -75,7 +75,7 @@ async def _reindex(job: Job, frame: Run, allow_duplicates: bool, force_swap: boo
     plan = dataclasses.replace(plan, kind=found.kind, keep_from=incremental.keep_from(found.source_max,
                                                                                        settings.lookback))
     planned = await asyncio.to_thread(plan_slices, job, settings.partitions) if partitioned(job) else None
-    wanted = await indices.create_for_load(engine, index)
+    wanted = await indices.create_for_load(engine, index, settings.load_replicas)
     try:
         if planned is None:
             marks = await _load(job, frame, plan, index, wanted, progress)
@@ -125,7 +125,9 @@ async def _load(job: Job, frame: Run, plan: ReadPlan, index: str, wanted: dict, 
     await load(lambda: extract.read_chunks(job, plan), sender, settings, counts, dead_letters=frame.dead_letters,
                progress=progress, on_acked=remember)
     check_error_budget(settings, counts, final=True)
+    # "updated" answers may be the engine's replays after a lost primary: duplicates are what the index says
     summary.documents_in_index = await indices.finish_load(frame.engine, index, wanted)
+    counts.answers.settle(summary.documents_in_index)
     _verify(summary, counts, plan.versioned)
     return marks
 
@@ -148,9 +150,7 @@ async def _load_slices(job: Job, frame: Run, plan: ReadPlan, planned: SlicePlan,
     await _check_rows(job, summary, counts.rows_read, planned.rows)
     check_error_budget(settings, counts, final=True)
     in_index = summary.documents_in_index = await indices.finish_load(frame.engine, index, wanted)
-    # a rerun slice's "updated" answers echo its failed attempt: duplicates are counted from the index
-    counts.answers.duplicates = slices.duplicates(results, in_index)
-    counts.answers.indexed = in_index
+    counts.answers.settle(in_index)  # a rerun slice's "updated" answers echo its failed attempt
     _verify(summary, counts, False)
     return [mark for result in results for mark in result.marks]
 

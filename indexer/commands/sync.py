@@ -45,7 +45,7 @@ async def _sync(job: Job, frame: Run, progress: Progress, stop: asyncio.Event | 
     engine, summary, store = frame.engine, frame.summary, frame.store
     if not await engine.alias_targets(alias):
         raise EngineError(f"alias {alias!r} does not exist: run `indexer reindex` first")
-    summary.index = await engine.write_index(alias)  # exactly one write target, or refuse before reading
+    summary.index = await engine.write_index(alias)  # exactly one write target, not red, or refuse before reading
     state = await store.load(alias)
     summary.watermark_before = summary.watermark = state.watermark
     plan = _plan(job, state)

@@ -48,6 +48,8 @@ def _generic_answer(method: str, path: str):
         return {"count": 0}
     if path.startswith("/_alias/"):
         return {INDEX: {"aliases": {"adv-é": {}}}}
+    if path.startswith("/_cluster/health/"):
+        return {"status": "green"}
     if path.endswith("/_bulk"):
         return {"errors": False, "items": []}
     return {}
@@ -99,6 +101,7 @@ def test_every_path_built_from_a_name_reaches_the_wire_percent_encoded_once(flav
         f"/{ENCODED}",
         "/_alias/adv-%C3%A9",
         "/_alias/adv-%C3%A9",
+        f"/_cluster/health/{ENCODED}",
         "/adv-%C3%A9-*/_settings/index.creation_date",
         "/adv-%C3%A9/_bulk",
         "/indexer-state/_doc/adv-%C3%A9",
@@ -158,19 +161,20 @@ def test_document_calls_carry_their_compare_and_set_condition_and_refresh(flavor
 class AliasClient:
     """Stands in for opensearch-py: GET /_alias/<name> answers ``body``."""
 
-    def __init__(self, body):
+    def __init__(self, body, health="green"):
         self.body = body
+        self.health = health
         self.transport = self
 
     async def perform_request(self, method, path, params=None, body=None, headers=None):
-        return self.body
+        return {"status": self.health} if path.startswith("/_cluster/health/") else self.body
 
     async def close(self):
         pass
 
 
-def write_index(body) -> str:
-    return asyncio.run(Engine(AliasClient(body), "opensearch", "http://127.0.0.1:9200").write_index("sensors"))
+def write_index(body, health="green") -> str:
+    return asyncio.run(Engine(AliasClient(body, health), "opensearch", "http://127.0.0.1:9200").write_index("sensors"))
 
 
 def test_the_write_index_of_an_alias_over_one_index_is_that_index():
@@ -196,6 +200,12 @@ def test_an_alias_over_several_indices_without_a_write_index_is_an_engine_error(
 def test_an_alias_whose_only_index_is_marked_not_for_writes_is_an_engine_error():
     with pytest.raises(EngineError, match=r"points at 1 index \(sensors-1\) marked is_write_index: false"):
         write_index({"sensors-1": {"aliases": {"sensors": {"is_write_index": False}}}})
+
+
+def test_a_red_write_index_is_refused_before_anything_is_read_or_written():
+    assert write_index({"sensors-1": {"aliases": {"sensors": {}}}}, health="yellow") == "sensors-1"
+    with pytest.raises(EngineError, match=r"index sensors-1 of alias 'sensors' is red \(a primary shard has no copy"):
+        write_index({"sensors-1": {"aliases": {"sensors": {}}}}, health="red")
 
 
 def test_a_missing_alias_has_no_write_index():
@@ -254,6 +264,26 @@ def test_ids_clear_the_scroll_when_the_reader_stops_early():
     got, calls = _ids([["a", "b"], ["c", "d"], ["e"]], stop_after=1)
     assert got == [["a", "b"]]
     assert calls[-1][:2] == ("DELETE", "/_search/scroll")
+
+
+def test_a_page_some_shards_did_not_answer_is_an_error_not_a_shorter_read():
+    # a red index, or a node lost mid-read: the page looks whole, but some shards' ids are missing
+    client = ScrollClient([["a", "b"], ["c"]])
+    answer = client.perform_request
+
+    async def partial(method, path, params=None, body=None, headers=None):
+        page = await answer(method, path, params, body, headers)
+        return {**page, "_shards": {"failed": 1}} if path == "/_search/scroll" else page
+
+    client.perform_request = partial
+
+    async def read():
+        return [page async for page in Engine(client, "opensearch", "http://127.0.0.1:9200").ids("adv", page=2)]
+
+    with pytest.raises(EngineError, match=r"read the ids of adv: 1 shard\(s\) did not answer"):
+        asyncio.run(read())
+    assert "_shards.failed" in client.calls[0][2]["filter_path"]
+    assert client.calls[-1][:2] == ("DELETE", "/_search/scroll")  # cleared all the same
 
 
 def test_the_ids_of_an_empty_index_are_no_pages():

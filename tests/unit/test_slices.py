@@ -12,7 +12,7 @@ from indexer.config import Job
 from indexer.counts import Answers, Counts
 from indexer.errors import VerificationError
 from indexer.partitions import plan_slices
-from indexer.slices import SliceResult, SliceTask, duplicates, merged, run_slice
+from indexer.slices import SliceResult, SliceTask, merged, run_slice
 from tests.support.builders import readings_job
 
 # ---------------------------------------------------------------- a slice, run
@@ -67,18 +67,38 @@ def result(number, indexed, duplicates, ids=(), attempts=1) -> SliceResult:
     return SliceResult(number, counts, [], attempts=attempts)
 
 
+def settled(results, in_index: int) -> Answers:
+    answers = merged(results).answers
+    answers.settle(in_index)
+    return answers
+
+
 def test_a_rerun_slices_updated_answers_are_not_duplicates():
     # slice 1 was rerun: 40 of its 100 documents answered "updated" (its failed attempt wrote them)
     results = [result(0, 100, 0), result(1, 60, 40, ["x"], attempts=2)]
-    assert duplicates(results, 200) == 0
+    answers = settled(results, 200)
+    assert (answers.duplicates, answers.indexed) == (0, 200)
     assert merged(results).answers.duplicate_ids == []
 
 
 def test_duplicates_across_slices_are_what_the_index_lacks():
     results = [result(0, 100, 0), result(1, 99, 1, ["k7"])]
-    assert duplicates(results, 199) == 1 and merged(results).answers.duplicate_ids == ["k7"]
+    assert settled(results, 199).duplicates == 1 and merged(results).answers.duplicate_ids == ["k7"]
 
 
 def test_more_documents_than_the_slices_wrote_is_refused():
     with pytest.raises(VerificationError, match="rows changed between a slice's attempts"):
-        duplicates([result(0, 10, 0)], 11)
+        settled([result(0, 10, 0)], 11)
+
+
+def test_the_engines_replays_after_a_lost_primary_are_no_duplicates():
+    # 100 items of a bulk were replayed on the new primary: answered "updated", yet one document each
+    answers = Answers(indexed=2900, duplicates=100, duplicate_ids=["SEN1"])
+    answers.settle(3000)
+    assert (answers.indexed, answers.duplicates) == (3000, 0)
+
+
+def test_fewer_documents_than_acknowledged_are_refused_not_called_duplicates():
+    answers = Answers(indexed=3000, duplicates=0)
+    with pytest.raises(VerificationError, match="holds 2990 documents but 3000 distinct keys were written"):
+        answers.settle(2990)
