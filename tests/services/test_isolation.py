@@ -209,3 +209,49 @@ def test_pg_refuses_another_folders_server():
     assert stop.returncode == 0, stop
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+CLUSTER_SH = REPO / "scripts" / "cluster.sh"
+
+
+def cluster_sh(command: str, folder: Path, port: int, transport: int, nodes: int = 2) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ENGINE_VARS + ("NODES", "CLUSTER_DIR", "CLUSTER_TRANSPORT_PORT")}
+    env |= {"ENGINE": "opensearch", "NODES": str(nodes), "ENGINE_PORT": str(port), "CLUSTER_DIR": str(folder),
+            "CLUSTER_TRANSPORT_PORT": str(transport), "ENGINE_HEAP": HEAP}
+    return subprocess.run([str(CLUSTER_SH), command], env=env, capture_output=True, text=True, timeout=300)
+
+
+def refusal(done: subprocess.CompletedProcess) -> str:
+    """The one line a refused cluster.sh start says (Maven's first-run notes aside)."""
+    assert done.returncode == 1, done
+    return one_line("\n".join(line for line in done.stderr.splitlines() if line.startswith("cluster:")))
+
+
+@pytest.mark.timeout(480)
+def test_two_checkouts_clusters_never_share_a_node(tmp_path):
+    # Checkout A's 2-node cluster; checkout B (another folder, hence another cluster name) asks for ports
+    # A holds: refused in one line each, nothing of B started; A's cluster untouched.
+    a, b = tmp_path / "a", tmp_path / "b"
+    port, transport = free_port(), free_port()
+    while transport + 1 == port or port + 1 == transport:
+        transport = free_port()
+    try:
+        started = cluster_sh("start", a, port, transport)
+        assert started.returncode == 0, started.stderr
+        assert cluster_sh("status", a, port, transport).returncode == 0
+        name = harness.http("GET", "/", url=f"http://127.0.0.1:{port + 1}")[1]["cluster_name"]
+        assert name == "indexer-" + hashlib.sha256(str(a.resolve()).encode()).hexdigest()[:12]
+
+        http_taken = refusal(cluster_sh("start", b, port + 1, free_port()))
+        assert f"http://127.0.0.1:{port + 1} (node 1's port) is taken by opensearch (cluster {name})" in http_taken
+        transport_taken = refusal(cluster_sh("start", b, free_port(), transport + 1))
+        assert f"127.0.0.1:{transport + 1} (node 1's transport port) is in use" in transport_taken
+        assert not list(b.glob("node-*/node.pid")), "a refused start must not launch a node"
+        assert cluster_sh("status", b, port, transport).returncode == 1  # A's nodes are not B's
+        assert harness.http("GET", "/_cluster/health", url=f"http://127.0.0.1:{port}")[1]["number_of_nodes"] == 2
+    finally:
+        stopped = cluster_sh("stop", a, port, transport)
+    assert stopped.returncode == 0, stopped
+    for p in (port, port + 1):
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", p), timeout=2).close()
