@@ -304,6 +304,10 @@ class ClusterState(_LockStore):
             if current is None:
                 continue  # released meanwhile: create it again
             held = current.get("_source", {}).get("lock", {})
+            if held.get("token") == self.owner["token"]:
+                # Our own create, applied by an attempt whose answer was lost (a reset connection) and
+                # refused when it was sent again: the lock is ours, never "another run".
+                return float(held["expires"])
             if not _stale(held, time.time()):
                 raise LockedError(_locked_message(alias, held))
             try:  # take over a stale lock, unless someone else just did

@@ -18,8 +18,8 @@ import pytest
 
 from tests.support.harness import (
     CLIENT_ENGINE, PARSING_EXCEPTION, alias_targets, count, documents, http, indices, live_sensors, pg_documents,
-    run_indexer, sensors_job, slow_transform, sql, sql_many, sqlite_rows, sqlite_source, start_indexer, stored_state,
-    wait_until, write_job,
+    lock_of, run_indexer, sensors_job, slow_transform, sql, sql_many, sqlite_rows, sqlite_source, start_indexer,
+    stored_state, wait_until, write_job,
 )
 from tests.support.httpproxy import ProxyServer
 
@@ -117,6 +117,23 @@ def test_connection_reset_and_lost_responses_neither_lose_nor_duplicate(tmp_path
     assert getattr(proxy.stats, "resets_before_forward" if fault == "reset_before_forward" else "resets_after_forward") == 3
     assert summary["indexed"] == 3000 and count(summary["index"]) == 3000
     assert documents(alias) == sqlite_rows(sqlite_sensors)
+
+
+def test_a_lock_taken_by_a_request_whose_answer_was_lost_is_the_runs_own(tmp_path, proxy, via_proxy, alias,
+                                                                        sqlite_sensors):
+    # The create of the lock is applied, then its connection reset: the client sends it again and is answered
+    # 409. The lock found there is this run's own (its token): the run goes on (it used to refuse itself,
+    # "another run ... (pid <its own>)", and the lock then blocked every run of the alias until it expired).
+    job = sensors_job(tmp_path, sqlite_sensors, via_proxy, alias)
+    proxy.faults.reset_match = lambda method, path: "/_create/lock" in path
+    proxy.faults.reset_connection_after_forward = 1
+    result = run_indexer("reindex", str(job), "--json")
+
+    assert proxy.stats.resets_after_forward == 1
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["indexed"] == 3000
+    assert documents(alias) == sqlite_rows(sqlite_sensors)
+    assert lock_of(alias) is None  # released at the end, as any run's
 
 
 def _strict_template(alias):

@@ -84,6 +84,10 @@ def is_bulk_path(method: str, path: str) -> bool:
     return path_kind(path) == "_bulk"
 
 
+def any_path(method: str, path: str) -> bool:
+    return True
+
+
 @dataclass
 class Faults:
     """Faults applied by the proxy; assign fields from the test thread at any time.
@@ -104,6 +108,8 @@ class Faults:
     request_status_match: Callable[[str, str], bool] = is_bulk_path
     reset_before_forward: int = 0
     reset_connection_after_forward: int = 0
+    # the requests the two resets apply to (counted only when they match)
+    reset_match: Callable[[str, str], bool] = any_path
     pause_seconds: float = 0.0
     max_request_bytes: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -282,7 +288,7 @@ class ProxyServer:
 
         if faults.pause_seconds > 0:
             await asyncio.sleep(faults.pause_seconds)
-        if faults._take("reset_before_forward"):
+        if faults.reset_match(method, path) and faults._take("reset_before_forward"):
             stats.resets_before_forward += 1
             return self._reset(request)
         limit = faults.max_request_bytes
@@ -300,7 +306,7 @@ class ProxyServer:
             resp = await self._bulk_with_rejections(request, headers, body)
         else:
             resp = await self._forward(method, request.path_qs, headers, body)
-        if faults._take("reset_connection_after_forward"):
+        if faults.reset_match(method, path) and faults._take("reset_connection_after_forward"):
             stats.resets_after_forward += 1
             return self._reset(request)
         return resp
