@@ -260,8 +260,8 @@ class Engine:
 
     async def health(self, index: str) -> str:
         """The health of ``index``: green, yellow or red (red: a primary shard has no copy on a live node)."""
-        body = await self.request("GET", f"/_cluster/health/{segment(index)}", params={"timeout": "0s"},
-                                  what=f"the health of {index}") or {}
+        # No wait_for_* asked: answered at once. (No "timeout" param either: opensearch-py takes it as its own.)
+        body = await self.request("GET", f"/_cluster/health/{segment(index)}", what=f"the health of {index}") or {}
         return str(body.get("status", "unknown"))
 
     async def write_index(self, alias: str) -> str:

@@ -66,8 +66,12 @@ class Sender:
     """
 
     def __init__(self, engine: Engine, target: str, *, fresh_index: bool = False,
-                 max_bytes: int = 8 * 1024 * 1024, scrub_reasons: bool = True, versioned: bool = False) -> None:
+                 max_bytes: int = 8 * 1024 * 1024, scrub_reasons: bool = True, versioned: bool = False,
+                 guard: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        # Called before every bulk request (a run's lease.check): a run that lost its lock while it held rows
+        # (paused past its lease) must not send them over the newer ones another run has written since.
+        self.guard = guard
         self.target = target
         self.max_bytes = max_bytes
         self.fresh_index = fresh_index  # an "updated" result then means a duplicate key
@@ -78,10 +82,10 @@ class Sender:
 
     @classmethod
     def for_job(cls, engine: Engine, target: str, settings: JobSettings, *, include_doc: bool = False,
-                fresh_index: bool = False, versioned: bool = False) -> Sender:
+                fresh_index: bool = False, versioned: bool = False, guard: Callable[[], None] | None = None) -> Sender:
         """The sender a run of ``settings`` uses: its byte limit; reasons scrubbed unless documents are kept."""
         return cls(engine, target, fresh_index=fresh_index, max_bytes=settings.chunk_bytes,
-                   scrub_reasons=not include_doc, versioned=versioned)
+                   scrub_reasons=not include_doc, versioned=versioned, guard=guard)
 
     async def send(self, actions: Sequence[Action]) -> Answers:
         """Send one chunk's actions, in requests of at most ``max_bytes``; what happened to each."""
@@ -92,6 +96,8 @@ class Sender:
 
     async def _send(self, batch: list[Action], retry: Retry, sent: Answers) -> None:
         while batch:
+            if self.guard is not None:
+                self.guard()
             try:
                 sent.bulk_requests += 1
                 answer = await self.engine.bulk(self.target, b"".join([a.line for a in batch]))

@@ -150,7 +150,8 @@ async def _write(job: Job, frame: Run, index: str, diff: Diff, progress: Progres
     settings, summary = job.job, frame.summary
     progress.total(diff.to_delete.added + diff.to_index.added)
     counts, passes = summary.counts, list[int]()
-    sender = Sender.for_job(frame.engine, index, settings, include_doc=frame.dead_letters.include_doc)
+    sender = Sender.for_job(frame.engine, index, settings, include_doc=frame.dead_letters.include_doc,
+                            guard=frame.lease.check)
     frame.lease.check()
     await load(lambda: write_chunks(job, diff, run_size, passes), sender, settings, counts,
                dead_letters=frame.dead_letters, progress=progress)

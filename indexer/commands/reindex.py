@@ -121,7 +121,7 @@ async def _load(job: Job, frame: Run, plan: ReadPlan, index: str, wanted: dict, 
             frame.note_watermarks(chunk)
 
     sender = Sender.for_job(frame.engine, index, settings, include_doc=frame.dead_letters.include_doc,
-                            fresh_index=True, versioned=plan.versioned)
+                            fresh_index=True, versioned=plan.versioned, guard=frame.lease.check)
     await load(lambda: extract.read_chunks(job, plan), sender, settings, counts, dead_letters=frame.dead_letters,
                progress=progress, on_acked=remember)
     check_error_budget(settings, counts, final=True)

@@ -67,7 +67,8 @@ async def _sync(job: Job, frame: Run, progress: Progress, stop: asyncio.Event | 
         summary.watermark = new.watermark
 
     counts = summary.counts
-    sender = Sender.for_job(engine, alias, settings, include_doc=frame.dead_letters.include_doc)
+    sender = Sender.for_job(engine, alias, settings, include_doc=frame.dead_letters.include_doc,
+                            guard=frame.lease.check)
     await load(lambda: extract.read_chunks(job, plan), sender, settings, counts, dead_letters=frame.dead_letters,
                progress=progress, on_acked=store_progress, stop=stop)
     if summary.null_watermarks:  # sync reads no NULL watermark: these are infinity, NaN...

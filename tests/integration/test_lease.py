@@ -21,8 +21,8 @@ from indexer.lease import LeaseLostError, LockedError
 from indexer.state import ClusterState, JobState, RunRecord
 from indexer.watermark import Mark
 from tests.support.harness import (
-    alias_targets, count, http, indices, lock_of, put_lock, readable, run_indexer, slow_job, stacks_of, start_indexer,
-    wait_until,
+    alias_targets, count, document, http, indices, lock_of, put_lock, readable, run_indexer, sensors_job, slow_job,
+    stacks_of, stalling_transform, start_indexer, wait_until,
 )
 from tests.support.httpproxy import ProxyServer
 
@@ -323,3 +323,40 @@ def test_cli_a_run_that_lost_its_lock_names_the_lost_lock_not_what_failed_next(t
                              "another-host after it expired)"), stderr
     # whichever came first, the renewal finding the lock taken or the failure it caused: the lost lock is named
     assert alias_targets(lock_alias) == []
+
+
+def test_a_sync_paused_past_its_lease_never_writes_its_old_rows_over_the_newer_ones(tmp_path, target, lock_alias,
+                                                                                   pg_table, pg_tables):
+    # Found while soaking (tests/soak): sync A reads a row, then stalls past its lease (a GC pause, a frozen VM;
+    # here SIGSTOP) while the row changes and sync B takes the lock over and indexes the new version. When A
+    # wakes up it must not send what it read: the old version would replace the new one, and later syncs skip
+    # the row (its fingerprint is stored) until it changes again.
+    reindex = sensors_job(tmp_path, pg_table, target, lock_alias, synced=True, name="reindex.toml")
+    assert run_indexer("reindex", str(reindex)).returncode == 0
+    pg_tables.execute(f"UPDATE {pg_table} SET value = -1, date_updated = now()::timestamp WHERE code = 'SEN0000001'")
+    folder = tmp_path / "a"
+    folder.mkdir()
+    stalled = sensors_job(folder, pg_table, target, lock_alias, synced=True, name="a.toml",
+                          transform=stalling_transform(folder, timeout=60))
+    env = {"INDEXER_LEASE_SECONDS": "2"}
+    a = start_indexer("sync", str(stalled), "--json", env=env)
+    wait_until(lambda: list(folder.glob("running-*")), "sync A holding the old row in its transform", a)
+    a.send_signal(signal.SIGSTOP)
+    try:
+        pg_tables.execute(f"UPDATE {pg_table} SET value = -2, date_updated = now()::timestamp + interval '1 second' "
+                          "WHERE code = 'SEN0000001'")
+        time.sleep(3)  # A's lease expires unrenewed
+        b = run_indexer("sync", str(reindex), "--json", env=env)
+        assert b.returncode == 0, b.stderr
+        http("POST", f"/{lock_alias}/_refresh")
+        assert document(lock_alias, "SEN0000001")["value"] == -2
+    finally:
+        (folder / "go").touch()
+        a.send_signal(signal.SIGCONT)
+    out, err = a.communicate(timeout=60)
+
+    assert a.returncode == 1 and "was lost" in err, err
+    assert document(lock_alias, "SEN0000001")["value"] == -2  # not the -1 A had read
+    c = run_indexer("sync", str(reindex), "--json", env=env)
+    assert c.returncode == 0, c.stderr
+    assert document(lock_alias, "SEN0000001")["value"] == -2

@@ -269,3 +269,15 @@ def test_sync_before_any_reindex_is_a_clear_error(tmp_path, engine_url, alias, s
     result = run_indexer("sync", str(job))
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: alias '{alias}' does not exist: run `indexer reindex` first"
+
+
+def test_a_sync_on_a_healthy_node_warns_of_nothing(tmp_path, engine_url, alias, sqlite_sensors):
+    # Its first look at the write index (red or not: Engine.health) is one request answered at once on every
+    # engine; it once sent a parameter opensearch-py took for its own timeout: a warning and a retry every run.
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    _run("reindex", str(job))
+    sql(sqlite_sensors, "UPDATE sensors SET value = 1, date_updated = ? WHERE code = 'SEN0000001'",
+        "2030-01-01T00:00:00")
+    result = run_indexer("sync", str(job), "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["indexed"] == 1, result.stderr
+    assert result.stderr == ""
