@@ -71,6 +71,13 @@ def alias_targets(cluster: Cluster, alias: str) -> list[str]:
     return sorted(body) if status == 200 else []
 
 
+def assert_exact(cluster: Cluster, alias: str, index: str, summary: dict, source: dict[str, dict]) -> None:
+    """The alias moved onto ``index``, which holds exactly the source's rows, as the summary says."""
+    assert alias_targets(cluster, alias) == [index]
+    assert summary["documents_in_index"] == len(source)
+    assert index_documents(cluster, alias) == source
+
+
 def reindex(job: str) -> None:
     rc, summary, err = finish(start_indexer("reindex", job, "--json"))
     assert rc == 0, err
@@ -89,6 +96,13 @@ def change_rows(pg_tables, table: str) -> None:
 
 def live_rows(pg_tables, table: str) -> dict[str, dict]:
     return pg_documents(pg_tables.conn, table, "WHERE NOT is_deleted")
+
+
+def exclude(cluster: Cluster, n: int) -> None:
+    """No shard on node ``n`` (until ``heal``)."""
+    status, body = cluster.http("PUT", "/_cluster/settings",
+                                {"persistent": {"cluster.routing.allocation.exclude._name": f"node-{n}"}})
+    assert status == 200, body
 
 
 def settings(cluster: Cluster, index: str, values: dict) -> None:
@@ -113,7 +127,7 @@ def other(cluster: Cluster, *not_these: int) -> int:
 def test_a_data_node_killed_mid_reindex_with_load_replicas_moves_the_alias_onto_an_exact_index(
         healed, tmp_path, alias, pg_table, pg_tables):
     client = healed.master()  # the client talks to the master; the new index lives on the two other nodes
-    healed.http("PUT", "/_cluster/settings", {"persistent": {"cluster.routing.allocation.exclude._name": f"node-{client}"}})
+    exclude(healed, client)
     proc = start_indexer("reindex", job_for(tmp_path, pg_table, healed, alias, client, load_replicas=1), "--json")
     index = loading(healed, alias, proc)
     in_sync(healed, index)
@@ -126,15 +140,14 @@ def test_a_data_node_killed_mid_reindex_with_load_replicas_moves_the_alias_onto_
 
     assert rc == 0, err
     assert not healed.running(victim)
-    assert alias_targets(healed, alias) == [index]
-    assert summary["documents_in_index"] == summary["indexed"] == 3000
-    assert index_documents(healed, alias) == pg_documents(pg_tables.conn, pg_table)
+    assert summary["indexed"] == 3000
+    assert_exact(healed, alias, index, summary, pg_documents(pg_tables.conn, pg_table))
 
 
 def test_a_data_node_killed_and_restarted_mid_reindex_without_load_replicas(healed, tmp_path, alias, pg_table,
                                                                            pg_tables):
     client = healed.master()
-    healed.http("PUT", "/_cluster/settings", {"persistent": {"cluster.routing.allocation.exclude._name": f"node-{client}"}})
+    exclude(healed, client)
     proc = start_indexer("reindex", job_for(tmp_path, pg_table, healed, alias, client), "--json")
     index = loading(healed, alias, proc)
     victim = healed.node_of_primary(index)
@@ -146,9 +159,7 @@ def test_a_data_node_killed_and_restarted_mid_reindex_without_load_replicas(heal
     rc, summary, err = finish(proc)
 
     assert rc == 0, err
-    assert alias_targets(healed, alias) == [index]
-    assert summary["documents_in_index"] == 3000
-    assert index_documents(healed, alias) == pg_documents(pg_tables.conn, pg_table)
+    assert_exact(healed, alias, index, summary, pg_documents(pg_tables.conn, pg_table))
 
 
 def test_the_master_killed_mid_reindex(healed, tmp_path, alias, pg_table, pg_tables):
@@ -164,9 +175,7 @@ def test_the_master_killed_mid_reindex(healed, tmp_path, alias, pg_table, pg_tab
 
     assert rc == 0, err
     assert healed.master() != master
-    assert alias_targets(healed, alias) == [index]
-    assert summary["documents_in_index"] == 3000
-    assert index_documents(healed, alias) == pg_documents(pg_tables.conn, pg_table)
+    assert_exact(healed, alias, index, summary, pg_documents(pg_tables.conn, pg_table))
 
 
 # ------------------------------------------------------------------ sync
