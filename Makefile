@@ -16,13 +16,15 @@ ENGINE ?= opensearch
 ENGINES ?= $(if $(filter command line environment,$(origin ENGINE)),$(ENGINE),opensearch elasticsearch elasticsearch9)
 ENGINE_NAME = $(if $(filter opensearch,$(ENGINE)),OpenSearch,Elasticsearch)
 
-.PHONY: help venv demo test engine engine-stop pg pg-stop bench audit clean
+.PHONY: help venv demo test engine engine-stop cluster cluster-stop soak pg pg-stop bench audit clean
 
 help:
 	@echo "make demo         set up, start a local search node, index 100,000 demo rows (ENGINE=opensearch|elasticsearch|elasticsearch9)"
 	@echo "make test         lint, unit tests, then the engine tests on OpenSearch, Elasticsearch 8 and 9 side by side (starts and stops what it needs)"
 	@echo "make engine       start the local node: ENGINE=opensearch (default) | elasticsearch | elasticsearch9, ENGINE_PORT=9200"
 	@echo "make engine-stop  stop the local node (whichever is running; ENGINE=... for just that one)"
+	@echo "make cluster      start a local multi-node cluster: ENGINE=..., NODES=3, ENGINE_PORT=9200 (docs/engines.md); cluster-stop stops it"
+	@echo "make soak         the chaos soak: MINUTES=30 against PostgreSQL and a 3-node cluster; appends to SOAK.md (SEED=n replays)"
 	@echo "make pg           start the local PostgreSQL server (pg-stop stops it)"
 	@echo "make audit        pip-audit (installed packages) + bandit (indexer/); non-zero on findings"
 	@echo "make bench        the benchmark (OpenSearch and Elasticsearch 8); writes BENCHMARKS.md"
@@ -60,6 +62,19 @@ engine:
 
 engine-stop:
 	$(if $(filter command line environment,$(origin ENGINE)),ENGINE=$(ENGINE)) scripts/engine.sh stop
+
+# A multi-node cluster of real nodes, one JVM each (scripts/cluster.sh: also kill/stop-node/start-node N).
+NODES ?= 3
+cluster:
+	ENGINE=$(ENGINE) NODES=$(NODES) scripts/cluster.sh start
+
+cluster-stop:
+	ENGINE=$(ENGINE) NODES=$(NODES) scripts/cluster.sh stop
+
+# The chaos soak (tests/soak): its own PostgreSQL and 3-node cluster, faults at random, an exact comparison at the end.
+MINUTES ?= 30
+soak: venv
+	$(BIN)/python -m tests.soak.soak --minutes $(MINUTES) --engine $(ENGINE) $(if $(SEED),--seed $(SEED))
 
 pg:
 	scripts/pg.sh start

@@ -59,7 +59,7 @@ summary=()
 failed=0
 result_line() {  # result_line LABEL RC SECONDS LOG: one row of the table, pytest's own summary line in it
   local line
-  line="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)|no tests ran|^Found [0-9]+ error|^Success|^All checks passed' "$4" | tail -n1 | sed 's/=//g; s/^ *//; s/ *$//')"
+  line="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)|no tests ran|^Found [0-9]+ error|^Success|^All checks passed|^- \*\*mismatches' "$4" | tail -n1 | sed 's/=//g; s/^[- ]*//; s/\*//g; s/ *$//')"
   summary+=("$(printf '%-16s %-4s %5ss  %s' "$1" "$([[ $2 == 0 ]] && echo ok || echo FAIL)" "$3" "${line:-no summary}")")
   [[ $2 == 0 ]] || failed=1
 }
@@ -174,6 +174,15 @@ for engine in "${CLUSTER_LIST[@]}"; do
   rm -f "$LOGS/$label.cluster"
   cluster_port=$(( cluster_port + 10 ))
 done
+
+# The chaos soak, short: its own PostgreSQL and 3-node cluster, faults at random, an exact comparison at the end
+# (tests/soak/soak.py; `make soak` runs the long one). Its report goes to the log, not to SOAK.md.
+SOAK_MINUTES="${SOAK_MINUTES:-3}"
+if [[ "$SOAK_MINUTES" != 0 ]]; then
+  echo; echo "=== the chaos soak, $SOAK_MINUTES minutes, ${SOAK_ENGINE:-opensearch}"
+  run "soak-${SOAK_MINUTES}min" "$PY" -m tests.soak.soak --minutes "$SOAK_MINUTES" --engine "${SOAK_ENGINE:-opensearch}" \
+    --port "$(( BASE_PORT + 50 ))" --pg-port "$(( ${PG_PORT:-54329} + 10 ))" --out "$LOGS/soak.md"
+fi
 
 echo
 echo "=== test matrix"
