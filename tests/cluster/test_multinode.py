@@ -181,15 +181,23 @@ def test_the_master_killed_mid_reindex(healed, tmp_path, alias, pg_table, pg_tab
 # ------------------------------------------------------------------ sync
 
 
+def syncing(cluster: Cluster, folder, alias: str, table: str, pg_tables, client: int, **job) -> tuple[
+        subprocess.Popen, list[str]]:
+    """A reindex through node ``client``, 1,400 changes, then a sync of them under way (300 written); the
+    sync and the indices the alias serves."""
+    reindex(job_for(folder, table, cluster, alias, client, pause=0, synced=True, name="reindex.toml"))
+    live = alias_targets(cluster, alias)
+    before = written(cluster, live[0])
+    change_rows(pg_tables, table)
+    proc = start_indexer("sync", job_for(folder, table, cluster, alias, client, synced=True, pause=0.2, **job),
+                         "--json")
+    wait_until(lambda: written(cluster, live[0]) >= before + 300, "300 of the sync's writes", proc, timeout=120)
+    return proc, live
+
+
 def test_the_master_killed_mid_sync(healed, tmp_path, alias, pg_table, pg_tables):
     master = healed.master()
-    client = other(healed, master)
-    reindex(job_for(tmp_path, pg_table, healed, alias, client, pause=0, synced=True, name="reindex.toml"))
-    live = alias_targets(healed, alias)
-    before = written(healed, live[0])
-    change_rows(pg_tables, pg_table)
-    proc = start_indexer("sync", job_for(tmp_path, pg_table, healed, alias, client, synced=True, pause=0.2), "--json")
-    wait_until(lambda: written(healed, live[0]) >= before + 300, "300 of the sync's writes", proc, timeout=120)
+    proc, live = syncing(healed, tmp_path, alias, pg_table, pg_tables, other(healed, master))
     healed.kill(master)
     assert proc.poll() is None, "the run ended before the kill"
 
@@ -205,14 +213,7 @@ def test_the_clients_node_killed_mid_sync_fails_cleanly_and_the_next_run_complet
                                                                                    pg_tables):
     master = healed.master()
     client = other(healed, master)
-    reindex(job_for(tmp_path, pg_table, healed, alias, client, pause=0, synced=True, name="reindex.toml"))
-    live = alias_targets(healed, alias)
-    before = written(healed, live[0])
-    change_rows(pg_tables, pg_table)
-    proc = start_indexer("sync", job_for(tmp_path, pg_table, healed, alias, client, synced=True, pause=0.2,
-                                         max_retry_time=5),
-                         "--json")
-    wait_until(lambda: written(healed, live[0]) >= before + 300, "300 of the sync's writes", proc, timeout=120)
+    proc, live = syncing(healed, tmp_path, alias, pg_table, pg_tables, client, max_retry_time=5)
     healed.kill(client)  # target.url names one node: nobody answers the run any more
     assert proc.poll() is None, "the run ended before the kill"
 
