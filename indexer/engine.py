@@ -23,7 +23,8 @@ kept as ``Engine.policy``; each operation's retries are one ``Retry``):
   the same policy (``engine.policy.start(...)``), and splits a request answered 413.
 
 Everything else is an error at once. The first request of a run (``GET /``) is
-not retried: an unreachable cluster at start is a configuration problem.
+retried only when answered 429/502/503/504: an unreachable cluster at start is a
+configuration problem (a wrong url, a cluster down), a busy one is not.
 
 Opening the cluster (the client chosen by ``GET /``) is ``cluster``'s; building a client and what its
 exceptions say, ``clients``'.
@@ -197,7 +198,17 @@ class Engine:
     # -------------------------------------------------------------- operations
 
     async def info(self) -> ClusterInfo:
-        return cluster_info(await self.request("GET", "/", what="cluster info", retry=False))
+        """``GET /``, retried only when the cluster answered 429/502/503/504 (busy, or a node restarting):
+        unanswered at the start of a run, it is a wrong url or a cluster down, an error at once."""
+        retry = self.policy.start("cluster info")
+        while True:
+            try:
+                return cluster_info(await self.request("GET", "/", what="cluster info", retry=False))
+            except ApiStatusError as exc:
+                if exc.status not in RETRY_STATUSES:
+                    raise
+                await retry.wait(str(exc).removeprefix("cluster info: "))
+                self.retries += 1
 
     async def get_template(self, kind: str, name: str) -> dict | None:
         """The stored body of a component (``kind="component"``) or index template, or None."""

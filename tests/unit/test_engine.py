@@ -340,6 +340,25 @@ def test_no_retry_when_asked_not_to():
     assert client.transport.calls == 1
 
 
+def info(client):
+    engine = Engine(client, "opensearch", "http://127.0.0.1:9200", FAST)
+    return asyncio.run(engine.info()), engine
+
+
+def test_the_first_get_is_retried_when_the_cluster_answers_busy():
+    # found by the chaos soak: every run that started inside a 503 storm failed at once
+    client = ScriptedClient(unavailable(), unavailable(), OPENSEARCH_ROOT)
+    found, engine = info(client)
+    assert found.flavor == "opensearch" and client.transport.calls == 3 and engine.retries == 2
+
+
+def test_the_first_get_unanswered_fails_at_once():
+    client = ScriptedClient(OSConnectionError("N/A", "Connection refused", None), OPENSEARCH_ROOT)
+    with pytest.raises(EngineError, match="cluster info: cannot reach the cluster"):
+        info(client)
+    assert client.transport.calls == 1
+
+
 def test_the_error_after_the_retry_time_names_the_request_once_and_keeps_the_last_failure_for_debug():
     client = ScriptedClient(unavailable())
     with pytest.raises(EngineError) as caught:
