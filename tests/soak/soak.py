@@ -895,7 +895,10 @@ def lag_text(lags: list[float], pending: int) -> str:
 def report(args: argparse.Namespace, soak: Soak, result: Comparison | None, failure: str) -> str:
     w, sup, chaos = soak.writer, soak.sup, soak.chaos
     machine = subprocess.run(["uname", "-srm"], capture_output=True, text=True).stdout.strip()
-    verdict = "FAIL" if failure or result is None or result.mismatches or sync_mismatches(soak) else "PASS"
+    verdict = ("FAIL" if failure or result is None or result.mismatches
+               or (sync_mismatches(soak) and args.gate == "all") else "PASS")
+    if verdict == "PASS" and sync_mismatches(soak):
+        verdict = "PASS (final comparison; sync alone left documents wrong: an open finding, see below)"
     lines = [f"## {soak.started:%Y-%m-%d %H:%M} UTC: {soak.version}, {args.nodes} node(s), seed {args.seed}: {verdict}",
              "", f"- machine: {machine}, {os.cpu_count()} cores",
              f"- engine: {soak.version} (`--engine {args.engine}`), nodes: {args.nodes}; seed: {args.seed}",
@@ -1129,6 +1132,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", default=",".join(Chaos.WEIGHTS),
                         help="the fault kinds to inject, comma-separated (default: all)")
     parser.add_argument("--out", type=Path, default=REPO / "SOAK.md")
+    parser.add_argument("--gate", choices=("all", "final"), default="all",
+                        help="what fails the run: 'all' (the default) the comparison after the final sync "
+                             "(hard deletes aside) and after the final reconcile; 'final' only the latter "
+                             "(make test: see docs/soak.md)")
     args = parser.parse_args(argv)
     args.faults = [k for k in args.faults.split(",") if k]
     if not set(args.faults) <= set(Chaos.WEIGHTS):
@@ -1160,7 +1167,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(HEADER)
     with args.out.open("a") as f:
         f.write("\n" + text)
-    return 0 if result is not None and not failure and result.mismatches == 0 and not sync_mismatches(soak) else 1
+    gated_sync = sync_mismatches(soak) if args.gate == "all" else 0
+    return 0 if result is not None and not failure and result.mismatches == 0 and not gated_sync else 1
 
 
 if __name__ == "__main__":
