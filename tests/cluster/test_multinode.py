@@ -57,7 +57,10 @@ def written(cluster: Cluster, index: str) -> int:
 
 
 def index_documents(cluster: Cluster, alias: str) -> dict[str, dict]:
-    """Every document behind ``alias``, read through whichever node answers (the tests keep under 10,000)."""
+    """Every document behind ``alias``, read through whichever node answers (the tests keep under 10,000), once
+    every shard has a started primary (just after a kill, the promotion of a replica may still be under way)."""
+    status, body = cluster.http("GET", f"/_cluster/health/{alias}?wait_for_status=yellow&timeout=60s")
+    assert status == 200 and body["status"] in ("green", "yellow"), body
     status, body = cluster.http("POST", f"/{alias}/_refresh")
     assert status == 200, body
     status, body = cluster.http("POST", f"/{alias}/_search",
