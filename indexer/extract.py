@@ -48,7 +48,7 @@ class ReadPlan:
     mode: str                             # "reindex" | "sync"
     kind: Kind | None = None              # the run's watermark kind: the stored one's, or the source max's
     keep_from: Any = None                 # remember fingerprints of rows with watermark >= this
-    skip: frozenset[str] = frozenset()    # fingerprints already indexed (sync)
+    skip: incremental.Skip = field(default_factory=dict)  # rows already indexed: newest marks (sync)
     versioned: bool = False               # reindex --allow-duplicates: actions versioned in source order
 
 

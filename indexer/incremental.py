@@ -4,7 +4,7 @@ stores as it goes. Pure: no I/O, no clock; the stored state's type only for anno
 ::
 
     JobState (stored) --since()--> the sync query's bound parameter (watermark - lookback)
-                      --skip()---> fingerprints of rows already indexed unchanged
+                      --skip()---> each marked row's newest write: its watermark and fingerprint
     a chunk being read (extract.Reader) --settle()--> actions already indexed unchanged dropped,
                                                       the fresh ones inside the lookback window marked
     acknowledged chunks --Advance.add()--> the next JobState to store (watermark, marks), or None
@@ -13,13 +13,22 @@ A reindex starts the same bookkeeping: :func:`after_reindex` stores MAX(watermar
 read before the reindex and the marks of the rows inside the lookback window below it.
 The watermark only moves over chunks whose every action was acknowledged, in source
 order (``sink.Acks`` releases them that way).
+
+What a mark may skip: a row re-read with the watermark and the action of its *newest* mark. Fingerprints
+of the action alone skipped too much: a row soft-deleted, revived and soft-deleted again inside the
+lookback window gives the first delete's action byte for byte, and a value changed and changed back
+inside one watermark second (whole-second timestamps) the first value's; both were skipped as already
+indexed and the index kept the revived document or the changed value (found by the chaos soak,
+docs/soak.md). A fingerprint therefore starts with its row's (the document id's) hash, so that the
+marks of one row can be told apart from the others'; marks stored by an earlier version, without it,
+skip nothing (the lookback window is resent once).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from indexer import watermark as wm
@@ -41,6 +50,10 @@ class Chunk(Protocol):
 
 
 MAX_MARKS = 20_000  # fingerprints kept for the lookback window; beyond this, rows are simply resent
+ROW = 12            # hex digits of a fingerprint that name its row (the document id's hash)
+FINGERPRINT = ROW + 16
+
+Skip = Mapping[str, tuple[Any, str]]  # a row's hash -> the watermark key and fingerprint of its newest mark
 
 
 def since(state: JobState, lookback: Any) -> Any:
@@ -48,8 +61,15 @@ def since(state: JobState, lookback: Any) -> Any:
     return wm.minus(state.watermark, lookback)
 
 
-def skip(state: JobState) -> frozenset[str]:
-    return frozenset(m.fingerprint for m in state.marks)
+def skip(state: JobState) -> Skip:
+    """Each marked row's newest mark (marks are kept in the order they were written), its watermark as a
+    comparable key. Marks without a row part (stored by an earlier version) are left out."""
+    marks = [m for m in state.marks if len(m.fingerprint) == FINGERPRINT]
+    try:
+        keys = wm.keys_of([m.value for m in marks])
+    except wm.WatermarkValueError:  # marks of mixed kinds cannot come from one run: trust none, resend
+        return {}
+    return {m.fingerprint[:ROW]: (key, m.fingerprint) for m, key in zip(marks, keys, strict=True)}
 
 
 def keep_from(source_max: Any, lookback: Any) -> Any:
@@ -57,15 +77,18 @@ def keep_from(source_max: Any, lookback: Any) -> Any:
     return wm.minus(source_max, lookback) if source_max is not None else None
 
 
-def fingerprint(line: bytes) -> str:
-    """A bulk action's fingerprint: equal when the document a row gives did not change."""
-    return hashlib.blake2b(line, digest_size=8).hexdigest()
+def fingerprint(id_: str, line: bytes) -> str:
+    """A bulk action's fingerprint: its row's hash (``ROW`` digits, from the document id), then its line's;
+    equal when the document a row gives did not change."""
+    return (hashlib.blake2b(id_.encode(), digest_size=ROW // 2).hexdigest()
+            + hashlib.blake2b(line, digest_size=8).hexdigest())
 
 
-def settle(chunk: Chunk, values: list, keys: list, floor: Any, skip: frozenset[str]) -> None:
-    """The boundary dedup of a chunk being read: drop the actions already indexed unchanged (their
-    fingerprint is in ``skip``, counted as skipped), and mark the fresh ones whose watermark key is at or
-    above ``floor`` (the lookback window), so that the next sync re-reading them can skip them too.
+def settle(chunk: Chunk, values: list, keys: list, floor: Any, skip: Skip) -> None:
+    """The boundary dedup of a chunk being read: drop the actions already indexed unchanged (the row's newest
+    mark in ``skip`` has their watermark and fingerprint; counted as skipped), and mark the fresh ones whose
+    watermark key is at or above ``floor`` (the lookback window), so that the next sync re-reading them can
+    skip them too.
 
     A chunk whose actions do not pair with its rows (a transform changed their number, or rows were
     rejected) is resent whole: nothing is skipped or marked."""
@@ -77,8 +100,8 @@ def settle(chunk: Chunk, values: list, keys: list, floor: Any, skip: frozenset[s
         marked = k is not None and (floor is None or k >= floor)
         # A fingerprint only where it is used: a reindex skips nothing and marks only the rows
         # inside the lookback window, so most rows of a reindex need none.
-        fp = fingerprint(action.line) if skip or marked else None
-        if skip and fp in skip:
+        fp = fingerprint(action.id, action.line) if skip or marked else None
+        if skip and fp is not None and skip.get(fp[:ROW]) == (k, fp):
             chunk.skipped += 1
             continue
         kept.append(action)

@@ -10,8 +10,8 @@ always in the cluster.
                                           every lease/3 in the background, released on exit;
                                           ``lease.check()`` before every irreversible step
 
-The state (one per alias) holds the watermark, the marks (watermark and fingerprint
-of the rows inside the lookback window, so a rerun does not resend them), the index
+The state (one per alias) holds the watermark, the marks (watermark and fingerprint, of row
+then action, of the rows inside the lookback window, so a rerun does not resend them), the index
 the alias pointed to, and the last run's start, end, outcome and counts. It is
 written only after the chunks it describes were acknowledged. ``JobState.from_stored``
 is the one reader of the stored form and ``JobState.to_stored`` its one writer::

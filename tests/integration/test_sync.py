@@ -98,6 +98,34 @@ def test_a_row_sharing_the_boundary_second_is_picked_up(tmp_path, engine_url, al
     assert documents(alias) == live_sensors(sqlite_sensors)
 
 
+def test_a_row_deleted_revived_and_deleted_again_inside_the_lookback_is_deleted(tmp_path, engine_url, alias, sqlite_sensors):
+    """The chaos soak's finding (seed 1118303343): the second soft delete's action is byte for byte the first's, and
+    the marks skipped it as already indexed, leaving the revived document. A mark now skips only its row's newest
+    action at the very watermark it was written with."""
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    _run("reindex", str(job))
+    flag = "UPDATE sensors SET is_deleted = ?, date_updated = ? WHERE code = 'SEN0000003'"
+    for deleted, stamp in [(1, "2025-06-01 12:00:00"), (0, "2025-06-01 12:00:10"), (1, "2025-06-01 12:00:20")]:
+        sql(sqlite_sensors, flag, deleted, stamp)
+        assert _run("sync", str(job))["outcome"] == "ok"
+        assert ("SEN0000003" in documents(alias)) == (not deleted), (deleted, stamp)
+    assert documents(alias) == live_sensors(sqlite_sensors)
+
+
+def test_a_value_changed_and_changed_back_within_one_watermark_second_is_indexed(tmp_path, engine_url, alias, sqlite_sensors):
+    """A watermark with whole seconds (Oracle DATE): a row changed A -> B -> A inside one second, a sync after each.
+    The last A is byte for byte the first, at the same watermark; only it being no longer the row's newest
+    write tells them apart."""
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    _run("reindex", str(job))
+    change = "UPDATE sensors SET value = ?, date_updated = '2025-06-01 12:00:00' WHERE code = 'SEN0000003'"
+    for value in (1.5, 2.5, 1.5):
+        sql(sqlite_sensors, change, value)
+        assert _run("sync", str(job))["outcome"] == "ok"
+        assert document(alias, "SEN0000003")["value"] == value
+    assert documents(alias) == live_sensors(sqlite_sensors)
+
+
 def test_late_rows_inside_the_lookback_are_indexed_and_outside_it_wait_for_a_reindex(tmp_path, engine_url, alias, sqlite_sensors):
     job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, lookback="10m")
     _run("reindex", str(job))

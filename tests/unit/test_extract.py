@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from indexer import documents
+from indexer import documents, incremental
 from indexer.config import Job
 from indexer.errors import ConfigError, SourceError
 from indexer.extract import Reader, ReadPlan, sync_query
+from indexer.state import JobState
 from indexer.watermark import Mark
 
 COLUMNS = ("code", "value", "changed", "gone")
 
 
-def reader(mode="sync", kind="ISO text", keep_from=None, skip=frozenset(), transform=None, tmp_path=None) -> Reader:
+def reader(mode="sync", kind="ISO text", keep_from=None, skip=None, transform=None, tmp_path=None) -> Reader:
     settings = {"alias": "t", "key": ["code"], "query": "SELECT 1", "watermark": "changed", "deleted": "gone"}
     if transform:
         settings["transform"] = transform
     job = Job(source={"dbtype": "SQLITE", "filename": "unused.db"}, job=settings, base_dir=tmp_path or ".")
-    r = Reader(job, ReadPlan("SELECT 1", None, mode, kind=kind, keep_from=keep_from, skip=skip))
+    r = Reader(job, ReadPlan("SELECT 1", None, mode, kind=kind, keep_from=keep_from, skip=skip or {}))
     r._columns(COLUMNS)
     return r
 
@@ -52,7 +53,8 @@ def test_rows_already_indexed_unchanged_are_skipped_and_fresh_ones_in_the_window
     assert [a.id for a in chunk.actions] == ["a", "b", "c"]
     assert [m.value for m in chunk.marks] == ["2025-01-01 00:00:02", "2025-01-01 00:00:03"]  # a is below the window
 
-    again = reader(keep_from="2025-01-01 00:00:02", skip=frozenset(m.fingerprint for m in chunk.marks))
+    again = reader(keep_from="2025-01-01 00:00:02",
+                   skip=incremental.skip(JobState(watermark="2025-01-01 00:00:03", marks=chunk.marks)))
     chunk = again.encode([row("b", "2025-01-01 00:00:02"), row("c", "2025-01-01 00:00:03", value=2.0)],
                          seq=0, first_row=0)
     assert [a.id for a in chunk.actions] == ["c"] and chunk.skipped == 1   # c changed: sent again

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from indexer import incremental
+from indexer import documents, incremental
 from indexer.state import JobState
 from indexer.watermark import Mark
 from tests.support.builders import chunk, every_field_set
@@ -28,7 +28,39 @@ def test_a_sync_advances_over_acknowledged_chunks_and_stores_nothing_when_nothin
     assert new.watermark == "2025-01-01 00:20:00" and new.index == "t-1"
     assert [m.fingerprint for m in new.marks] == ["fresh"]     # "old" fell out of the window (00:15 and later)
     assert incremental.since(new, "5m") == "2025-01-01 00:15:00"
-    assert incremental.skip(new) == frozenset({"fresh"})
+    assert incremental.skip(new) == {}    # "fresh" names no row (as marks stored by an earlier version): skips nothing
+
+
+def _settled(state: JobState, rows: list[tuple[str, bytes, str]]):
+    """A sync chunk of ``rows`` (id, action line, watermark) settled against ``state``'s marks: the ids sent."""
+    c = chunk(0, actions=0)
+    c.actions = [documents.Action(id_, line, at) for at, (id_, line, _) in enumerate(rows)]
+    values = [w for _, _, w in rows]
+    incremental.settle(c, values, values, None, incremental.skip(state))
+    return [a.id for a in c.actions], c.marks
+
+
+def test_a_mark_skips_only_its_rows_newest_write_at_the_same_watermark():
+    """The soak's finding: delete, revive, delete inside the window; the second delete's line is the first's."""
+    delete, revived = documents.delete_action("x"), documents.index_action("x", b'{"v":2}')
+    state = JobState(watermark="t1")
+    sent, marks = _settled(state, [("x", delete, "t1")])
+    state = JobState(watermark="t1", marks=marks)
+    assert _settled(state, [("x", delete, "t1")])[0] == []           # re-read unchanged: skipped
+    sent, more = _settled(state, [("x", revived, "t2")])
+    assert sent == ["x"]
+    state = JobState(watermark="t2", marks=marks + more)
+    assert _settled(state, [("x", delete, "t3")])[0] == ["x"]         # deleted again: sent (was skipped)
+    assert _settled(state, [("x", delete, "t1")])[0] == ["x"]         # the old write is no longer the row's newest
+    assert _settled(state, [("x", revived, "t2")])[0] == []
+
+
+def test_other_rows_marks_do_not_hide_a_rows_newest_write():
+    a, b = documents.index_action("a", b'{"v":1}'), documents.index_action("b", b'{"v":1}')
+    _, marks = _settled(JobState(watermark="t1"), [("a", a, "t1"), ("b", b, "t1")])
+    state = JobState(watermark="t1", marks=marks)
+    assert _settled(state, [("a", a, "t1"), ("b", b, "t1")])[0] == []
+    assert _settled(state, [("a", a, "t2")])[0] == ["a"]               # same line, later watermark: a new write
 
 
 @pytest.mark.parametrize("writer, owns", [
