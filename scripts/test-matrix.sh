@@ -181,7 +181,7 @@ SOAK_MINUTES="${SOAK_MINUTES:-3}"
 if [[ "$SOAK_MINUTES" != 0 ]]; then
   echo; echo "=== the chaos soak, $SOAK_MINUTES minutes, ${SOAK_ENGINE:-opensearch}"
   run "soak-${SOAK_MINUTES}min" "$PY" -m tests.soak.soak --minutes "$SOAK_MINUTES" --engine "${SOAK_ENGINE:-opensearch}" \
-    --port "$(( BASE_PORT + 50 ))" --pg-port "$(( ${PG_PORT:-54329} + 10 ))" --out "$LOGS/soak.md" --gate final
+    --port "$(( BASE_PORT + 50 ))" --pg-port "$(( ${PG_PORT:-54329} + 10 ))" --out "$LOGS/soak.md" --gate all
 fi
 
 echo

@@ -18,6 +18,7 @@ import argparse
 import atexit
 import collections
 import datetime as dt
+import heapq
 import json
 import os
 import random
@@ -211,6 +212,9 @@ class IdSet:
     def choice(self, rng: random.Random) -> int:
         return self.items[rng.randrange(len(self.items))]
 
+    def __contains__(self, i: int) -> bool:
+        return i in self.pos
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -247,6 +251,8 @@ class Writer(threading.Thread):
         self.samples: list[Sample] = []
         self.touched: dict[int, int] = {}
         self.hard_deleted: set[int] = set()  # their documents wait for reconcile (or a reindex)
+        self.again: list[tuple[int, str, int]] = []  # (operation number, kind, row): a row's next flip, scheduled
+        self.flips: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
         self.late: list[threading.Thread] = []
         self.retries = 0
@@ -330,6 +336,8 @@ class Writer(threading.Thread):
         """Operation number ``n``: its kind, row and content come from the seeded generator only."""
         rng = self.rng
         kind = rng.choices(list(self.OPS), weights=list(self.OPS.values()))[0]
+        flip = self._flip(n)
+        kind = flip[0] if flip else kind
         token = f"{kind}-{n}-{rng.randrange(16 ** 8):08x}"
         if kind in ("update", "tie", "soft_delete", "hard_delete") and len(self.live) < 10:
             kind = "insert"
@@ -359,17 +367,19 @@ class Writer(threading.Thread):
             self._late(n, token)
             return
         elif kind == "soft_delete":
-            id_ = self.live.choice(rng)
+            id_ = flip[1] if flip else self.live.choice(rng)
             rows = self._execute(f"UPDATE {TABLE} SET is_deleted = true, updated_at = now() WHERE id = %s", (id_,))
             self.live.remove(id_)
             self.soft.add(id_)
+            self._schedule(n, "revive", id_, 0.25)
             sample = Sample(id_, None, n, "sync", 0)
         elif kind == "revive":
-            id_, body = self.soft.choice(rng), self._body(token)
+            id_, body = flip[1] if flip else self.soft.choice(rng), self._body(token)
             rows = self._execute(f"UPDATE {TABLE} SET is_deleted = false, body = %s, updated_at = now() WHERE id = %s",
                                  (body, id_))
             self.soft.remove(id_)
             self.live.add(id_)
+            self._schedule(n, "soft_delete", id_, 0.75)
             sample = Sample(id_, body, n, "sync", 0)
         else:  # hard_delete: mostly live rows, sometimes soft-deleted ones
             pool = self.live if rng.random() < 0.8 or not self.soft else self.soft
@@ -383,6 +393,24 @@ class Writer(threading.Thread):
         if sample is not None and n % 4 == 0:
             sample.written = time.time()
             self.samples.append(sample)
+
+    def _schedule(self, n: int, kind: str, id_: int, share: float) -> None:
+        """``share`` of the time, ``kind`` for this row again 40-250 operations on (2-10 s at the usual rate): a row
+        soft-deleted, revived and soft-deleted again inside the lookback window, each step likely seen by a sync
+        pass. Sync's marks once skipped the second delete (docs/soak.md, "What it found"); chance alone made it
+        rare."""
+        if self.rng.random() < share:
+            heapq.heappush(self.again, (n + self.rng.randint(40, 250), kind, id_))
+
+    def _flip(self, n: int) -> tuple[str, int] | None:
+        """The first scheduled flip now due whose row is still where the flip expects it (a hard delete or another
+        change may have moved it)."""
+        while self.again and self.again[0][0] <= n:
+            _, kind, id_ = heapq.heappop(self.again)
+            if id_ in (self.soft if kind == "revive" else self.live):
+                self.flips[kind] += 1
+                return kind, id_
+        return None
 
     def _late(self, n: int, token: str) -> None:
         """A transaction that takes its timestamp, then sleeps (less than the lookback) before it commits."""
@@ -909,7 +937,8 @@ def report(args: argparse.Namespace, soak: Soak, result: Comparison | None, fail
         total = sum(w.ops.values())
         lines.append(f"- rows: {SEED_ROWS} seeded; operations committed: {total} "
                      f"({total / max(soak.write_seconds, 1):.1f}/s): {ops}; "
-                     f"{w.retries} statement retries across PostgreSQL faults")
+                     f"{w.retries} statement retries across PostgreSQL faults; of the revivals and soft deletes, "
+                     f"{w.flips['revive']} and {w.flips['soft_delete']} were a row's scheduled flip")
     if chaos is not None:
         lines.append(f"- faults injected: {sum(chaos.counts.values())}: {counts(chaos.counts)}")
         if chaos.counts["lease-expiry"]:
