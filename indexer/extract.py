@@ -141,6 +141,7 @@ class Reader:
         self.transform = transform.load(self.settings.transform, job.base_dir) if self.settings.transform else None
         self.kind = plan.kind
         self.floor = wm.keys_of([plan.keep_from], plan.kind)[0] if plan.keep_from is not None else None
+        self.skip = dict(plan.skip)  # this run's own: a row met is taken out (incremental.settle)
         self.last_key: Any = None  # sync: the last watermark key, to check the query's order
         self.mapper: Callable[[Any], dict] = _unset  # set by _columns() at the first fetch
         self.w_at: int | None = None
@@ -289,7 +290,7 @@ class Reader:
                 raise ConfigError("the sync query must return rows ORDER BY the watermark column (job.sync_query)")
             self.last_key = ordered[-1]
         chunk.watermark = values[max(present, key=keys.__getitem__)]
-        incremental.settle(chunk, values, keys, self.floor, self.plan.skip)
+        incremental.settle(chunk, values, keys, self.floor, self.skip)
 
 
 def read_chunks(job: Job, plan: ReadPlan) -> Generator[Chunk, None, None]:

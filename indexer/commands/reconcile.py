@@ -8,7 +8,8 @@
                                                                                  \\-> to_index  (sorted runs)
       -> refusals (min_ratio, empty source) -> [--dry-run stops here]
       -> sink.load(delete chunks from to_delete, then index chunks from a second read of the source
-         keeping only rows whose id is in to_index) -> Sender -> counts -> state (last_reconcile, last_run)
+         keeping only rows whose id is in to_index) -> Sender -> counts
+      -> state (last_reconcile, last_run; sync's marks of the deleted documents forgotten: incremental.forget)
 
 Decisions (what is compared, in bounded memory, and how the repair reads the rows: ``indexer.drift``):
 
@@ -27,7 +28,9 @@ Decisions (what is compared, in bounded memory, and how the repair reads the row
   fails is recorded in ``last_run``.
 * **State.** A finished run stores its record as ``last_run`` and ``last_reconcile``; a failed or
   refused one stores ``last_reconcile`` too (best effort), so that ``sync --every`` with
-  ``reconcile_every`` waits a full interval before trying again.
+  ``reconcile_every`` waits a full interval before trying again. A finished run also drops sync's marks of
+  the documents it deleted: a row restored as it was, at the same watermark, inside the lookback window,
+  would otherwise be skipped by the next sync as still indexed.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer import spill
+from indexer import incremental, spill
 from indexer.cluster import opened
 from indexer.config import Job
 from indexer.drift import Diff, compare, refusal, source_ids, write_chunks
@@ -161,6 +164,7 @@ async def _write(job: Job, frame: Run, index: str, diff: Diff, progress: Progres
     summary.outcome = Outcome.DEAD_LETTERS if counts.dead_lettered else Outcome.OK
     state = await frame.store.load(settings.alias)
     state.last_run = state.last_reconcile = summary.record()
+    state.marks = await asyncio.to_thread(incremental.forget, state.marks, diff.to_delete.sorted())
     frame.lease.check()
     await frame.store.save(settings.alias, state)
     return len(passes)

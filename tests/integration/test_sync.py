@@ -126,6 +126,43 @@ def test_a_value_changed_and_changed_back_within_one_watermark_second_is_indexed
     assert documents(alias) == live_sensors(sqlite_sensors)
 
 
+def test_marks_stored_for_another_index_skip_nothing(tmp_path, engine_url, alias, sqlite_sensors):
+    """The alias moved by hand onto an index restored from a snapshot, one document in it older than what sync
+    wrote: the marks speak of the index they were stored for, so the next sync skips nothing and mends it."""
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    _run("reindex", str(job))
+    sql(sqlite_sensors, "UPDATE sensors SET value = 1.5, date_updated = '2025-06-01 12:00:00' WHERE code = 'SEN0000003'")
+    _run("sync", str(job))
+    index, restored = stored_state(alias)["index"], f"{alias}-restored"
+    status, body = http("POST", "/_reindex?refresh=true", {"source": {"index": index}, "dest": {"index": restored}})
+    assert status == 200 and not body["failures"], body
+    stale = dict(document(alias, "SEN0000003"), value=0.25)
+    assert http("PUT", f"/{restored}/_doc/SEN0000003?refresh=true", stale)[0] == 200
+    assert http("POST", "/_aliases", {"actions": [{"remove": {"index": index, "alias": alias}},
+                                                  {"add": {"index": restored, "alias": alias}}]})[0] == 200
+
+    summary = _run("sync", str(job))
+    assert summary["index"] == restored and summary["skipped"] == 0
+    assert document(alias, "SEN0000003")["value"] == 1.5
+    assert documents(alias) == live_sensors(sqlite_sensors)
+
+
+def test_a_row_restored_as_it_was_after_reconcile_deleted_it_is_indexed_again(tmp_path, engine_url, alias, sqlite_sensors):
+    """Deleted from the table, its document deleted by reconcile, then put back unchanged (same watermark) inside
+    the lookback window: sync's mark of it must not make the next sync skip it as still indexed."""
+    job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias)
+    _run("reindex", str(job))
+    sql(sqlite_sensors, "UPDATE sensors SET value = 1.5, date_updated = '2025-06-01 12:00:00' WHERE code = 'SEN0000003'")
+    _run("sync", str(job))
+    [row] = sqlite3.connect(sqlite_sensors).execute("SELECT * FROM sensors WHERE code = 'SEN0000003'").fetchall()
+    sql(sqlite_sensors, "DELETE FROM sensors WHERE code = 'SEN0000003'")
+    assert _run("reconcile", str(job))["deleted"] == 1
+    sql(sqlite_sensors, "INSERT INTO sensors VALUES (?, ?, ?, ?, ?, ?)", *row)
+
+    assert _run("sync", str(job))["indexed"] == 1
+    assert documents(alias) == live_sensors(sqlite_sensors)
+
+
 def test_late_rows_inside_the_lookback_are_indexed_and_outside_it_wait_for_a_reindex(tmp_path, engine_url, alias, sqlite_sensors):
     job = sync_job(tmp_path, sqlite_sensors, {"url": engine_url}, alias, lookback="10m")
     _run("reindex", str(job))

@@ -343,6 +343,10 @@ class Writer(threading.Thread):
             kind = "insert"
         if kind == "revive" and not self.soft:
             kind = "update"
+        if flip and kind == flip[0]:
+            self.flips[kind] += 1
+        else:
+            flip = None
         sample: Sample | None = None
         if kind == "insert":
             id_, (code, value), body = self.next_id, self._values(), self._body(token)
@@ -408,7 +412,6 @@ class Writer(threading.Thread):
         while self.again and self.again[0][0] <= n:
             _, kind, id_ = heapq.heappop(self.again)
             if id_ in (self.soft if kind == "revive" else self.live):
-                self.flips[kind] += 1
                 return kind, id_
         return None
 

@@ -87,7 +87,8 @@ def test_a_transform_that_changes_the_count_is_unpaired_and_its_rows_are_all_sen
     r = reader(transform="double:twice", tmp_path=tmp_path, keep_from="2025-01-01 00:00:00")
     chunk = r.encode([row("a", "2025-01-01 00:00:01")], seq=0, first_row=0)
     assert chunk.unpaired and [(a.id, a.at) for a in chunk.actions] == [("ax", -1), ("ay", -1)]
-    assert chunk.marks == [] and chunk.watermark == "2025-01-01 00:00:01"
+    assert chunk.watermark == "2025-01-01 00:00:01"   # no marks: a tombstone for each row (never skipped)
+    assert chunk.marks == [Mark("2025-01-01 00:00:01", incremental.row_hash(i) + incremental.TOMBSTONE) for i in ("ax", "ay")]
 
 
 def test_versioned_actions_carry_versions_growing_in_source_order():
