@@ -106,6 +106,14 @@ class RunRecord:
                    counts={k: v for k, v in stored.items() if k not in named and type(v) is int})
 
 
+def _mark_type(kind: str, value: Any) -> str:
+    """The type a stored mark is read in: the watermark's, but a decimal where an integer watermark has a mark
+    that is no integer (a SQLite column holding 9 and 9.5: every sync was refused as "not valid")."""
+    if kind == "int" and not (isinstance(value, int) or isinstance(value, str) and value.lstrip("-").isdigit()):
+        return "decimal"
+    return kind
+
+
 @dataclass
 class JobState:
     """One alias's state; see the module docstring for its stored form."""
@@ -125,7 +133,7 @@ class JobState:
         if watermark is not None:  # without it, marks have no type (and no use: sync needs a watermark)
             kind = stored["watermark"]["type"]
             try:
-                marks = [Mark(wm.from_state({"type": kind, "value": value}), fp)
+                marks = [Mark(wm.from_state({"type": _mark_type(kind, value), "value": value}), fp)
                          for value, fp in stored.get("marks") or []]
             except (TypeError, ValueError) as exc:
                 raise ConfigError("the stored marks are not valid; run `indexer reindex` to record new ones") from exc
