@@ -28,10 +28,10 @@ the document id) and only each row's newest mark counts. Keeping that true:
   time only if its newest mark says so: skipping the second alone would leave the first in the index;
 * pruning keeps each row's newest mark or none of its marks (an older one left alone would be taken as
   the newest);
-* marks stored by an earlier version (no row part) name no row: they, and every mark stored before the
-  last of them (written before an earlier version ran and wrote what it did not mark our way), skip
-  nothing; the lookback window is resent once;
-* sync skips nothing when the alias's write index is not the one the marks were stored for;
+* marks of another form (an earlier version's) are not trusted: they, and every mark stored before the
+  last of them (an earlier version may have written since, without marking our way), skip nothing; the
+  lookback window is resent once;
+* a sync of another index than the one the marks were stored for starts without them (``for_index``);
 * reconcile forgets the marks of the documents it deleted.
 
 Left open (docs/sync.md): a write nobody recorded (a run killed after it wrote, a zombie write) that
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import zlib
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -65,12 +64,19 @@ class Chunk(Protocol):
 
 
 MAX_MARKS = 20_000  # fingerprints kept for the lookback window; beyond this, rows are simply resent
-ROW = 8             # hex digits of a fingerprint that name its row: CRC-32 of the document id (a collision
-                    # only makes two rows share a newest mark: resent, never wrongly skipped)
+ROW = 12            # hex digits of a fingerprint that name its row: BLAKE2b-48 of the document id (two rows
+                    # colliding would share a newest mark: both resent on every pass, never wrongly skipped)
 FINGERPRINT = ROW + 16
 TOMBSTONE = "-" * 16  # the action part of a mark that never matches
 
 Skip = dict[str, tuple[Any, str]]  # a row's hash -> the watermark key and fingerprint of its newest mark
+
+
+def for_index(state: JobState, index: str) -> JobState:
+    """The state a sync of ``index`` (the alias's write index) starts from: without marks when they were stored
+    for another index (the alias moved by hand onto another, restored one), so that the run neither skips by them
+    nor stores them again."""
+    return state if state.index == index or not state.marks else dataclasses.replace(state, marks=[])
 
 
 def since(state: JobState, lookback: Any) -> Any:
@@ -108,7 +114,7 @@ def keep_from(source_max: Any, lookback: Any) -> Any:
 
 
 def row_hash(id_: str) -> str:
-    return f"{zlib.crc32(id_.encode()):08x}"
+    return hashlib.blake2b(id_.encode(), digest_size=ROW // 2).hexdigest()
 
 
 def fingerprint(id_: str, line: bytes) -> str:
@@ -124,21 +130,30 @@ def settle(chunk: Chunk, values: list, keys: list, floor: Any, skip: Skip) -> No
     skip them too. ``skip`` is the run's own copy: a row met is taken out of it (never skipped again).
 
     A chunk whose actions do not pair with its rows (a transform changed their number, or rows were
-    rejected) is resent whole: nothing is skipped, each of its rows gets a tombstone."""
+    rejected) is resent whole: nothing is skipped or marked. A row sent unmarked (so, also, one whose
+    watermark is no point in time) gets a tombstone when it has a stored mark, which must no longer count
+    as its newest."""
+    def unmarked(action: Any) -> None:
+        row = row_hash(action.id)
+        if skip.pop(row, None) is None:
+            return
+        own = action.at >= 0 and keys[action.at] is not None
+        value = values[action.at] if own else chunk.watermark  # the chunk's largest: a point in time, or None
+        if value is not None:
+            chunk.marks.append(Mark(value, row + TOMBSTONE))
+
     if chunk.unpaired or chunk.rejected:
-        top = max((k for k in keys if k is not None), default=None)
         for action in chunk.actions:
-            row = row_hash(action.id)
-            skip.pop(row, None)
-            paired = action.at >= 0 and keys[action.at] is not None
-            k, value = (keys[action.at], values[action.at]) if paired else (top, chunk.watermark)
-            if k is not None and (floor is None or k >= floor):
-                chunk.marks.append(Mark(value, row + TOMBSTONE))
+            unmarked(action)
         return
     kept = []
     for action in chunk.actions:
         k = keys[action.at]
-        marked = k is not None and (floor is None or k >= floor)
+        if k is None:
+            unmarked(action)
+            kept.append(action)
+            continue
+        marked = floor is None or k >= floor
         # A fingerprint only where it is used: a reindex skips nothing and marks only the rows
         # inside the lookback window, so most rows of a reindex need none.
         fp = fingerprint(action.id, action.line) if skip or marked else None

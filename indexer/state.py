@@ -107,10 +107,11 @@ class RunRecord:
 
 
 def _mark_type(kind: str, value: Any) -> str:
-    """The type a stored mark is read in: the watermark's, but a decimal where an integer watermark has a mark
-    that is no integer (a SQLite column holding 9 and 9.5: every sync was refused as "not valid")."""
+    """The type a stored mark is read in: the watermark's, but a float where an integer watermark has a mark
+    that is no integer (a SQLite column holding 9 and 9.1, a REAL among INTEGERs: every sync was refused as
+    "not valid"; a float reads back equal to the value the driver gives)."""
     if kind == "int" and not (isinstance(value, int) or isinstance(value, str) and value.lstrip("-").isdigit()):
-        return "decimal"
+        return "float"
     return kind
 
 

@@ -9,7 +9,8 @@
       -> refusals (min_ratio, empty source) -> [--dry-run stops here]
       -> sink.load(delete chunks from to_delete, then index chunks from a second read of the source
          keeping only rows whose id is in to_index) -> Sender -> counts
-      -> state (last_reconcile, last_run; sync's marks of the deleted documents forgotten: incremental.forget)
+      -> state (last_reconcile, last_run)
+      (before the first write: sync's marks of the documents to delete forgotten, incremental.forget)
 
 Decisions (what is compared, in bounded memory, and how the repair reads the rows: ``indexer.drift``):
 
@@ -28,9 +29,9 @@ Decisions (what is compared, in bounded memory, and how the repair reads the row
   fails is recorded in ``last_run``.
 * **State.** A finished run stores its record as ``last_run`` and ``last_reconcile``; a failed or
   refused one stores ``last_reconcile`` too (best effort), so that ``sync --every`` with
-  ``reconcile_every`` waits a full interval before trying again. A finished run also drops sync's marks of
-  the documents it deleted: a row restored as it was, at the same watermark, inside the lookback window,
-  would otherwise be skipped by the next sync as still indexed.
+  ``reconcile_every`` waits a full interval before trying again. Before it sends anything, a run drops
+  sync's marks of the documents it is about to delete: a row restored as it was, at the same watermark,
+  inside the lookback window, would otherwise be skipped by the next sync as still indexed.
 """
 
 from __future__ import annotations
@@ -155,6 +156,12 @@ async def _write(job: Job, frame: Run, index: str, diff: Diff, progress: Progres
     counts, passes = summary.counts, list[int]()
     sender = Sender.for_job(frame.engine, index, settings, include_doc=frame.dead_letters.include_doc,
                             guard=frame.lease.check)
+    state = await frame.store.load(settings.alias)
+    forgotten = await asyncio.to_thread(incremental.forget, state.marks, diff.to_delete.sorted())
+    if forgotten is not state.marks:  # stored before any delete is sent: a run that fails midway forgot them too
+        state.marks = forgotten
+        frame.lease.check()
+        await frame.store.save(settings.alias, state)
     frame.lease.check()
     await load(lambda: write_chunks(job, diff, run_size, passes), sender, settings, counts,
                dead_letters=frame.dead_letters, progress=progress)
@@ -164,7 +171,6 @@ async def _write(job: Job, frame: Run, index: str, diff: Diff, progress: Progres
     summary.outcome = Outcome.DEAD_LETTERS if counts.dead_lettered else Outcome.OK
     state = await frame.store.load(settings.alias)
     state.last_run = state.last_reconcile = summary.record()
-    state.marks = await asyncio.to_thread(incremental.forget, state.marks, diff.to_delete.sorted())
     frame.lease.check()
     await frame.store.save(settings.alias, state)
     return len(passes)

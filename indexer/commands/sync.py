@@ -46,9 +46,9 @@ async def _sync(job: Job, frame: Run, progress: Progress, stop: asyncio.Event | 
     if not await engine.alias_targets(alias):
         raise EngineError(f"alias {alias!r} does not exist: run `indexer reindex` first")
     summary.index = await engine.write_index(alias)  # exactly one write target, not red, or refuse before reading
-    state = await store.load(alias)
+    state = incremental.for_index(await store.load(alias), summary.index)
     summary.watermark_before = summary.watermark = state.watermark
-    plan = _plan(job, state, summary.index)
+    plan = _plan(job, state)
     found = await asyncio.to_thread(extract.probe, job, plan, count=progress.counting)
     if found.total is not None:
         progress.total(found.total)
@@ -88,10 +88,9 @@ async def _sync(job: Job, frame: Run, progress: Progress, stop: asyncio.Event | 
     await store.save(alias, final)
 
 
-def _plan(job: Job, state: JobState, index: str) -> ReadPlan:
+def _plan(job: Job, state: JobState) -> ReadPlan:
     """What a sync reads: the sync query, bound to the stored watermark minus the lookback, skipping the
-    rows already indexed unchanged inside that window (when ``index``, the alias's write index, is the one
-    the marks were stored for); refused without a usable stored watermark."""
+    rows already indexed unchanged inside that window; refused without a usable stored watermark."""
     settings, alias = job.job, job.job.alias
     if state.watermark is None:
         raise ConfigError(f"no watermark is stored for alias {alias!r}: run `indexer reindex` with "
@@ -104,4 +103,4 @@ def _plan(job: Job, state: JobState, index: str) -> ReadPlan:
     sql = extract.sync_query(job)
     params = sources.dialect(job.source.dbtype).params(
         {**settings.params, SINCE: incremental.since(state, settings.lookback)}, sql)
-    return ReadPlan(sql, params, "sync", kind=kind, skip=incremental.skip(state, kind) if state.index == index else {})
+    return ReadPlan(sql, params, "sync", kind=kind, skip=incremental.skip(state, kind))

@@ -125,3 +125,35 @@ def test_reconcile_forgets_the_marks_of_the_documents_it_deleted():
     a, b, old = _mark(5, "a"), _mark(6, "b"), Mark(4, "0123456789abcdef")
     assert incremental.forget([old, a, b], iter(["b", "zz"])) == [old, a]
     assert incremental.forget([a, b], []) == [a, b]
+
+
+def test_a_row_sent_unmarked_is_not_skipped_later_in_the_same_run():
+    """Row x in a chunk sent unmarked (B), then again (A, its stored newest mark) in a later chunk of the run: the
+    second is sent, or the index would keep B."""
+    a, b = documents.index_action("x", b'{"v":"A"}'), documents.index_action("x", b'{"v":"B"}')
+    _, state = _settled(JobState(watermark=5), [("x", a, 5)])
+    skip = incremental.skip(state)
+    first, later = chunk(0, actions=0, rejected=1), chunk(1, actions=0)
+    first.actions, later.actions = [documents.Action("x", b, 0)], [documents.Action("x", a, 0)]
+    first.watermark = later.watermark = 5
+    incremental.settle(first, [5], [5], None, skip)
+    incremental.settle(later, [5], [5], None, skip)
+    assert [a.id for a in later.actions] == ["x"]
+
+
+def test_a_row_whose_watermark_is_no_point_in_time_leaves_a_tombstone():
+    a = documents.index_action("x", b'{"v":"A"}')
+    _, state = _settled(JobState(watermark=5), [("x", a, 5)])
+    c = chunk(0, actions=0)
+    c.actions = [documents.Action("x", documents.index_action("x", b'{"v":"NaN"}'), 0),
+                 documents.Action("y", documents.index_action("y", b"{}"), 1)]
+    c.watermark = 6
+    incremental.settle(c, [float("nan"), 6], [None, 6], None, incremental.skip(state))
+    assert [a.id for a in c.actions] == ["x", "y"]
+    assert c.marks[0] == Mark(6, incremental.row_hash("x") + incremental.TOMBSTONE)
+
+
+def test_a_sync_of_another_index_starts_without_the_marks():
+    state = JobState(watermark=5, marks=[_mark(5, "x")], index="t-1")
+    assert incremental.for_index(state, "t-1") is state
+    assert incremental.for_index(state, "t-restored").marks == [] and state.marks
