@@ -67,6 +67,16 @@ def http(method: str, path: str, body: Any = None, url: str = ENGINE_URL) -> tup
         return exc.code, json.loads(raw) if raw else None
 
 
+def bulk_index(index: str, docs: dict[str, dict]) -> None:
+    """Index ``docs`` (by _id) into ``index`` in one bulk request, refreshed; every item must succeed."""
+    body = "".join(json.dumps({"index": {"_id": id_}}) + "\n" + json.dumps(doc) + "\n" for id_, doc in docs.items())
+    req = urllib.request.Request(f"{ENGINE_URL}/{quote(index, safe='')}/_bulk?refresh=true", data=body.encode(),
+                                 method="POST", headers={"content-type": "application/x-ndjson"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        answer = json.loads(resp.read())
+    assert not answer["errors"], [i for i in answer["items"] if "error" in i["index"]][:3]
+
+
 def require_engine() -> None:
     try:
         status, body = http("GET", "/_cluster/health?wait_for_status=yellow&timeout=10s")
