@@ -175,8 +175,13 @@ def forget(marks: list[Mark], ids: Iterable[str]) -> list[Mark]:
 
 
 def kept_marks(marks: Iterable[Mark], floor: Any) -> list[Mark]:
-    """Each row's newest mark when it is at or above ``floor``, the newest ``MAX_MARKS`` of them."""
-    kept = [m for m in _newest(marks) if floor is None or wm.at_least(m.value, floor)]
+    """Each row's newest mark when it is at or above ``floor``, the newest ``MAX_MARKS`` of them. The floor and
+    the marks are compared as keys found in one pass (the floor's kind), not pair by pair: this runs after every
+    acknowledged chunk of a sync."""
+    kept = _newest(marks)
+    if floor is not None and kept:
+        floor_key, *keys = wm.keys_of([floor, *(m.value for m in kept)])
+        kept = [m for m, key in zip(kept, keys, strict=True) if key >= floor_key]
     return kept[-MAX_MARKS:]
 
 
