@@ -349,12 +349,21 @@ class ClusterState(_LockStore):
         return None
 
     async def release(self, alias: str) -> None:
-        current = await self._lock_doc(alias)
-        held = (current or {}).get("_source", {}).get("lock", {})
-        if held.get("token") == self.owner["token"]:
-            with contextlib.suppress(ApiStatusError):
+        # Read again after a conflict: the renewal the lease cancelled may still land between our read and the
+        # delete (its request already sent); the lock is then still ours, one version on, and was left behind
+        # until it expired (a lease test on Elasticsearch 9 saw it once).
+        for _ in range(3):
+            current = await self._lock_doc(alias)
+            held = (current or {}).get("_source", {}).get("lock", {})
+            if held.get("token") != self.owner["token"]:
+                return
+            try:
                 await self.engine.delete_doc(self.index, f"lock:{alias}", **_version(current),
                                              what="release job lock")
+                return
+            except ApiStatusError as exc:
+                if exc.status != 409:
+                    return
 
 
 def _version(doc: dict | None) -> dict:
