@@ -84,15 +84,20 @@ def since(state: JobState, lookback: Any) -> Any:
     return wm.minus(state.watermark, lookback)
 
 
+def _row(mark: Mark) -> str | None:
+    """The row a mark names; None for a mark of an earlier version's form."""
+    return mark.fingerprint[:ROW] if len(mark.fingerprint) == FINGERPRINT else None
+
+
 def _newest(marks: Iterable[Mark]) -> list[Mark]:
     """Each row's newest mark, in the order they were written; marks of an earlier version (no row part), and
     every mark before the last of them, left out."""
     newest: dict[str, Mark] = {}
     for mark in marks:
-        if len(mark.fingerprint) != FINGERPRINT:
+        row = _row(mark)
+        if row is None:
             newest.clear()  # an earlier version wrote since: what came before may no longer be the newest
             continue
-        row = mark.fingerprint[:ROW]
         newest.pop(row, None)
         newest[row] = mark
     return list(newest.values())
@@ -134,6 +139,8 @@ def settle(chunk: Chunk, values: list, keys: list, floor: Any, skip: Skip) -> No
     watermark is no point in time) gets a tombstone when it has a stored mark, which must no longer count
     as its newest."""
     def unmarked(action: Any) -> None:
+        if not skip:  # no stored mark to outdate (a reindex, a job whose transform changes the count)
+            return
         row = row_hash(action.id)
         if skip.pop(row, None) is None:
             return
@@ -169,9 +176,9 @@ def settle(chunk: Chunk, values: list, keys: list, floor: Any, skip: Skip) -> No
 def forget(marks: list[Mark], ids: Iterable[str]) -> list[Mark]:
     """``marks`` without those of the rows of ``ids`` (documents reconcile deleted: a row restored as it was,
     at the same watermark, must be sent again, not skipped as still indexed)."""
-    marked = {m.fingerprint[:ROW] for m in marks if len(m.fingerprint) == FINGERPRINT}
+    marked = {_row(m) for m in marks} - {None}
     gone = {row for row in map(row_hash, ids) if row in marked}
-    return [m for m in marks if len(m.fingerprint) != FINGERPRINT or m.fingerprint[:ROW] not in gone] if gone else marks
+    return [m for m in marks if _row(m) not in gone] if gone else marks
 
 
 def kept_marks(marks: Iterable[Mark], floor: Any) -> list[Mark]:
