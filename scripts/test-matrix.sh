@@ -13,6 +13,8 @@
 #                       one after the other once the engine suites are done; node 1 of the first on
 #                       CLUSTER_PORT (ENGINE_PORT+30), the next 10 ports further; "" for none
 #   SOAK_MINUTES=3      the chaos soak (tests/soak) on SOAK_ENGINE (opensearch), after them; 0 for none
+#   PROM_PORT=9490 PROM_DIR=.services/prometheus   the local Prometheus (scripts/prometheus.sh), started with
+#                       PostgreSQL before the unit tests when not running (and stopped at the end), exported
 # This checkout's node already answering on its port as the wanted engine (e.g. left by `make demo`) is
 # used and left running; a node of another engine, or another checkout's, fails that engine's run with
 # one line (nothing is skipped).
@@ -33,6 +35,9 @@ LOGS="$(mktemp -d)"
 cd "$REPO"
 
 pg_started=""
+prom_started=""
+# The local Prometheus (scripts/prometheus.sh) the tests scrape through: its port and folder, for them too.
+export PROM_PORT="${PROM_PORT:-9490}" PROM_DIR="${PROM_DIR:-$REPO/.services/prometheus}"
 # The nodes this script started: a file "$LOGS/<engine>.started" holding its port. (A start that gives up
 # stops what it launched itself: engine.sh.)
 cleanup() {
@@ -50,6 +55,7 @@ cleanup() {
     env $(cat "$marker") "$HERE/cluster.sh" stop || true
   done
   if [[ -n "$pg_started" ]]; then "$HERE/pg.sh" stop || true; fi
+  if [[ -n "$prom_started" ]]; then "$HERE/prometheus.sh" stop || true; fi
   rm -rf "$LOGS"
 }
 trap cleanup EXIT
@@ -79,6 +85,10 @@ run mypy "$BIN/mypy"
 if ! "$HERE/pg.sh" status >/dev/null 2>&1; then
   "$HERE/pg.sh" start || exit 1
   pg_started=1
+fi
+if ! "$HERE/prometheus.sh" status >/dev/null 2>&1; then
+  "$HERE/prometheus.sh" start || exit 1
+  prom_started=1
 fi
 
 echo "=== unit tests"
