@@ -3,7 +3,7 @@
 ::
 
     TargetConfig --open_engine()--> client options (auth, TLS; secrets from the environment)
-        --GET / (not retried: an unreachable cluster at start is a configuration problem)--> the product
+        --GET / (unanswered: tried on each node of url once, then an error: a configuration problem)--> the product
         --> Engine with the matching client (opensearch-py or elasticsearch), or one line naming the mismatch
     opened(target, engine) --> the caller's engine, or one opened for a block and closed after
 """
@@ -50,7 +50,8 @@ async def opened(target: TargetConfig, engine: Engine | None = None) -> AsyncIte
 
 
 async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -> Engine:
-    """Connect and say hello (``GET /``, not retried); ``engine = "auto"`` picks the client from the answer."""
+    """Connect and say hello (``GET /``, unanswered: each node once); ``engine = "auto"`` picks the client from
+    the answer."""
     if target.cloud_id and target.engine == "opensearch":
         raise ConfigError("target.cloud_id is an Elastic Cloud setting; use engine = \"elasticsearch\"")
     if not target.verify_certs:
@@ -64,7 +65,7 @@ async def open_engine(target: TargetConfig, env: dict[str, str] | None = None) -
 
     def engine_for(flavor: str) -> Engine:
         client = make_client(flavor, target, opts)
-        return Engine(client, flavor, target.where, policy)
+        return Engine(client, flavor, target.where, policy, nodes=1 if target.cloud_id else len(target.urls))
 
     engine = engine_for(guess)
     try:

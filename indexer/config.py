@@ -125,8 +125,12 @@ class SourceConfig(_Model):
 class TargetConfig(_Model):
     """The cluster. Secrets come from the environment variables named here."""
 
-    url: str = Field(DEFAULT_URL, description=f"The cluster, http(s)://host:port[/path], without credentials "
-                     f"or a query; the environment variable {URL_ENV} overrides it.")
+    # Kept as one string (several nodes joined by commas) so that code and job files reading ``url`` as a
+    # string still work; ``urls`` is the list the clients are given.
+    url: str | list[str] = Field(DEFAULT_URL, description="The cluster, http(s)://host:port[/path], without "
+                                 "credentials or a query; several nodes (failover): an array of such URLs, or one "
+                                 f"string of them separated by commas, all http or all https. The environment "
+                                 f"variable {URL_ENV} overrides it.")
     engine: Literal["auto", "elasticsearch", "opensearch"] = Field("auto", description="The client; auto asks GET /.")
     username: str | None = Field(None, description="Basic auth user; needs password_env.")
     password_env: str | None = Field(None, description="Basic auth: the NAME of the password's variable; "
@@ -141,15 +145,21 @@ class TargetConfig(_Model):
     max_retry_time: float = Field(default=DEFAULT_MAX_RETRY_TIME, gt=0,
                                   description="Seconds of retrying 429/502/503/504 "
                                   "and unanswered requests.")
+    sniff: bool = Field(False, description="Also use the nodes the cluster names (GET /_nodes/_all/http), asked "
+                        "at the start and after a node fails; off: only the nodes in url.")
 
     _env = field_validator("password_env", "api_key_env", "bearer_env")(
         classmethod(lambda cls, v: _check_env_name(v))
     )
 
-    @field_validator("url")
+    @field_validator("url", mode="before")
     @classmethod
-    def _url(cls, value: str) -> str:
-        return check_url(value)
+    def _url(cls, value: Any) -> str:
+        if isinstance(value, str):
+            return check_url(value)
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return ",".join(_check_urls(value))
+        raise ValueError("must be a URL, an array of URLs, or URLs separated by commas")
 
     @model_validator(mode="after")
     def _basic_auth_needs_both(self) -> TargetConfig:
@@ -158,21 +168,51 @@ class TargetConfig(_Model):
             raise _field_error("username", "needs password_env (the name of the variable holding the password)")
         if self.password_env is not None and self.username is None:
             raise _field_error("password_env", "needs username (basic auth takes both)")
+        if self.sniff and self.cloud_id:
+            raise _field_error("sniff", "is not for Elastic Cloud (target.cloud_id): its endpoint already spreads "
+                               "the requests over the deployment's nodes")
         return self
 
     @property
+    def urls(self) -> list[str]:
+        """The nodes of ``url``, in the order given (the clients' pools shuffle them)."""
+        return self.url.split(",") if isinstance(self.url, str) else list(self.url)
+
+    @property
     def where(self) -> str:
-        """The cluster as messages name it: the url, or the Cloud ID's deployment name (the url is unused then)."""
-        return f"Elastic Cloud deployment {self.cloud_id.split(':', 1)[0]!r}" if self.cloud_id else self.url
+        """The cluster as messages name it: its node URLs (checked to carry no credentials), or the Cloud ID's
+        deployment name (the url is unused then)."""
+        return f"Elastic Cloud deployment {self.cloud_id.split(':', 1)[0]!r}" if self.cloud_id else ", ".join(self.urls)
 
 
 def check_url(value: str) -> str:
-    """The cluster's URL without a trailing slash; ValueError (never echoing the value) when malformed."""
-    if "@" in value or "?" in value or "#" in value or not re.match(r"^https?://[^/@\s]+(:\d+)?(/.*)?$", value):
-        # Deliberately not echoing the value: a URL may carry credentials.
-        raise ValueError("must look like http(s)://host:port[/path], without credentials or a query "
-                         "(use username/password_env or api_key_env)")
-    return value.rstrip("/")
+    """The cluster's URL without a trailing slash, or several separated by commas (``INDEXER_URL``, ``--url``),
+    each checked (see ``_check_urls``) and joined again by commas; ValueError when one is not right."""
+    return ",".join(_check_urls(value.split(",")))
+
+
+def _check_urls(values: list[str]) -> list[str]:
+    """Each node's URL checked (never echoed before it passed: it may carry credentials) and without a trailing
+    slash; at least one, none twice, all of one scheme."""
+    urls = []
+    for value in (v.strip() for v in values):
+        if not value:
+            raise ValueError("names no node" if len(values) == 1 else "has an empty entry (two commas in a row, or "
+                             "one at an end)")
+        if "@" in value or "?" in value or "#" in value or not re.match(r"^https?://[^/@\s]+(:\d+)?(/.*)?$", value):
+            raise ValueError("must look like http(s)://host:port[/path], without credentials or a query "
+                             "(use username/password_env or api_key_env)")
+        urls.append(value.rstrip("/"))
+    if len({url.split("://", 1)[0] for url in urls}) > 1:
+        raise ValueError("mixes http:// and https:// nodes: name every node of the cluster with the same scheme")
+    # Host names are not case-sensitive (and the elasticsearch client refuses two equal nodes with a traceback).
+    lowered = [url.lower() for url in urls]
+    twice = next((url for n, url in enumerate(urls) if lowered[n] in lowered[:n]), None)
+    if twice is not None:
+        raise ValueError(f"names the node {twice} twice")
+    if not urls:
+        raise ValueError("names no node")
+    return urls
 
 
 class JobSettings(_Model):
@@ -203,6 +243,8 @@ class JobSettings(_Model):
                                 "sync deletes them.")
     reconcile_every: str | int | float | None = Field(None, description="sync --every also runs reconcile when "
                                                       "the last one started at least this long ago (e.g. 24h).")
+    every: str | None = Field(None, description="sync --every: this job's own pause between passes (30s, 5m, 1h; "
+                              "at least 1s), instead of the option's.")
     max_errors: int = Field(default=DEFAULT_MAX_ERRORS, ge=0, description="Dead letters allowed before the run stops.")
     max_error_rate: float = Field(default=DEFAULT_MAX_ERROR_RATE, ge=0, le=1, description="Dead letters allowed as a "
                                   f"fraction of rows read, checked from {ERROR_RATE_MIN_ROWS} rows on.")
@@ -256,6 +298,17 @@ class JobSettings(_Model):
 
         if parse_duration(value).total_seconds() <= 0:
             raise ValueError("must be a positive duration like 1h or 24h")
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from indexer.watermark import parse_duration
+
+        if parse_duration(value).total_seconds() < 1:
+            raise ValueError("must be a duration of at least 1s, like 30s, 5m or 1h")
         return value
 
     @field_validator("cluster")

@@ -6,8 +6,8 @@
                                      --bulk()-----> BulkAnswer (the items, and whether it was resent)
 
 Both clients are used through their ``perform_request`` so that one code path
-serves both: each client still owns connection pooling, TLS, auth and the
-transport. Bodies for ``_bulk`` arrive pre-encoded (NDJSON bytes, see
+serves both: each client still owns connection pooling (every node of ``target.url``),
+TLS, auth and the transport. Bodies for ``_bulk`` arrive pre-encoded (NDJSON bytes, see
 ``documents``) and pass through the clients untouched; responses are read with
 ``filter_path`` so that only item status/result/error is parsed. The clients'
 exceptions become this package's (``ApiStatusError`` for an error status,
@@ -17,14 +17,19 @@ Who retries what (one policy, ``retry.RetryPolicy`` bounded by ``target.max_retr
 kept as ``Engine.policy``; each operation's retries are one ``Retry``):
 
 * the clients' transports retry nothing (``max_retries=0``), so attempts never multiply;
+  their pools still take a node that did not answer out of the rotation for a while;
 * :meth:`Engine.request` retries a whole request answered 429/502/503/504 or not
   answered at all (refused, reset, timed out), with exponential backoff and jitter;
+  with several nodes, an unanswered request is first sent again at once, up to
+  nodes - 1 times (failover: the pool picks another node), then by the backoff;
 * ``sink`` retries single bulk items answered 429/502/503/504 with a ``Retry`` of
   the same policy (``engine.policy.start(...)``), and splits a request answered 413.
 
-Everything else is an error at once. The first request of a run (``GET /``) is
-retried only when answered 429/502/503/504: an unreachable cluster at start is a
-configuration problem (a wrong url, a cluster down), a busy one is not.
+Every send after the first counts in ``Engine.retries`` and in the operation's ``Retry``
+(so a bulk sent twice says it was resent). Everything else is an error at once. The first
+request of a run (``GET /``) is retried only when answered 429/502/503/504, and unanswered
+tries the other nodes at once: no node answering at start is a configuration problem (a
+wrong url, a cluster down), a busy cluster is not.
 
 Opening the cluster (the client chosen by ``GET /``) is ``cluster``'s; building a client and what its
 exceptions say, ``clients``'.
@@ -42,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from indexer.clients import reason_of, status_of
+from indexer.clients import close_client, reason_of, status_of
 from indexer.errors import EngineError
 from indexer.retry import RETRY_STATUSES, Retry, RetryPolicy
 
@@ -128,17 +133,22 @@ class ClusterInfo:
 
 
 class Engine:
-    """A connected cluster. All calls go through :meth:`request`."""
+    """A connected cluster. All calls go through :meth:`request`.
 
-    def __init__(self, client: Any, flavor: str, url: str, policy: RetryPolicy = RetryPolicy()) -> None:
+    ``where`` names the cluster in messages (its node URLs); ``nodes``: how many the client's pool was given,
+    so an unanswered request tries each other one at once before it waits."""
+
+    def __init__(self, client: Any, flavor: str, where: str, policy: RetryPolicy = RetryPolicy(),
+                 nodes: int = 1) -> None:
         self.client = client
         self.flavor = flavor
-        self.url = url
+        self.where = where
         self.policy = policy
-        self.retries = 0  # whole requests retried, for the summary
+        self.nodes = nodes
+        self.retries = 0  # whole requests sent again (failovers included), for the summary
 
     async def close(self) -> None:
-        await self.client.close()
+        await close_client(self.client)
 
     # -------------------------------------------------------------- transport
 
@@ -153,7 +163,8 @@ class Engine:
         return await self._retried(send, self.policy.start(what) if retry else None)
 
     async def _retried(self, send: Callable[[], Awaitable[Any]], retry: Retry | None) -> Any:
-        """``send()`` again while it fails in a way worth retrying and ``retry`` allows.
+        """``send()`` again while it fails in a way worth retrying and ``retry`` allows: unanswered, first
+        at once to another node while there is one not tried (``_failover``), then after a backoff.
 
         A 429 for a request larger than the node's whole indexing-pressure budget can never succeed:
         it is answered at once as a 413, which ``sink`` splits (never retried for max_retry_time)."""
@@ -167,9 +178,22 @@ class Engine:
                                          f"pressure limit ({exc.reason[:200]})", exc.what) from exc
                 if retry is None or (status is not None and status not in RETRY_STATUSES):
                     raise
+                if self._failover(exc, retry):
+                    continue
                 # The error's text starts with what was being done, which ``retry`` says itself.
                 await retry.wait(str(exc).removeprefix(f"{retry.what}: "))
                 self.retries += 1
+
+    def _failover(self, exc: EngineError, retry: Retry) -> bool:
+        """Whether to send again at once: no answer came (``_send``'s EngineError without a status), and of the
+        pool's nodes one is left untried by this operation. The pool has just marked the silent node dead, so its
+        next pick is another (counted as a retry: the body may have been applied without its answer arriving)."""
+        unanswered = getattr(exc, "status", None) is None and not isinstance(exc, ProductCheckError)
+        if not unanswered or retry.failovers >= self.nodes - 1:
+            return False
+        retry.failover(str(exc).rpartition(": ")[2])  # the cause ``reason_of`` gave, after the cluster's URLs
+        self.retries += 1
+        return True
 
     async def _send(self, method: str, path: str, params: dict | None, body: Any, ndjson: bool,
                     missing_ok: bool, what: str) -> Any:
@@ -191,15 +215,16 @@ class Engine:
             if status == 404 and missing_ok:
                 return None
             if status is None:
-                raise EngineError(f"{what}: cannot reach the cluster at {self.url}: {reason_of(exc)}") from exc
+                raise EngineError(f"{what}: cannot reach the cluster at {self.where}: {reason_of(exc)}") from exc
             etype, reason = _error_fields(body_)
             raise ApiStatusError(status, etype, reason, what) from exc
 
     # -------------------------------------------------------------- operations
 
     async def info(self) -> ClusterInfo:
-        """``GET /``, retried only when the cluster answered 429/502/503/504 (busy, or a node restarting):
-        unanswered at the start of a run, it is a wrong url or a cluster down, an error at once."""
+        """``GET /``, retried when the cluster answered 429/502/503/504 (busy, or a node restarting); unanswered,
+        sent at once to each other node, then an error: no node answering at the start of a run is a wrong
+        url or a cluster down."""
         retry = self.policy.start("cluster info")
         while True:
             try:
@@ -209,6 +234,9 @@ class Engine:
                     raise
                 await retry.wait(str(exc).removeprefix("cluster info: "))
                 self.retries += 1
+            except EngineError as exc:  # unanswered (or the product check, which _failover leaves to the caller)
+                if not self._failover(exc, retry):
+                    raise
 
     async def get_template(self, kind: str, name: str) -> dict | None:
         """The stored body of a component (``kind="component"``) or index template, or None."""

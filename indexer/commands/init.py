@@ -239,6 +239,8 @@ def render_job(src: SourceConfig, tgt: TargetConfig, job: Plan, table: str, out:
     if src.filename is not None:
         source_fields["filename"] = _relative(src.filename, out)
     target_fields = {"url": tgt.url, "engine": tgt.engine, **tgt.model_dump(exclude_unset=True)}
+    if len(tgt.urls) > 1:  # several nodes (--url a,b): a TOML array reads better than one string with commas
+        target_fields["url"] = tgt.urls
     name = f"{job.alias}.toml"
     lines = [f"# Written by `indexer init` from {src.dbtype} table {toml_string(table)}: a starting point, "
              "read it first.",

@@ -66,3 +66,20 @@ def test_the_engine_keeps_one_retry_policy_bounded_by_the_targets_max_retry_time
             return engine.policy
 
     assert asyncio.run(run()) == RetryPolicy(max_retry_time=7)
+
+
+def test_several_nodes_one_engine_that_knows_them_and_messages_name_every_node():
+    async def run():
+        async with FakeCluster(lambda method, path: ELASTICSEARCH_ROOT) as one, \
+                FakeCluster(lambda method, path: ELASTICSEARCH_ROOT) as two:
+            target = TargetConfig(url=[one.url, two.url], engine="elasticsearch")
+            engine = await open_engine(target, env={})
+            await engine.close()
+            try:
+                await open_engine(TargetConfig(url=[one.url, two.url], engine="opensearch"), env={})
+            except ConfigError as exc:
+                return engine, str(exc), f"{one.url}, {two.url}"
+
+    engine, message, both = asyncio.run(run())
+    assert (engine.nodes, engine.where) == (2, both)
+    assert message.startswith(f'target.engine is "opensearch" but the cluster at {both} is Elasticsearch 8.15.0')

@@ -26,7 +26,8 @@ def test_minimal_sqlite_job_loads_with_defaults(tmp_path):
 # ---------------------------------------------------------------- the alias
 
 
-@pytest.mark.parametrize("alias", ["Sensors", "sensors*", "_sensors", "-sensors", "my sensors", "x" * 241, "É", "adv-É"])
+@pytest.mark.parametrize("alias", ["Sensors", "sensors*", "_sensors", "-sensors", "my sensors", "x" * 241, "É",
+                                   "adv-É"])
 def test_invalid_alias_is_refused_naming_job_alias(tmp_path, alias):
     text = SQLITE_JOB.replace('alias = "sensors"', f'alias = "{alias}"')
     assert "job.alias" in config_error(write(tmp_path, text), env={})
@@ -97,7 +98,8 @@ def test_username_with_password_env_is_basic_auth(tmp_path):
 
 
 def test_a_cloud_id_names_the_deployment_in_messages_and_refuses_indexer_url_beside_it(tmp_path):
-    text = SQLITE_JOB.replace("[job]", '[target]\ncloud_id = "prod-search:ZXUtd2VzdC0xLmF3cy5mb3VuZC5pbyRhYmMkZGVm"\n\n[job]')
+    text = SQLITE_JOB.replace("[job]", '[target]\ncloud_id = "prod-search:ZXUtd2VzdC0xLmF3cy5mb3VuZC5pbyRhYmMkZGVm"\n'
+                              '\n[job]')
     job = load_job(write(tmp_path, text), env={})
     assert job.target.where == "Elastic Cloud deployment 'prod-search'"
     assert load_job(write(tmp_path, SQLITE_JOB), env={}).target.where == DEFAULT_URL
@@ -157,3 +159,74 @@ def test_reconcile_every_is_optional_and_takes_a_duration(tmp_path):
 def test_a_reconcile_every_that_is_no_positive_duration_is_refused_naming_the_field(tmp_path, value):
     text = SQLITE_JOB.replace("[job]\n", f"[job]\nreconcile_every = {value}\n")
     assert "sensors.toml: job.reconcile_every:" in config_error(write(tmp_path, text), env={})
+
+
+# ---------------------------------------------------------------- several nodes (target.url)
+
+
+def _target_url(tmp_path, value: str, env: dict | None = None):
+    return load_job(write(tmp_path, SQLITE_JOB + f"\n[target]\nurl = {value}\n"), env=env or {}).target
+
+
+@pytest.mark.parametrize("value", ['["http://n1:9200", "http://n2:9200/", "http://n3:9200"]',
+                                   '"http://n1:9200, http://n2:9200/,http://n3:9200"'])
+def test_url_takes_an_array_of_nodes_or_one_string_of_them_separated_by_commas(tmp_path, value):
+    target = _target_url(tmp_path, value)
+    assert target.urls == ["http://n1:9200", "http://n2:9200", "http://n3:9200"]
+    assert target.url == "http://n1:9200,http://n2:9200,http://n3:9200"  # still a string to code reading url
+    assert target.where == "http://n1:9200, http://n2:9200, http://n3:9200"
+
+
+def test_one_url_stays_one_node_named_as_before(tmp_path):
+    target = _target_url(tmp_path, '"https://es.example:9243/"')
+    assert (target.url, target.urls, target.where) == ("https://es.example:9243", ["https://es.example:9243"],
+                                                       "https://es.example:9243")
+
+
+def test_indexer_url_may_name_several_nodes_separated_by_commas(tmp_path):
+    target = _target_url(tmp_path, '"http://file:9200"', env={"INDEXER_URL": "http://e1:9200,http://e2:9200"})
+    assert target.urls == ["http://e1:9200", "http://e2:9200"]
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ('["http://n1:9200", "https://n2:9200"]', "mixes http:// and https:// nodes: name every node of the cluster "
+                                              "with the same scheme"),
+    ('"http://n1:9200,http://N1:9200/"', "names the node http://N1:9200 twice"),
+    ("[]", "names no node"),
+    ('""', "names no node"),
+    ('"http://n1:9200,,http://n2:9200"', "has an empty entry (two commas in a row, or one at an end)"),
+    ('"http://n1:9200,"', "has an empty entry (two commas in a row, or one at an end)"),
+    ('["http://n1:9200", 9200]', "must be a URL, an array of URLs, or URLs separated by commas"),
+    ("9200", "must be a URL, an array of URLs, or URLs separated by commas"),
+])
+def test_a_list_of_nodes_that_is_not_right_is_one_line_naming_the_problem(tmp_path, value, problem):
+    message = config_error(write(tmp_path, SQLITE_JOB + f"\n[target]\nurl = {value}\n"), env={})
+    assert message == f"sensors.toml: target.url: {problem}"
+
+
+@pytest.mark.parametrize("value", ['["http://n1:9200", "https://elastic:hunter2@n2:9200"]',
+                                   '"http://n1:9200,http://elastic:hunter2@n2:9200"'])
+def test_every_node_is_checked_for_credentials_and_none_is_echoed(tmp_path, value):
+    message = config_error(write(tmp_path, SQLITE_JOB + f"\n[target]\nurl = {value}\n"), env={})
+    assert "target.url" in message and "without credentials" in message and "hunter2" not in message
+
+
+def test_indexer_url_naming_a_node_with_credentials_is_refused_without_echoing_them(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        _target_url(tmp_path, '"http://file:9200"', env={"INDEXER_URL": "http://e1:9200,http://u:hunter2@e2:9200"})
+    assert str(caught.value).startswith("INDEXER_URL: must look like") and "hunter2" not in str(caught.value)
+
+
+def test_sniff_is_off_by_default_and_not_for_elastic_cloud(tmp_path):
+    assert load_job(write(tmp_path, SQLITE_JOB), env={}).target.sniff is False
+    assert _target_url(tmp_path, '["http://n1:9200", "http://n2:9200"]\nsniff = true').sniff is True
+    text = SQLITE_JOB.replace("[job]", '[target]\ncloud_id = "prod:ZXUtd2VzdC0xLmF3cy5mb3VuZC5pbyRhYmMkZGVm"\n'
+                              "sniff = true\n\n[job]")
+    message = config_error(write(tmp_path, text), env={})
+    assert message.startswith("sensors.toml: target.sniff: is not for Elastic Cloud")
+
+
+def test_a_cloud_id_beside_a_list_of_nodes_is_still_the_cluster(tmp_path):
+    text = SQLITE_JOB.replace("[job]", '[target]\ncloud_id = "prod:ZXUtd2VzdC0xLmF3cy5mb3VuZC5pbyRhYmMkZGVm"\n'
+                              'url = ["http://n1:9200", "http://n2:9200"]\n\n[job]')
+    assert load_job(write(tmp_path, text), env={}).target.where == "Elastic Cloud deployment 'prod'"

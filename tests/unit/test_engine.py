@@ -21,7 +21,7 @@ from opensearchpy.exceptions import TransportError
 
 from indexer.cluster import open_engine
 from indexer.config import TargetConfig
-from indexer.engine import ApiStatusError, BulkAnswer, Engine, segment
+from indexer.engine import ApiStatusError, BulkAnswer, Engine, ProductCheckError, segment
 from indexer.errors import ConfigError, EngineError
 from indexer.retry import RetryPolicy
 from tests.support.fakes import FakeCluster, ScriptedClient, pressure
@@ -56,7 +56,8 @@ def _generic_answer(method: str, path: str):
 
 
 def _against(answer, flavor: str, calls) -> tuple[object, FakeCluster]:
-    """``await calls(engine)`` with an engine connected to a FakeCluster answering ``answer``; its result and the cluster."""
+    """``await calls(engine)`` with an engine connected to a FakeCluster answering ``answer``; its result and the
+    cluster."""
     async def run():
         async with FakeCluster(answer) as cluster:
             engine = await open_engine(TargetConfig(url=cluster.url, engine=flavor), env={})
@@ -415,3 +416,140 @@ def test_a_429_from_pressure_that_can_pass_is_retried_as_before():
     client = ScriptedClient(pressure(1_000, 53_687_091), {"items": []})
     body, engine = request(client)
     assert body == {"items": []} and engine.retries == 1
+
+
+# ---------------------------------------------------------------- several nodes: failover
+
+
+def refused():
+    return OSConnectionError("N/A", "Connection refused", None)
+
+
+def nodes_engine(client, nodes, policy=FAST):
+    return Engine(client, "opensearch", "http://n1:9200, http://n2:9200, http://n3:9200", policy, nodes=nodes)
+
+
+def test_an_unanswered_request_goes_at_once_to_another_node_and_counts_as_a_retry():
+    client = ScriptedClient(refused(), {"ok": True})
+    engine = nodes_engine(client, 3, RetryPolicy(max_retry_time=60, initial=30, cap=30))  # a backoff would show
+    started = time.monotonic()
+    body = asyncio.run(engine.request("POST", "/x/_bulk", body=b"{}\n"))
+    assert body == {"ok": True} and client.transport.calls == 2 and engine.retries == 1
+    assert time.monotonic() - started < 5
+
+
+def test_failovers_stop_at_one_per_other_node_then_the_policy_decides():
+    client = ScriptedClient(refused())
+    engine = nodes_engine(client, 3, RetryPolicy(max_retry_time=0.01, initial=1, cap=1))  # no time for a backoff
+    with pytest.raises(EngineError) as caught:
+        asyncio.run(engine.request("POST", "/x/_bulk", body=b"{}\n"))
+    assert client.transport.calls == 3 and engine.retries == 2
+    assert str(caught.value) == ("POST /x/_bulk: cannot reach the cluster at http://n1:9200, http://n2:9200, "
+                                 "http://n3:9200: connection refused (gave up after retrying for 0.01s)")
+
+
+def test_failovers_then_backoff_retries_until_a_node_answers():
+    client = ScriptedClient(refused(), refused(), refused(), refused(), {"ok": True})
+    engine = nodes_engine(client, 2)
+    assert asyncio.run(engine.request("GET", "/x")) == {"ok": True}
+    assert client.transport.calls == 5 and engine.retries == 4
+
+
+def test_one_node_has_no_failover_only_the_backoff():
+    client = ScriptedClient(refused(), {"ok": True})
+    engine = nodes_engine(client, 1, RetryPolicy(max_retry_time=0.01, initial=1, cap=1))
+    with pytest.raises(EngineError, match="gave up after retrying"):
+        asyncio.run(engine.request("GET", "/x"))
+    assert client.transport.calls == 1
+
+
+def test_an_error_status_is_not_failed_over_and_a_request_not_to_retry_is_sent_once():
+    client = ScriptedClient(unavailable(), {"ok": True})
+    engine = nodes_engine(client, 3, RetryPolicy(max_retry_time=0.01, initial=1, cap=1))
+    with pytest.raises(EngineError, match="HTTP 503"):
+        asyncio.run(engine.request("GET", "/x"))
+    client = ScriptedClient(refused(), {"ok": True})
+    with pytest.raises(EngineError, match="connection refused"):
+        asyncio.run(nodes_engine(client, 3).request("GET", "/x", retry=False))
+    assert client.transport.calls == 1
+
+
+def test_a_bulk_failed_over_to_another_node_says_it_was_resent():
+    client = ScriptedClient(refused(), {"errors": False, "items": ITEMS})
+    engine = nodes_engine(client, 2)
+    answer = asyncio.run(engine.bulk("sensors", b'{"index":{}}\n{}\n'))
+    assert answer == BulkAnswer(items=ITEMS, resent=True) and engine.retries == 1
+
+
+def test_the_first_get_unanswered_tries_every_other_node_before_it_fails():
+    client = ScriptedClient(refused(), refused(), OPENSEARCH_ROOT)
+    engine = nodes_engine(client, 3)
+    assert asyncio.run(engine.info()).flavor == "opensearch" and engine.retries == 2
+    client = ScriptedClient(refused())
+    with pytest.raises(EngineError) as caught:
+        asyncio.run(nodes_engine(client, 3).info())
+    assert client.transport.calls == 3
+    assert str(caught.value) == ("cluster info: cannot reach the cluster at http://n1:9200, http://n2:9200, "
+                                 "http://n3:9200: connection refused")
+
+
+def _closed_ports(count: int) -> list[str]:
+    """``count`` distinct loopback URLs nothing listens on (nodes that went away: connection refused)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    urls = [f"http://127.0.0.1:{sock.getsockname()[1]}" for sock in socks]
+    for sock in socks:
+        sock.close()
+    return urls
+
+
+@pytest.mark.parametrize("flavor", ["opensearch", "elasticsearch"])
+def test_the_real_clients_pool_leaves_a_silent_node_out_after_one_failover(flavor):
+    """The clients' own pools with max_retries=0: the node that refused is marked dead, so the request sent again
+    and the ones after it go to the node that answers (opensearch-py keeps it out 60 s, elastic_transport 1 s)."""
+    root = OPENSEARCH_ROOT if flavor == "opensearch" else {"name": "n1", "version": {"number": "8.15.0"}}
+
+    async def run():
+        async with FakeCluster(lambda method, path: root if path == "/" else {"count": 7}) as alive:
+            [gone] = _closed_ports(1)
+            target = TargetConfig(url=[gone, alive.url], engine=flavor)
+            engine = await open_engine(target, env={})
+            try:
+                counts = [await engine.count("sensors") for _ in range(6)]
+            finally:
+                await engine.close()
+            return engine, counts, alive.paths(), target
+
+    engine, counts, paths, target = asyncio.run(run())
+    assert counts == [7] * 6 and paths.count("/sensors/_count") == 6
+    assert engine.nodes == 2 and engine.where == target.where
+    assert engine.retries == 1  # round robin: GET / or the first count went to the dead node, and none after
+    if flavor == "opensearch":  # closed too, though opensearch-py's close skips the connections marked dead
+        assert all(c.session is None for c in engine.client.transport.connection_pool.orig_connections)
+
+
+@pytest.mark.parametrize("flavor", ["opensearch", "elasticsearch"])
+def test_no_node_answering_at_start_is_one_error_naming_every_node(flavor):
+    urls = _closed_ports(2)
+    with pytest.raises(EngineError) as caught:
+        asyncio.run(open_engine(TargetConfig(url=urls, engine=flavor), env={}))
+    assert str(caught.value) == f"cluster info: cannot reach the cluster at {urls[0]}, {urls[1]}: connection refused"
+
+
+def test_a_failover_logs_one_warning_with_the_cause_and_a_product_check_is_not_failed_over(caplog):
+    client = ScriptedClient(refused(), {"ok": True})
+    asyncio.run(nodes_engine(client, 2).request("GET", "/x", what="count sensors"))
+    assert [r.getMessage() for r in caplog.records if r.name == "indexer.retry"] == [
+        "count sensors: a node did not answer (connection refused); retry 1 at once on another node"]
+
+    class NotElasticsearch(Exception):
+        body = {"version": {"number": "7.10.2"}}
+
+    NotElasticsearch.__name__ = "UnsupportedProductError"  # how _send knows the elasticsearch client's product check
+    client = ScriptedClient(NotElasticsearch(), OPENSEARCH_ROOT)
+    with pytest.raises(ProductCheckError):
+        asyncio.run(nodes_engine(client, 3).info())
+    assert client.transport.calls == 1
