@@ -16,7 +16,7 @@ ENGINE ?= opensearch
 ENGINES ?= $(if $(filter command line environment,$(origin ENGINE)),$(ENGINE),opensearch elasticsearch elasticsearch9)
 ENGINE_NAME = $(if $(filter opensearch,$(ENGINE)),OpenSearch,Elasticsearch)
 
-.PHONY: help venv demo test engine engine-stop cluster cluster-stop soak pg pg-stop bench audit clean
+.PHONY: help venv demo test engine engine-stop cluster cluster-stop soak pg pg-stop prometheus prometheus-stop bench audit clean
 
 help:
 	@echo "make demo         set up, start a local search node, index 100,000 demo rows (ENGINE=opensearch|elasticsearch|elasticsearch9)"
@@ -26,6 +26,7 @@ help:
 	@echo "make cluster      start a local multi-node cluster: ENGINE=..., NODES=3, ENGINE_PORT=9200 (docs/engines.md); cluster-stop stops it"
 	@echo "make soak         the chaos soak: MINUTES=30 against PostgreSQL and a 3-node cluster; appends to SOAK.md (SEED=n replays)"
 	@echo "make pg           start the local PostgreSQL server (pg-stop stops it)"
+	@echo "make prometheus   start the local Prometheus server (PROM_PORT=9490; installs it; prometheus-stop stops it)"
 	@echo "make audit        pip-audit (installed packages) + bandit (indexer/); non-zero on findings"
 	@echo "make bench        the benchmark (OpenSearch and Elasticsearch 8); writes BENCHMARKS.md"
 
@@ -55,7 +56,7 @@ audit: venv
 	scripts/audit.sh $(VENV)
 
 bench: venv
-	ENGINE=opensearch scripts/with-services.sh sh -c '$(BIN)/python bench/run.py --sweep && $(BIN)/python bench/reconcile_bench.py --cli --append BENCHMARKS.md && $(BIN)/python bench/partitions_bench.py --append BENCHMARKS.md'
+	ENGINE=opensearch scripts/with-services.sh sh -c '$(BIN)/python bench/run.py --sweep && $(BIN)/python bench/reconcile_bench.py --cli --append BENCHMARKS.md && $(BIN)/python bench/partitions_bench.py --append BENCHMARKS.md && $(BIN)/python bench/daemon_bench.py --append BENCHMARKS.md'
 
 engine:
 	ENGINE=$(ENGINE) scripts/engine.sh start
@@ -81,6 +82,12 @@ pg:
 
 pg-stop:
 	scripts/pg.sh stop
+
+prometheus:
+	scripts/prometheus.sh start
+
+prometheus-stop:
+	scripts/prometheus.sh stop
 
 clean: engine-stop pg-stop
 	rm -rf .services demo/sensors.db

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -20,36 +19,41 @@ from typing import Annotated, Any
 
 import typer
 
-from indexer import __version__, sources, tune_gc
+from indexer import __version__, logs, sources, tune_gc
 from indexer import run as running
 from indexer.commands import bootstrap as bootstrapping
+from indexer.commands import daemon as daemons
 from indexer.commands import init as initialising
 from indexer.commands import preview as previewing
 from indexer.commands import reconcile as reconciling
 from indexer.commands import reindex as reindexing
 from indexer.commands import status as statusing
 from indexer.commands import sync as syncing
-from indexer.commands import watch as watching
-from indexer.config import TargetConfig
-from indexer.errors import IndexerError
+from indexer.config import Job, TargetConfig
+from indexer.errors import ConfigError, IndexerError
 from indexer.jobfile import validated, with_partitions
+from indexer.metrics import Metrics
 from indexer.options import (
     DebugOpt,
     EngineOpt,
     JobArg,
+    JobsArg,
     JsonOpt,
     ParamOpt,
     RunOptions,
     StateOpt,
     UrlOpt,
     every_seconds,
+    job_files,
     load,
     run_options,
 )
+from indexer.options import log_format as check_log_format
 from indexer.state import Outcome
 from indexer.terminal import (
     WatchReport,
     err,
+    log_summary,
     print_failure,
     print_preview,
     print_status,
@@ -68,32 +72,23 @@ EXIT_DEAD_LETTERS = 3  # finished, but some documents went to the dead-letter fi
 EXIT_COULD_NOT_CHECK = 2  # bootstrap --check: the cluster or the files could not be compared
 
 
-def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The clients log request bodies (row values) at DEBUG and every 404 at WARNING;
-    # indexer reports what matters itself, so keep theirs out even with --debug.
-    for noisy in ("elastic_transport", "opensearchpy", "opensearch", "elasticsearch", "urllib3", "etlhelper",
-                  "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
 def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate: bool = False,
-         command: str = "", as_json: bool = False) -> None:
+         command: str = "", as_json: bool = False, log_format: str = "text") -> None:
     """Run one command; map IndexerError to one line and its exit code (with ``as_json``, the failure's
-    summary on stdout too); any other exception is one line and exit 1.
+    summary on stdout too; with ``log_format`` json, that line is a JSON log line); any other exception is
+    one line and exit 1.
 
     Ctrl-C (SIGINT) cancels the command, which cleans up and records the run as
     interrupted, then exits 130. With ``terminate``, SIGTERM does the same and exits 143
     (``sync`` handles both signals itself: it finishes the chunk in flight and exits 0).
     """
-    _setup_logging(debug)
+    log_json = log_format == "json"
+    logs.setup(debug, log_format if log_format in logs.FORMATS else "text")
     tune_gc()
     terminated = False
 
     async def main() -> int:
+        check_log_format(log_format)
         if terminate:
             task = asyncio.current_task()
             if task is None:  # asyncio.run runs main() as a task: never
@@ -112,7 +107,7 @@ def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate
     except IndexerError as exc:
         if debug:
             traceback.print_exc()
-        print_failure(exc, command, as_json)
+        print_failure(exc, command, as_json, log_json=log_json)
         raise typer.Exit(exc.exit_code) from None
     except (KeyboardInterrupt, asyncio.CancelledError):
         err.print("terminated" if terminated else "interrupted", markup=False)
@@ -123,7 +118,7 @@ def _run(debug: bool, make: Callable[[], Coroutine[Any, Any, int]], *, terminate
     except Exception as exc:  # noqa: BLE001 - a defect of ours: one line, never a traceback unless --debug
         if debug:
             traceback.print_exc()
-        print_failure(exc, command, as_json)
+        print_failure(exc, command, as_json, log_json=log_json)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
 
@@ -213,31 +208,67 @@ def reindex(
 @app.command()
 @run_options
 def sync(
-    job_file: JobArg,
+    jobs: JobsArg,
     every: Annotated[str | None, typer.Option(
-        "--every", metavar="DURATION", help="Run again after this pause (30s, 5m, 1h; at least 1s) until "
-        "SIGINT/SIGTERM; once a pass succeeded, a failed pass is reported and retried.")] = None,
+        "--every", metavar="DURATION", help="Run again after this pause (30s, 5m, 1h; at least 1s; a job's own "
+        "job.every overrides it) until SIGINT/SIGTERM; once a pass succeeded, a failed pass is reported and "
+        "retried.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", metavar="PORT", min=0, max=65535, help="With --every: serve /metrics (Prometheus), "
+        "/healthz and /readyz on this port.")] = None,
+    metrics_address: Annotated[str, typer.Option(
+        "--metrics-address", metavar="ADDRESS", help="The address --metrics-port listens on (0.0.0.0: every "
+        "interface).")] = "127.0.0.1",
+    ready_periods: Annotated[float, typer.Option(
+        "--ready-periods", metavar="N", min=1, help="/readyz answers 200 while every job's last successful "
+        "pass ended within N of its periods.")] = 3,
     *, options: RunOptions,
 ) -> None:
-    """Index the rows changed since the last run (by the job's watermark column) into the alias."""
+    """Index the rows changed since the last run (by the job's watermark column) into the alias; with several
+    jobs, each its own."""
 
     async def main() -> int:
-        job = load(job_file, options.param)
+        loaded = [load(path, options.param) for path in job_files(jobs)]
+        daemons.check_jobs(loaded)
         pause = every_seconds(every) if every else None
+        if pause is None and metrics_port is not None:
+            raise ConfigError("--metrics-port needs --every (a one-shot run writes --metrics-file instead)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         if pause is not None:
-            await watching.watch(job, pause, str(every), stop=stop, observer=WatchReport(options.as_json),
-                                 **options.files())
+            log_json, several = options.log_format == "json", len(loaded) > 1
+            if log_json:
+                logs.event(logging.INFO, "started", f"sync --every {every}: {len(loaded)} job(s)",
+                           jobs=[j.name for j in loaded], metrics_port=metrics_port)
+            serving = daemons.Serving(metrics_port, metrics_address, options.metrics_file, ready_periods)
+            await daemons.daemon(
+                loaded, pause, str(every), stop=stop, serving=serving, **options.files(),
+                report=lambda job: WatchReport(options.as_json, log_json, job.name if several else None))
+            if log_json:
+                logs.event(logging.INFO, "stopped", "sync --every: stopped after the passes in flight")
             return 0
-        with progress_bar(options.progress, options.as_json) as progress:
-            summary = await syncing.sync(job, progress=progress, stop=stop, **options.files())
-        print_summary(summary, options.as_json)
-        return EXIT_DEAD_LETTERS if summary.outcome == Outcome.DEAD_LETTERS else 0
+        return await _one_pass_each(loaded, options, stop)
 
-    _run(options.debug, main, command="sync", as_json=options.as_json)
+    _run(options.debug, main, command="sync", as_json=options.as_json, log_format=options.log_format)
+
+
+async def _one_pass_each(jobs: list[Job], options: RunOptions, stop: asyncio.Event) -> int:
+    """``sync`` without --every: one pass of each job in turn. One job fails as any command does; of several,
+    each failure is reported and the next job still runs; the exit code is the worst."""
+    codes = []
+    for job in jobs:
+        try:
+            codes.append(await _counted("sync", job, options, lambda job, **run: syncing.sync(job, stop=stop, **run)))
+        except IndexerError as exc:
+            if len(jobs) == 1:
+                raise
+            print_failure(exc, "sync", options.as_json, log_json=options.log_format == "json", job=job.name)
+            codes.append(exc.exit_code)
+        if stop.is_set():
+            break
+    return max(codes)
 
 
 @app.command()
@@ -261,17 +292,35 @@ def reconcile(
 
 def _summarised(name: str, job_file: Path, options: RunOptions,
                 command: Callable[..., Coroutine[Any, Any, Any]]) -> None:
-    """Run one command that ends with a summary: load the job, show progress, print the summary;
-    exit 3 when documents went to the dead-letter file."""
+    """Run one command that ends with a summary: load the job, then :func:`_counted`."""
 
     async def main() -> int:
-        job = load(job_file, options.param)
+        return await _counted(name, load(job_file, options.param), options, command)
+
+    _run(options.debug, main, terminate=True, command=name, as_json=options.as_json, log_format=options.log_format)
+
+
+async def _counted(name: str, job: Job, options: RunOptions, command: Callable[..., Coroutine[Any, Any, Any]]) -> int:
+    """One run with its progress bar and summary (a JSON log line with --log-format json), its metrics
+    written to --metrics-file whatever the outcome; exit 3 when documents went to the dead-letter file."""
+    metrics = Metrics.to_file(options.metrics_file) if options.metrics_file else None
+    counted = metrics.job(job.name, job.job.alias) if metrics else None
+    try:
         with progress_bar(options.progress, options.as_json) as progress:
             summary = await command(job, progress=progress, **options.files())
+    except IndexerError as exc:
+        if metrics and counted:
+            counted.failed(name, exc, "")
+            metrics.write_textfile()
+        raise
+    if metrics and counted:
+        counted.passed(name, summary)
+        metrics.write_textfile()
+    if options.log_format == "json":
+        log_summary(summary)
+    if options.as_json or options.log_format != "json":
         print_summary(summary, options.as_json)
-        return EXIT_DEAD_LETTERS if summary.outcome == Outcome.DEAD_LETTERS else 0
-
-    _run(options.debug, main, terminate=True, command=name, as_json=options.as_json)
+    return EXIT_DEAD_LETTERS if summary.outcome == Outcome.DEAD_LETTERS else 0
 
 
 @app.command()

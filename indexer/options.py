@@ -21,11 +21,15 @@ import typer
 from indexer.config import Job
 from indexer.errors import ConfigError
 from indexer.jobfile import load_job, parse_param
+from indexer.logs import FORMATS
 from indexer.watermark import parse_duration
 
 MIN_EVERY = 1.0  # seconds: the shortest pause `sync --every` accepts
 
 JobArg = Annotated[Path, typer.Argument(help="The job file (TOML).", metavar="JOB.toml", show_default=False)]
+JobsArg = Annotated[list[Path], typer.Argument(
+    help="Job files (TOML), or folders of them (their *.toml files): with --every, one loop per job in this "
+    "process; without, one pass of each in turn.", metavar="JOB.toml", show_default=False)]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (a failed run's too).")]
 ParamOpt = Annotated[list[str] | None, typer.Option(
@@ -43,6 +47,12 @@ UrlOpt = Annotated[str | None, typer.Option(
     "--url", metavar="URL", envvar="INDEXER_URL", help="The cluster, http(s)://host:port.")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", metavar="auto|elasticsearch|opensearch", help="The client to use; auto asks GET /.")]
+LogFormatOpt = Annotated[str, typer.Option(
+    "--log-format", metavar="text|json", help="Logs on stderr as text, or one JSON object per line (a watch "
+    "loop's passes and the error line too).")]
+MetricsFileOpt = Annotated[Path | None, typer.Option(
+    "--metrics-file", metavar="PATH", help="Write the run's Prometheus metrics here in the text format, "
+    "atomically, at its end (a watch loop: after every pass); node_exporter's textfile collector reads it.")]
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -55,6 +65,8 @@ class RunOptions:
     progress: bool
     as_json: bool
     debug: bool
+    log_format: str
+    metrics_file: Path | None
 
     def files(self) -> dict[str, Any]:
         """What every writing command takes of them: where its state and dead letters go."""
@@ -67,7 +79,8 @@ _RUN_OPTIONS = [
     for name, annotation, default in (
         ("param", ParamOpt, None), ("state_file", StateOpt, None), ("dead_letter_file", DeadFileOpt, None),
         ("dead_letter_include_doc", DeadDocOpt, False), ("progress", ProgressOpt, True),
-        ("as_json", JsonOpt, False), ("debug", DebugOpt, False),
+        ("as_json", JsonOpt, False), ("debug", DebugOpt, False), ("log_format", LogFormatOpt, "text"),
+        ("metrics_file", MetricsFileOpt, None),
     )
 ]
 
@@ -88,6 +101,26 @@ def run_options(command: Callable[..., None]) -> Callable[..., None]:
 
 def load(job_file: Path, param: list[str] | None) -> Job:
     return load_job(job_file, params=dict(parse_param(p) for p in param or []))
+
+
+def job_files(given: list[Path]) -> list[Path]:
+    """The job files named, a folder standing for its ``*.toml`` files (in name order)."""
+    files: list[Path] = []
+    for path in given:
+        if path.is_dir():
+            found = sorted(path.glob("*.toml"))
+            if not found:
+                raise ConfigError(f"no job files (*.toml) in the folder {path}")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def log_format(text: str) -> str:
+    if text not in FORMATS:
+        raise ConfigError(f"--log-format {text}: choose text or json")
+    return text
 
 
 def every_seconds(text: str) -> float:

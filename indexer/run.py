@@ -31,6 +31,7 @@ from indexer.deadletter import DeadLetters
 from indexer.engine import Engine
 from indexer.errors import IndexerError, RefusedError
 from indexer.lease import Lease, LeaseLostError
+from indexer.sink import Progress
 from indexer.state import ClusterState, FileState, Outcome, RunRecord, StateStore
 
 if TYPE_CHECKING:
@@ -145,13 +146,15 @@ def outcome_of(exc: BaseException) -> Outcome:
 
 @contextlib.asynccontextmanager
 async def run(command: str, job: Job, engine: Engine | None, state_file: Path | None,
-              dead_letter_file: Path | None, include_doc: bool, kind: type[S]) -> AsyncIterator[Run[S]]:
+              dead_letter_file: Path | None, include_doc: bool, kind: type[S],
+              progress: Progress = Progress()) -> AsyncIterator[Run[S]]:
     """The frame every writing command shares: summary (of the command's ``kind``), dead-letter file,
     engine, the lease on the alias, and the run record: saved by the command on success, here on failure,
     refusal (the lock held by another run, a guard) or interruption (Ctrl-C, SIGTERM).
 
     Every file the run will write is checked first, before a row is read. A failure carries the
-    summary so far (``exc.summary``: ``--json`` prints it). A failure of a run whose lease was lost
+    summary so far (``exc.summary``: ``--json`` prints it); ``progress`` is told when the lock is taken and
+    let go (the daemon's metrics show it). A failure of a run whose lease was lost
     meanwhile is reported as the lost lease, its own error after it: the lost lease is the cause.
     """
     started_clock, started = time.monotonic(), utc_now()
@@ -171,7 +174,9 @@ async def run(command: str, job: Job, engine: Engine | None, state_file: Path | 
             summary.engine = connected.flavor
             store = state_store(connected, state_file)
             # the lock is the cluster's lease whichever store keeps the state: one lock per alias
+            stack.callback(progress.holding, False)  # called once the lease below was let go (or never taken)
             lease = await stack.enter_async_context(ClusterState(connected).lease(job.job.alias))
+            progress.holding(True)
             try:
                 yield Run(summary, connected, store, dead, lease, started, job.job.watermark)
             except IndexerError as exc:

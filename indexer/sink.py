@@ -206,6 +206,9 @@ class Progress:
     def rows(self, done: int) -> None:
         """Rows finished so far: sent, skipped or rejected."""
 
+    def holding(self, held: bool) -> None:
+        """The run took (True) or let go of (False) its alias's lock (``run.run`` says so)."""
+
 
 class Acks:
     """Releases chunks in source order once each one is fully acknowledged."""

@@ -6,7 +6,8 @@
     Summary / Status / template changes / files written / preview report
         --print_*()--> stdout (warnings and errors on stderr); or JSON with --json
     a failure --print_failure()--> one "error:" line on stderr (and its summary on stdout with --json)
-    a watch loop's passes --WatchReport (commands.watch's observer)--> print_summary / print_failure
+    a watch loop's passes --WatchReport (commands.watch's observer)--> print_summary / print_failure,
+        or with --log-format json one JSON log line each (``logs``), the summary's counts in it
 
 ``out`` and ``err`` soft-wrap: piped output is never cut at 80 columns in the middle of a name.
 """
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
+from indexer import logs
 from indexer.commands.bootstrap import TemplateChange
 from indexer.commands.preview import Preview
 from indexer.commands.reconcile import ReconcileSummary
@@ -30,6 +33,7 @@ from indexer.commands.status import Status
 from indexer.errors import IndexerError
 from indexer.run import Summary, outcome_of
 from indexer.sink import Progress
+from indexer.state import Outcome
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -120,15 +124,24 @@ def _json(data: dict) -> None:
     sys.stdout.write(json.dumps(data, default=str) + "\n")
 
 
-def print_failure(exc: BaseException, command: str, as_json: bool, then: str = "") -> None:
+def print_failure(exc: BaseException, command: str, as_json: bool, then: str = "", *, log_json: bool = False,
+                  job: str | None = None) -> None:
     """A run that failed or was refused: one ``error:`` line on stderr (``then``: what happens next, in a
-    watch loop); with ``as_json``, its summary so far on stdout (outcome, error, counts), or for a
-    command that never started a run, its command, outcome and error."""
+    watch loop; ``job``: named when a daemon runs several), or one JSON log line with ``log_json``; with
+    ``as_json``, its summary so far on stdout (outcome, error, counts), or for a command that never
+    started a run, its command, outcome and error."""
     if isinstance(exc, IndexerError):
         text = str(exc)
     else:  # a defect of ours; its text may quote anything (a row, a path), so only its type
         text = f"unexpected {type(exc).__name__}: this is a bug in indexer (run again with --debug for the traceback)"
-    err.print(f"error: {text}" + (f" ({then})" if then else ""), markup=False, highlight=False)
+    if log_json:
+        summary = getattr(exc, "summary", None)
+        logs.event(logging.ERROR, "failed", text, job=job or getattr(summary, "job", None), command=command,
+                   outcome=outcome_of(exc).value, then=then or None,
+                   **(summary.counts.numbers() if isinstance(summary, Summary) else {}))
+    else:
+        err.print(f"error: {job + ': ' if job else ''}{text}" + (f" ({then})" if then else ""),
+                  markup=False, highlight=False)
     if not as_json:
         return
     summary = getattr(exc, "summary", None)
@@ -196,13 +209,30 @@ def print_version(version: str) -> None:
 
 
 class WatchReport:
-    """A watch loop's observer (``commands.watch``): each pass's summary, or its failure and what comes next."""
+    """A watch loop's observer (``commands.watch``): each pass's summary, or its failure and what comes next;
+    with ``log_json``, one JSON log line per pass on stderr instead of the summary line (``--json`` still
+    prints the summary on stdout). ``job``: the job named in failures, when a daemon runs several."""
 
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
+    def __init__(self, as_json: bool, log_json: bool = False, job: str | None = None) -> None:
+        self.as_json, self.log_json, self.job = as_json, log_json, job
 
     def passed(self, command: str, summary: Summary) -> None:
-        print_summary(summary, self.as_json)
+        if not self.log_json:
+            print_summary(summary, self.as_json)
+            return
+        log_summary(summary)
+        if self.as_json:
+            _json(summary.as_dict())
 
     def failed(self, command: str, exc: IndexerError, then: str) -> None:
-        print_failure(exc, command, self.as_json, then)
+        print_failure(exc, command, self.as_json, then, log_json=self.log_json, job=self.job)
+
+
+def log_summary(summary: Summary) -> None:
+    """A run's summary as one JSON log line: its outcome, counts, index and warnings (no watermark: a row value)."""
+    s = summary
+    level = logging.WARNING if s.outcome == Outcome.DEAD_LETTERS or s.warnings else logging.INFO
+    logs.event(level, "pass", f"{s.command} {s.job}: {s.outcome}", job=s.job, command=s.command, alias=s.alias,
+               outcome=s.outcome.value, **s.counts.numbers(), requests_retried=s.requests_retried, index=s.index,
+               seconds=s.seconds, docs_per_second=s.docs_per_second, dead_letter_file=s.dead_letter_file,
+               warnings=s.warnings or None)

@@ -82,7 +82,7 @@ async def reconcile(
     """Delete the ids the source no longer has, index the ones the index lacks (see the module docstring)."""
     with spill.workspace(job.job.alias, temp_dir) as folder:
         async with run("reconcile", job, engine, state_file, dead_letter_file, include_doc,
-                       ReconcileSummary) as frame:
+                       ReconcileSummary, progress) as frame:
             try:
                 await _reconcile(job, frame, folder, dry_run, force, progress, run_size)
             except IndexerError as exc:

@@ -48,7 +48,7 @@ async def reindex(
     if partitioned(job) and allow_duplicates:
         raise ConfigError("--allow-duplicates cannot be used with partitions: slices read in parallel have no "
                           "source order to pick the latest row by (reindex without partitions)")
-    async with run("reindex", job, engine, state_file, dead_letter_file, include_doc, Summary) as frame:
+    async with run("reindex", job, engine, state_file, dead_letter_file, include_doc, Summary, progress) as frame:
         await _reindex(job, frame, allow_duplicates, force_swap, progress, workers)
     return frame.summary
 

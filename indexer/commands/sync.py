@@ -35,7 +35,7 @@ async def sync(
     """Index the rows changed since the stored watermark (minus the lookback) into the alias."""
     if not job.job.watermark:
         raise ConfigError("sync needs job.watermark (the column that grows when a row changes)")
-    async with run("sync", job, engine, state_file, dead_letter_file, include_doc, Summary) as frame:
+    async with run("sync", job, engine, state_file, dead_letter_file, include_doc, Summary, progress) as frame:
         await _sync(job, frame, progress, stop)
     return frame.summary
 

@@ -1,23 +1,27 @@
-"""``indexer sync --every``: sync passes one after another until SIGINT/SIGTERM, a reconcile when one is due.
+"""``indexer sync --every``: sync passes one after another until SIGINT/SIGTERM, a reconcile when one is due;
+one such loop per job, side by side, in one process.
 
 ::
 
-    loop: [reconcile when job.reconcile_every has passed] -> a sync pass -> the observer told
-          -> wait ``every`` (or until stop) -> again
-    observer: passed(command, summary) | failed(command, exc, then) -- the terminal prints them;
-              the production daemon's metrics plug in here too
+    watch_all(jobs): one task per job, job i starting i/n of its period late (the passes spread out)
+      loop: [reconcile when job.reconcile_every has passed] -> a sync pass -> the observer told
+            -> wait the job's period (or until stop) -> again
+    observer: passed(command, summary) | failed(command, exc, then) -- the terminal or the JSON log prints
+              them, the metrics count them (``daemon``); progress: the pass's rows and its lock
 
 Which failures the loop outlives: a failed pass (the cluster or the database down, the lock held by a
 reindex, the SQLite file moved away by a backup for a moment) is reported, recorded by the pass's run
-frame, and retried at the next tick. Only a ConfigError before any pass succeeded ends the loop (exit 2):
-the job file or the options are wrong. Once a pass succeeded, the same job against the same sources
-worked, so a ConfigError then is the world changing under it: an outage too.
+frame, and retried at the next tick. A ConfigError before any pass succeeded ends a lone job's loop (exit
+2): the job file or the options are wrong. Once a pass succeeded, the same job against the same sources
+worked, so a ConfigError then is the world changing under it: an outage too. With several jobs, no job's
+failure ends the loops: each goes on failing and retrying, and the others never wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +30,7 @@ from indexer.commands.sync import sync
 from indexer.config import Job
 from indexer.errors import ConfigError, IndexerError
 from indexer.run import Summary
+from indexer.sink import Progress
 
 
 class Observer(Protocol):
@@ -51,29 +56,64 @@ class Silent:
 SILENT = Silent()
 
 
+@dataclass
+class Watched:
+    """One job of a watch: its period (``every_text`` as the user wrote it), who is told of its passes and
+    who follows its sync passes' rows and lock."""
+
+    job: Job
+    every: float
+    every_text: str
+    observer: Observer = SILENT
+    progress: Progress = Progress()
+    offset: float = 0.0  # seconds before its first pass
+
+
+async def watch_all(jobs: list[Watched], *, stop: asyncio.Event, state_file: Path | None = None,
+                    dead_letter_file: Path | None = None, include_doc: bool = False) -> None:
+    """Every job's loop at once until ``stop``; a lone job's ConfigError before its first success ends it
+    (raised), with several jobs nothing does. Each job's first pass waits ``offset``."""
+    lone = len(jobs) == 1
+
+    async def one(w: Watched) -> None:
+        if w.offset and await _stopped(stop, w.offset):
+            return
+        await watch(w.job, w.every, w.every_text, stop=stop, observer=w.observer, progress=w.progress,
+                    give_up=lone, state_file=state_file, dead_letter_file=dead_letter_file, include_doc=include_doc)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for w in jobs:
+                group.create_task(one(w))
+    except ExceptionGroup as failed:  # the lone job's ConfigError, or a defect: raised as itself, for the CLI
+        raise failed.exceptions[0] from None
+
+
 async def watch(job: Job, every: float, every_text: str, *, stop: asyncio.Event, observer: Observer = SILENT,
-                state_file: Path | None = None, dead_letter_file: Path | None = None,
-                include_doc: bool = False) -> None:
+                progress: Progress = Progress(), give_up: bool = True, state_file: Path | None = None,
+                dead_letter_file: Path | None = None, include_doc: bool = False) -> None:
     """Sync passes every ``every`` seconds (``every_text`` as the user wrote it) until ``stop`` is set;
-    returns after the pass in flight finished. Raises only a ConfigError before any pass succeeded."""
+    returns after the pass in flight finished. With ``give_up``, raises a ConfigError met before any pass
+    succeeded; without, reports it and tries again like any failure."""
     succeeded = False
 
     def outlived(exc: IndexerError) -> bool:
-        return succeeded or not isinstance(exc, ConfigError)
+        return succeeded or not give_up or not isinstance(exc, ConfigError)
 
     while not stop.is_set():
         if job.job.reconcile_every is not None:
             try:
                 if await reconciling.due(job, state_file=state_file):
                     observer.passed("reconcile", await reconciling.reconcile(
-                        job, state_file=state_file, dead_letter_file=dead_letter_file, include_doc=include_doc))
+                        job, state_file=state_file, dead_letter_file=dead_letter_file, include_doc=include_doc,
+                        progress=_Holding(progress)))
             except IndexerError as exc:
                 if not outlived(exc):
                     raise
                 observer.failed("reconcile", exc, f"sync --every: reconcile runs again in {job.job.reconcile_every}")
         try:
             summary = await sync(job, stop=stop, state_file=state_file, dead_letter_file=dead_letter_file,
-                                 include_doc=include_doc)
+                                 include_doc=include_doc, progress=progress)
         except IndexerError as exc:
             if not outlived(exc):
                 raise
@@ -82,6 +122,22 @@ async def watch(job: Job, every: float, every_text: str, *, stop: asyncio.Event,
             succeeded = True
             observer.passed("sync", summary)
         if not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(every):
-                    await stop.wait()
+            await _stopped(stop, every)
+
+
+async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` or until ``stop``; whether it was the stop."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    return stop.is_set()
+
+
+class _Holding(Progress):
+    """A reconcile's progress: only its lock goes on to the sync's progress (its rows are no sync's)."""
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+
+    def holding(self, held: bool) -> None:
+        self.inner.holding(held)

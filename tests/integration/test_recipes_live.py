@@ -27,7 +27,16 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.support.harness import CLIENT_ENGINE, count, run_indexer, sqlite_source, start_indexer, write_job
+from tests.support.harness import (
+    CLIENT_ENGINE,
+    count,
+    free_port,
+    http_get,
+    run_indexer,
+    sqlite_source,
+    start_indexer,
+    write_job,
+)
 from tests.support.httpproxy import RecordingProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,12 +147,21 @@ def test_the_kubernetes_commands_run_here_and_sync_every_stops_cleanly_on_sigter
                           capture_output=True, text=True, timeout=180).returncode == 0
     assert count(alias) == 3000
 
-    sync = start_indexer(*argv("sync-deployment.yaml")[1:], env=_env())
-    first = sync.stdout.readline()  # --json: one summary line per pass
+    deployment = argv("sync-deployment.yaml")
+    port = deployment.index("--metrics-port") + 1
+    deployment[port] = str(free_port())  # the pod's own port; here three engine suites run side by side
+    [doc] = yaml.safe_load_all((DEPLOY / "kubernetes" / "sync-deployment.yaml").read_text())
+    [container] = doc["spec"]["template"]["spec"]["containers"]
+    probes = [container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")]
+    sync = start_indexer(*deployment[1:], env=_env())
+    first = json.loads(sync.stderr.readline())  # --log-format json: the loop's start,
+    passed = json.loads(sync.stderr.readline())  # then one object per pass
+    answers = [http_get(f"http://127.0.0.1:{deployment[port]}{path}")[0] for path in probes]
     sync.send_signal(signal.SIGTERM)  # what the kubelet sends on a rollout or drain
     _, err = sync.communicate(timeout=60)
 
-    assert json.loads(first)["outcome"] == "ok", err
+    assert first["event"] == "started" and (passed["event"], passed["outcome"]) == ("pass", "ok"), err
+    assert probes == ["/healthz", "/readyz"] and answers == [200, 200]  # alive, and ready after a good pass
     assert sync.returncode == 0, err
 
 

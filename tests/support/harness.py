@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -415,6 +416,24 @@ def slow_job(folder: Path, db: Path | str, target: dict, alias: str, *, pause: f
     3,000 rows last about 30 × ``pause`` seconds."""
     return sensors_job(folder, db, target, alias, **{"chunk_size": 100, "concurrency": 1,
                                                       "transform": slow_transform(folder, pause), **job})
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server a test starts: a daemon's metrics, a closed database)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """GET a plain-text URL: (status, body); (0, "") when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - a local test URL
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
 
 
 # ------------------------------------------------------------------ waiting for what can be waited on

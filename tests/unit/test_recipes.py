@@ -80,6 +80,15 @@ def test_the_systemd_service_runs_a_real_indexer_command():
     _check_indexer_command(argv)
 
 
+def test_the_systemd_daemon_runs_every_job_of_a_folder_with_metrics_and_restarts_on_failure():
+    service = _unit("indexer-daemon.service")["Service"]
+    argv = shlex.split(service["ExecStart"])
+    assert argv[:3] == [INSTALLED, "sync", "/etc/indexer/jobs"] and "--every" in argv and "--metrics-port" in argv
+    _check_indexer_command(argv)
+    assert service["Restart"] == "on-failure" and service["EnvironmentFile"] == "/etc/indexer/indexer.env"
+    assert "Environment" not in service
+
+
 def test_the_cron_entry_runs_a_real_indexer_command():
     argv = _cron_argv()
     assert argv[0] == INSTALLED and argv[1] == "sync"
@@ -110,6 +119,19 @@ def test_the_kubernetes_manifests_say_what_the_recipes_promise():
         assert job_volume["configMap"]["name"] == "indexer-job"
         [container] = pod["containers"]
         assert {"name": "job", "mountPath": "/etc/indexer", "readOnly": True} in container["volumeMounts"]
+
+
+def test_the_sync_deployment_serves_metrics_and_probes_on_the_port_it_declares():
+    [deployment] = _manifests()["sync-deployment.yaml"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    port = int(args[args.index("--metrics-port") + 1])
+    assert args[args.index("--metrics-address") + 1] == "0.0.0.0"  # the kubelet and Prometheus reach the pod's IP
+    assert container["ports"] == [{"name": "metrics", "containerPort": port}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port) and annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_kubernetes_secrets_come_only_from_a_secret_and_cover_every_variable_the_job_file_names():
@@ -167,10 +189,11 @@ def test_elastic_cloud_cloud_id_and_api_key_reach_the_client_as_the_recipe_says(
 def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path):
     # verify checks that ExecStart's program exists: point it at this checkout's indexer instead of /opt.
     installed_here = str(Path(sys.executable).with_name("indexer"))
-    for name in ("indexer-sync.service", "indexer-sync.timer"):
+    units = ("indexer-sync.service", "indexer-sync.timer", "indexer-daemon.service")
+    for name in units:
         text = (DEPLOY / "systemd" / name).read_text()
         (tmp_path / name).write_text(text.replace(INSTALLED, installed_here))
-    result = subprocess.run(["systemd-analyze", "verify", "--man=no", "indexer-sync.service", "indexer-sync.timer"],
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", *units],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0 and not result.stderr.strip() and not result.stdout.strip(), result.stderr
 

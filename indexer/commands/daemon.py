@@ -1,0 +1,144 @@
+"""``indexer sync JOB.toml [JOB.toml ...] --every 60s``: the production daemon, several jobs in one process.
+
+::
+
+    jobs (checked: distinct names and aliases) --> one Watched per job: its period (job.every, else --every),
+        its observers (the report, the metrics, readiness, the textfile) and its progress (the metrics)
+      --> commands.watch.watch_all (one loop per job) ... until SIGINT/SIGTERM: every pass in flight ends
+      beside it: serve.MetricsServer (--metrics-port: /metrics /healthz /readyz), Health.ticking (liveness)
+
+The loops share nothing but the process: each job has its own lease, state, schedule offset and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexer.commands.watch import Observer, Watched, watch_all
+from indexer.config import Job
+from indexer.errors import ConfigError, IndexerError
+from indexer.metrics import SUCCESS, Metrics
+from indexer.run import Summary
+from indexer.serve import Health, MetricsServer
+from indexer.sink import Progress
+from indexer.watermark import parse_duration
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the daemon serves and writes besides its passes."""
+
+    port: int | None = None          # --metrics-port: /metrics, /healthz, /readyz
+    address: str = "127.0.0.1"       # --metrics-address
+    metrics_file: Path | None = None  # --metrics-file: rewritten after every pass
+    ready_periods: float = 3.0       # --ready-periods: /readyz wants a success within this many periods
+
+
+def check_jobs(jobs: list[Job]) -> None:
+    """Jobs one process can run side by side: distinct names (the metrics' ``job`` label) and aliases (two
+    loops on one alias would only take its lock from each other)."""
+    for attribute, what in ((lambda j: j.name, "job file name"), (lambda j: j.job.alias, "alias")):
+        seen: set[str] = set()
+        for job in jobs:
+            value = attribute(job)
+            if value in seen:
+                raise ConfigError(f"two jobs have the {what} {value!r}: each job needs its own")
+            seen.add(value)
+
+
+def period_of(job: Job, every: float, every_text: str) -> tuple[float, str]:
+    """A job's pause between passes: its own ``job.every``, else the option's."""
+    if job.job.every is None:
+        return every, every_text
+    return parse_duration(job.job.every).total_seconds(), job.job.every
+
+
+async def daemon(jobs: list[Job], every: float, every_text: str, *, stop: asyncio.Event,
+                 report: Callable[[Job], Observer], serving: Serving = Serving(), state_file: Path | None = None,
+                 dead_letter_file: Path | None = None, include_doc: bool = False) -> None:
+    """Every job's loop until ``stop``; the metrics served and written as asked."""
+    check_jobs(jobs)
+    metrics = (Metrics.to_file(serving.metrics_file) if serving.metrics_file
+               else Metrics() if serving.port is not None else None)
+    health = Health(serving.ready_periods)
+    watched = []
+    for i, job in enumerate(jobs):
+        period, text = period_of(job, every, every_text)
+        health.add(job.name, period)
+        # the report last: once a pass is in the log, /readyz and /metrics say so already
+        observers: list[Observer] = [_Ready(health, job.name)]
+        progress = Progress()
+        if metrics is not None:
+            progress = metrics.job(job.name, job.job.alias, period)
+            observers.append(progress)
+            if serving.metrics_file:
+                observers.append(_Textfile(metrics))
+        observers.append(report(job))
+        watched.append(Watched(job, period, text, _All(observers), progress, offset=i * period / len(jobs)))
+    server = MetricsServer(metrics, health, serving.address, serving.port) \
+        if metrics is not None and serving.port is not None else None
+    ticking = asyncio.Event()
+    ticker = asyncio.create_task(health.ticking(ticking))
+    try:
+        await watch_all(watched, stop=stop, state_file=state_file, dead_letter_file=dead_letter_file,
+                        include_doc=include_doc)
+    finally:
+        ticking.set()
+        await ticker
+        if server is not None:
+            server.close()
+
+
+class _All:
+    """Tells every observer, in order."""
+
+    def __init__(self, observers: list[Observer]) -> None:
+        self.observers = observers
+
+    def passed(self, command: str, summary: Summary) -> None:
+        for o in self.observers:
+            o.passed(command, summary)
+
+    def failed(self, command: str, exc: IndexerError, then: str) -> None:
+        for o in self.observers:
+            o.failed(command, exc, then)
+
+
+class _Ready:
+    """Readiness: a sync pass that finished (its watermark moved) makes the job ready for its next periods."""
+
+    def __init__(self, health: Health, name: str) -> None:
+        self.health, self.name = health, name
+
+    def passed(self, command: str, summary: Summary) -> None:
+        if command == "sync" and summary.outcome in SUCCESS:
+            self.health.succeeded(self.name)
+
+    def failed(self, command: str, exc: IndexerError, then: str) -> None:
+        pass
+
+
+class _Textfile:
+    """``--metrics-file`` in a daemon: the file rewritten after every pass (the textfile collector reads it);
+    a write that fails then is a warning, never the end of the loops."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def passed(self, command: str, summary: Summary) -> None:
+        self._write()
+
+    def failed(self, command: str, exc: IndexerError, then: str) -> None:
+        self._write()
+
+    def _write(self) -> None:
+        try:
+            self.metrics.write_textfile()
+        except ConfigError as exc:
+            log.warning("%s", exc)
