@@ -254,13 +254,21 @@ def sync(
     _run(options.debug, main, command="sync", as_json=options.as_json, log_format=options.log_format)
 
 
+# The exit code of several one-shot passes: the worst one's, a job-file error (2) before a failure (1)
+# before dead letters (3) before success (0).
+_SEVERITY = {2: 3, 1: 2, EXIT_DEAD_LETTERS: 1, 0: 0}
+
+
 async def _one_pass_each(jobs: list[Job], options: RunOptions, stop: asyncio.Event) -> int:
-    """``sync`` without --every: one pass of each job in turn. One job fails as any command does; of several,
-    each failure is reported and the next job still runs; the exit code is the worst."""
+    """``sync`` without --every: one pass of each job in turn, all counted into one --metrics-file. One job
+    fails as any command does; of several, each failure is reported, the next job still runs, and the exit
+    code is the worst (``_SEVERITY``)."""
+    metrics = Metrics.to_file(options.metrics_file) if options.metrics_file else None
     codes = []
     for job in jobs:
         try:
-            codes.append(await _counted("sync", job, options, lambda job, **run: syncing.sync(job, stop=stop, **run)))
+            codes.append(await _counted("sync", job, options, lambda job, **run: syncing.sync(job, stop=stop, **run),
+                                        metrics))
         except IndexerError as exc:
             if len(jobs) == 1:
                 raise
@@ -268,7 +276,7 @@ async def _one_pass_each(jobs: list[Job], options: RunOptions, stop: asyncio.Eve
             codes.append(exc.exit_code)
         if stop.is_set():
             break
-    return max(codes)
+    return max(codes, key=lambda code: _SEVERITY.get(code, 2))
 
 
 @app.command()
@@ -295,15 +303,18 @@ def _summarised(name: str, job_file: Path, options: RunOptions,
     """Run one command that ends with a summary: load the job, then :func:`_counted`."""
 
     async def main() -> int:
-        return await _counted(name, load(job_file, options.param), options, command)
+        job = load(job_file, options.param)
+        return await _counted(name, job, options, command,
+                              Metrics.to_file(options.metrics_file) if options.metrics_file else None)
 
     _run(options.debug, main, terminate=True, command=name, as_json=options.as_json, log_format=options.log_format)
 
 
-async def _counted(name: str, job: Job, options: RunOptions, command: Callable[..., Coroutine[Any, Any, Any]]) -> int:
-    """One run with its progress bar and summary (a JSON log line with --log-format json), its metrics
-    written to --metrics-file whatever the outcome; exit 3 when documents went to the dead-letter file."""
-    metrics = Metrics.to_file(options.metrics_file) if options.metrics_file else None
+async def _counted(name: str, job: Job, options: RunOptions, command: Callable[..., Coroutine[Any, Any, Any]],
+                   metrics: Metrics | None) -> int:
+    """One run with its progress bar and summary (a JSON log line with --log-format json), counted into
+    ``metrics`` (--metrics-file) and the file written whatever the outcome, an interruption too; exit 3 when
+    documents went to the dead-letter file."""
     counted = metrics.job(job.name, job.job.alias) if metrics else None
     try:
         with progress_bar(options.progress, options.as_json) as progress:
@@ -311,6 +322,12 @@ async def _counted(name: str, job: Job, options: RunOptions, command: Callable[.
     except IndexerError as exc:
         if metrics and counted:
             counted.failed(name, exc, "")
+            metrics.write_textfile()
+        raise
+    except (asyncio.CancelledError, KeyboardInterrupt):  # SIGTERM or Ctrl-C: the run recorded as interrupted
+        latest = running.latest[0]
+        if metrics and counted and latest is not None and latest.job == job.name:
+            counted.interrupted(name, latest)
             metrics.write_textfile()
         raise
     if metrics and counted:

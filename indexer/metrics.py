@@ -172,8 +172,14 @@ class JobMetrics(Progress):
         else:  # refused before its run began (a config error, the job file gone): a pass all the same
             self.m.passes.labels(**self.labels, command=command, outcome=outcome_of(exc).value).inc()
 
+    def interrupted(self, command: str, summary: Summary) -> None:
+        """A one-shot run ended by SIGTERM or Ctrl-C (its run frame recorded it so)."""
+        self._ended(command, summary, Outcome.INTERRUPTED)
+
     def _ended(self, command: str, summary: Summary, outcome: Outcome) -> None:
         m, labels, n = self.m, self.labels, summary.counts.numbers()
+        if command != "reconcile" and summary.watermark is not None:
+            m.watermarks[self.key] = summary.watermark  # first: a scrape seeing this pass's counts sees its lag
         for series, value in ((m.rows_read, n["rows_read"]), (m.indexed, n["indexed"]), (m.deleted, n["deleted"]),
                               (m.failed, n["failed"]), (m.dead_letters, n["dead_lettered"]),
                               (m.item_retries, n["retried"]), (m.request_retries, summary.requests_retried)):
@@ -187,8 +193,6 @@ class JobMetrics(Progress):
             if outcome in SUCCESS:
                 m.last_reconcile.labels(**labels).set(time.time())
             return
-        if summary.watermark is not None:
-            m.watermarks[self.key] = summary.watermark
         if outcome in SUCCESS:
             m.last_success.labels(**labels).set(time.time())
             if self._total is not None:

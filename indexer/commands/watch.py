@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from indexer.commands import reconcile as reconciling
 from indexer.commands.sync import sync
@@ -31,6 +33,8 @@ from indexer.config import Job
 from indexer.errors import ConfigError, IndexerError
 from indexer.run import Summary
 from indexer.sink import Progress
+
+log = logging.getLogger(__name__)
 
 
 class Observer(Protocol):
@@ -93,36 +97,75 @@ async def watch(job: Job, every: float, every_text: str, *, stop: asyncio.Event,
                 progress: Progress = Progress(), give_up: bool = True, state_file: Path | None = None,
                 dead_letter_file: Path | None = None, include_doc: bool = False) -> None:
     """Sync passes every ``every`` seconds (``every_text`` as the user wrote it) until ``stop`` is set;
-    returns after the pass in flight finished. With ``give_up``, raises a ConfigError met before any pass
-    succeeded; without, reports it and tries again like any failure."""
+    returns after the pass in flight finished (a reconcile in flight is cancelled: it records itself as
+    interrupted). With ``give_up``, raises a ConfigError met before any pass succeeded, and a defect of ours;
+    without (one job of several), reports both as failed passes and tries again: no job ends the others."""
     succeeded = False
 
-    def outlived(exc: IndexerError) -> bool:
-        return succeeded or not give_up or not isinstance(exc, ConfigError)
+    async def attempt(command: str, run: Callable[[], Awaitable[Summary]], then: str) -> bool:
+        """One pass, its observer told; whether it finished."""
+        try:
+            observer.passed(command, await run())
+            return True
+        except _NotDue:
+            raise
+        except IndexerError as exc:
+            if give_up and not succeeded and isinstance(exc, ConfigError):
+                raise
+            observer.failed(command, exc, then)
+        except Exception as exc:
+            if give_up:
+                raise
+            log.debug("%s of job %s failed", command, job.name, exc_info=True)  # the traceback, with --debug
+            observer.failed(command, _defect(exc), then)
+        return False
+
+    async def reconcile() -> Summary:
+        if not await reconciling.due(job, state_file=state_file):
+            raise _NotDue
+        return await _unless_stopped(stop, reconciling.reconcile(
+            job, progress=_Holding(progress), state_file=state_file, dead_letter_file=dead_letter_file,
+            include_doc=include_doc))
 
     while not stop.is_set():
         if job.job.reconcile_every is not None:
-            try:
-                if await reconciling.due(job, state_file=state_file):
-                    observer.passed("reconcile", await reconciling.reconcile(
-                        job, state_file=state_file, dead_letter_file=dead_letter_file, include_doc=include_doc,
-                        progress=_Holding(progress)))
-            except IndexerError as exc:
-                if not outlived(exc):
-                    raise
-                observer.failed("reconcile", exc, f"sync --every: reconcile runs again in {job.job.reconcile_every}")
-        try:
-            summary = await sync(job, stop=stop, state_file=state_file, dead_letter_file=dead_letter_file,
-                                 include_doc=include_doc, progress=progress)
-        except IndexerError as exc:
-            if not outlived(exc):
-                raise
-            observer.failed("sync", exc, f"sync --every: trying again in {every_text}")
-        else:
-            succeeded = True
-            observer.passed("sync", summary)
+            with contextlib.suppress(_NotDue):
+                await attempt("reconcile", reconcile,
+                              f"sync --every: reconcile runs again in {job.job.reconcile_every}")
+        if stop.is_set():
+            break
+        succeeded = await attempt("sync", lambda: sync(
+            job, stop=stop, progress=progress, state_file=state_file, dead_letter_file=dead_letter_file,
+            include_doc=include_doc), f"sync --every: trying again in {every_text}") or succeeded
         if not stop.is_set():
             await _stopped(stop, every)
+
+
+class _NotDue(Exception):
+    """No reconcile is due: nothing to run, nothing to tell."""
+
+
+async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, Summary]) -> Summary:
+    """``work`` run to its end, or cancelled once ``stop`` is set (raising _NotDue: nothing to tell)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, IndexerError):
+            await task
+        raise _NotDue
+    return task.result()
+
+
+def _defect(exc: Exception) -> IndexerError:
+    """A defect of ours in one job's pass, as the failure its observer reports (the type only: its text may
+    quote anything); the run frame's summary so far goes with it."""
+    error = IndexerError(f"unexpected {type(exc).__name__}: this is a bug in indexer (run again with --debug for "
+                         "the traceback)")
+    error.summary = getattr(exc, "summary", None)  # type: ignore[attr-defined]
+    return error
 
 
 async def _stopped(stop: asyncio.Event, seconds: float) -> bool:

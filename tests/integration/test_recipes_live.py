@@ -154,8 +154,10 @@ def test_the_kubernetes_commands_run_here_and_sync_every_stops_cleanly_on_sigter
     [container] = doc["spec"]["template"]["spec"]["containers"]
     probes = [container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")]
     sync = start_indexer(*deployment[1:], env=_env())
-    first = json.loads(sync.stderr.readline())  # --log-format json: the loop's start,
-    passed = json.loads(sync.stderr.readline())  # then one object per pass
+    first = json.loads(sync.stderr.readline())  # --log-format json: the loop's start, then one object per
+    passed = first                              # pass (and any warning between)
+    while passed["event"] != "pass":
+        passed = json.loads(sync.stderr.readline())
     answers = [http_get(f"http://127.0.0.1:{deployment[port]}{path}")[0] for path in probes]
     sync.send_signal(signal.SIGTERM)  # what the kubelet sends on a rollout or drain
     _, err = sync.communicate(timeout=60)

@@ -219,8 +219,11 @@ def test_jobs_of_one_daemon_need_their_own_names_and_aliases_and_may_have_their_
     daemon.check_jobs([_job("a", "x"), _job("b", "y")])
     with pytest.raises(ConfigError, match="two jobs have the job file name 'a'"):
         daemon.check_jobs([_job("a", "x"), _job("a", "y")])
-    with pytest.raises(ConfigError, match="two jobs have the alias 'x'"):
+    with pytest.raises(ConfigError, match="two jobs write the alias 'x' on http://127.0.0.1:9200: each job"):
         daemon.check_jobs([_job("a", "x"), _job("b", "x")])
+    elsewhere = _job("b", "x").model_copy(update={"target": _job("b", "x").target.model_copy(
+        update={"url": "http://10.0.0.2:9200"})})
+    daemon.check_jobs([_job("a", "x"), elsewhere])  # one alias on two clusters: a dual write, fine
     assert daemon.period_of(_job("a", "x", every="5m"), 60, "60s") == (300, "5m")
     assert daemon.period_of(_job("a", "x"), 60, "60s") == (60, "60s")
     with pytest.raises(ValueError, match="at least 1s"):
@@ -280,3 +283,88 @@ def test_a_lone_jobs_config_error_before_any_success_ends_its_loop(monkeypatch):
 
     with pytest.raises(ConfigError, match="no watermark is stored"):  # itself, not in a group: the CLI's one line
         asyncio.run(main())
+
+
+def test_a_defect_in_one_of_several_jobs_is_a_failed_pass_and_the_others_go_on(monkeypatch):
+    async def fake_sync(job, **kwargs):
+        if job.name == "buggy":
+            raise KeyError("a defect")
+        summary = _summary()
+        summary.job = job.name
+        return summary
+
+    monkeypatch.setattr(watch, "sync", fake_sync)
+    told: list[tuple[str, str]] = []
+
+    class Told:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def passed(self, command, summary):
+            told.append((self.name, "passed"))
+
+        def failed(self, command, exc, then):
+            told.append((self.name, str(exc)))
+
+    async def main(names: tuple[str, ...]) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(watch.watch_all(
+            [watch.Watched(_job(n, n), 0.05, "0.05s", Told(n)) for n in names], stop=stop))
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main(("buggy", "good")))
+    assert ("good", "passed") in told
+    assert ("buggy", "unexpected KeyError: this is a bug in indexer (run again with --debug for the traceback)") in told
+    with pytest.raises(KeyError):  # a lone job: the defect ends it, as any command's would
+        asyncio.run(main(("buggy",)))
+
+
+def test_stop_cancels_a_reconcile_in_flight_and_the_loop_ends_without_a_sync(monkeypatch):
+    started, synced = asyncio.Event(), []
+
+    async def due(job, **kwargs):
+        return True
+
+    async def slow_reconcile(job, **kwargs):
+        started.set()
+        await asyncio.sleep(3600)
+
+    async def fake_sync(job, **kwargs):
+        synced.append(job.name)
+
+    monkeypatch.setattr(watch.reconciling, "due", due)
+    monkeypatch.setattr(watch.reconciling, "reconcile", slow_reconcile)
+    monkeypatch.setattr(watch, "sync", fake_sync)
+    job = _job("a", "a").model_copy(update={"job": _job("a", "a").job.model_copy(update={"reconcile_every": "1h"})})
+
+    async def main() -> float:
+        stop = asyncio.Event()
+        task = asyncio.create_task(watch.watch(job, 60, "60s", stop=stop))
+        await started.wait()
+        stop.set()
+        begun = time.monotonic()
+        await asyncio.wait_for(task, 5)
+        return time.monotonic() - begun
+
+    assert asyncio.run(main()) < 1 and synced == []
+
+
+def test_several_one_shot_passes_exit_with_the_worst_code_not_the_highest(monkeypatch):
+    from indexer import cli
+    from indexer.options import RunOptions
+
+    codes = {"ok": 0, "dead": cli.EXIT_DEAD_LETTERS, "down": None}
+
+    async def counted(name, job, options, command, metrics):
+        if codes[job.name] is None:
+            raise EngineError("cannot reach the cluster")
+        return codes[job.name]
+
+    monkeypatch.setattr(cli, "_counted", counted)
+    monkeypatch.setattr(cli, "print_failure", lambda *a, **k: None)
+    options = RunOptions(None, None, None, False, False, False, False, "text", None)
+    jobs = [_job(n, n) for n in ("ok", "down", "dead")]
+    assert asyncio.run(cli._one_pass_each(jobs, options, asyncio.Event())) == 1  # failed beats dead letters (3)
+    assert asyncio.run(cli._one_pass_each([_job("ok", "ok"), _job("dead", "dead")], options, asyncio.Event())) == 3
