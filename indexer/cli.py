@@ -219,6 +219,9 @@ def sync(
     metrics_address: Annotated[str, typer.Option(
         "--metrics-address", metavar="ADDRESS", help="The address --metrics-port listens on (0.0.0.0: every "
         "interface).")] = "127.0.0.1",
+    count_pending: Annotated[bool, typer.Option(
+        "--count-pending", help="With metrics: each pass first counts the rows of its window (one COUNT(*)) for "
+        "indexer_rows_pending.")] = False,
     ready_periods: Annotated[float, typer.Option(
         "--ready-periods", metavar="N", min=1, help="/readyz answers 200 while every job's last successful "
         "pass ended within N of its periods.")] = 3,
@@ -233,6 +236,8 @@ def sync(
         pause = every_seconds(every) if every else None
         if pause is None and metrics_port is not None:
             raise ConfigError("--metrics-port needs --every (a one-shot run writes --metrics-file instead)")
+        if count_pending and (pause is None or (metrics_port is None and options.metrics_file is None)):
+            raise ConfigError("--count-pending needs --every and --metrics-port or --metrics-file")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -242,7 +247,8 @@ def sync(
             if log_json:
                 logs.event(logging.INFO, "started", f"sync --every {every}: {len(loaded)} job(s)",
                            jobs=[j.name for j in loaded], metrics_port=metrics_port)
-            serving = daemons.Serving(metrics_port, metrics_address, options.metrics_file, ready_periods)
+            serving = daemons.Serving(metrics_port, metrics_address, options.metrics_file, ready_periods,
+                                      count_pending)
             await daemons.daemon(
                 loaded, pause, str(every), stop=stop, serving=serving, **options.files(),
                 report=lambda job: WatchReport(options.as_json, log_json, job.name if several else None))

@@ -89,8 +89,8 @@ class Metrics:
         self.watermarks: dict[tuple[str, str], Any] = {}  # the stored watermark per job, for the lag
         r.register(_Lag(self.watermarks))
 
-    def job(self, name: str, alias: str, period: float | None = None) -> JobMetrics:
-        return JobMetrics(self, name, alias, period)
+    def job(self, name: str, alias: str, period: float | None = None, count: bool = False) -> JobMetrics:
+        return JobMetrics(self, name, alias, period, count)
 
     @classmethod
     def to_file(cls, path: Path) -> Metrics:
@@ -129,12 +129,11 @@ class Metrics:
 
 class JobMetrics(Progress):
     """One job's series: told of its passes (a watch Observer), of the rows of the pass in flight (a
-    Progress: its row count is asked for) and of its lock."""
+    Progress: with ``count``, each pass counts its rows first, for ``indexer_rows_pending``) and of its lock."""
 
-    counting = True
-
-    def __init__(self, metrics: Metrics, name: str, alias: str, period: float | None) -> None:
+    def __init__(self, metrics: Metrics, name: str, alias: str, period: float | None, count: bool = False) -> None:
         self.m, self.labels, self.key = metrics, {"job": name, "alias": alias}, (name, alias)
+        self.counting = count  # one COUNT(*) over the pass's window: in-process CPU on SQLite (BENCHMARKS.md)
         self._total: int | None = None
         m = metrics
         for series in (m.rows_read, m.indexed, m.deleted, m.failed, m.dead_letters, m.item_retries,

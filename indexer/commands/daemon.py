@@ -39,6 +39,7 @@ class Serving:
     address: str = "127.0.0.1"       # --metrics-address
     metrics_file: Path | None = None  # --metrics-file: rewritten after every pass
     ready_periods: float = 3.0       # --ready-periods: /readyz wants a success within this many periods
+    count_pending: bool = False      # --count-pending: each pass counts its rows first (indexer_rows_pending)
 
 
 def check_jobs(jobs: list[Job]) -> None:
@@ -82,7 +83,7 @@ async def daemon(jobs: list[Job], every: float, every_text: str, *, stop: asynci
         observers: list[Observer] = [_Ready(health, job.name)]
         progress = Progress()
         if metrics is not None:
-            progress = metrics.job(job.name, job.job.alias, period)
+            progress = metrics.job(job.name, job.job.alias, period, count=serving.count_pending)
             observers.append(progress)
             if serving.metrics_file:
                 observers.append(_Textfile(metrics))

@@ -165,6 +165,9 @@ def test_two_jobs_on_one_alias_or_with_one_name_are_refused_before_any_pass(tmp_
     assert empty.returncode == 2 and "no job files (*.toml) in the folder" in empty.stderr, empty.stderr
     port = run_indexer("sync", str(first), "--metrics-port", "9")
     assert port.returncode == 2 and "--metrics-port needs --every" in port.stderr, port.stderr
+    count_alone = run_indexer("sync", str(first), "--every", "1s", "--count-pending")
+    assert count_alone.returncode == 2, count_alone.stderr
+    assert "--count-pending needs --every and --metrics-port or --metrics-file" in count_alone.stderr
 
 
 def test_a_jobs_own_every_overrides_the_option_and_sigterm_ends_every_loop_with_exit_0(tmp_path, target, aliases):
@@ -216,7 +219,7 @@ def test_a_real_prometheus_scrapes_the_counters_and_the_lag_of_a_running_daemon(
     (job,) = _jobs(tmp_path / "jobs", db, target, [alias])
     assert run_indexer("reindex", str(job)).returncode == 0
     port = free_port()
-    proc = start_indexer("sync", str(job), "--every", "1s", "--metrics-port", str(port))
+    proc = start_indexer("sync", str(job), "--every", "1s", "--metrics-port", str(port), "--count-pending")
     targets = PROM_DIR / "targets" / f"{alias}.json"
     try:
         wait_until(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, "a first successful pass", proc)

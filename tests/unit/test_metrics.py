@@ -99,8 +99,9 @@ def test_a_reconcile_counts_apart_and_leaves_the_sync_watermark_alone():
 
 def test_the_rows_pending_follow_the_pass_in_flight_and_the_lock_is_shown():
     metrics = Metrics()
-    job = metrics.job("j", "a", period=60)
-    assert job.counting  # the daemon's passes count their rows first
+    assert not metrics.job("j", "a", period=60).counting  # a COUNT(*) per pass only when asked (--count-pending)
+    job = metrics.job("j", "a", period=60, count=True)
+    assert job.counting
     job.total(100)
     job.rows(30)
     job.holding(True)
