@@ -53,7 +53,6 @@ from indexer.state import Outcome
 from indexer.terminal import (
     WatchReport,
     err,
-    log_summary,
     print_failure,
     print_preview,
     print_status,
@@ -62,6 +61,7 @@ from indexer.terminal import (
     print_version,
     print_written,
     progress_bar,
+    report_summary,
 )
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -339,10 +339,7 @@ async def _counted(name: str, job: Job, options: RunOptions, command: Callable[.
     if metrics and counted:
         counted.passed(name, summary)
         metrics.write_textfile()
-    if options.log_format == "json":
-        log_summary(summary)
-    if options.as_json or options.log_format != "json":
-        print_summary(summary, options.as_json)
+    report_summary(summary, options.as_json, options.log_format == "json")
     return EXIT_DEAD_LETTERS if summary.outcome == Outcome.DEAD_LETTERS else 0
 
 

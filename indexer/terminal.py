@@ -217,15 +217,19 @@ class WatchReport:
         self.as_json, self.log_json, self.job = as_json, log_json, job
 
     def passed(self, command: str, summary: Summary) -> None:
-        if not self.log_json:
-            print_summary(summary, self.as_json)
-            return
-        log_summary(summary)
-        if self.as_json:
-            _json(summary.as_dict())
+        report_summary(summary, self.as_json, self.log_json)
 
     def failed(self, command: str, exc: IndexerError, then: str) -> None:
         print_failure(exc, command, self.as_json, then, log_json=self.log_json, job=self.job)
+
+
+def report_summary(summary: Summary, as_json: bool, log_json: bool) -> None:
+    """A run's summary where it is asked for: the text line (or JSON with ``as_json``) on stdout; with
+    ``log_json``, a JSON log line on stderr instead of the text line (``as_json`` still prints it on stdout)."""
+    if log_json:
+        log_summary(summary)
+    if as_json or not log_json:
+        print_summary(summary, as_json)
 
 
 def log_summary(summary: Summary) -> None:

@@ -73,14 +73,16 @@ async def daemon(jobs: list[Job], every: float, every_text: str, *, stop: asynci
     written as asked. The first passes spread over the shortest period (job i of n, i/n of it late)."""
     metrics = (Metrics.to_file(serving.metrics_file) if serving.metrics_file
                else Metrics() if serving.port is not None else None)
-    health = Health(serving.ready_periods)
+    health = Health(serving.ready_periods) if serving.port is not None else None  # what the probes read
     watched = []
     periods = [period_of(job, every, every_text) for job in jobs]
     spread = min(period for period, _ in periods)
     for i, (job, (period, text)) in enumerate(zip(jobs, periods, strict=True)):
-        health.add(job.name, period)
         # the report last: once a pass is in the log, /readyz and /metrics say so already
-        observers: list[Observer] = [_Ready(health, job.name)]
+        observers: list[Observer] = []
+        if health is not None:
+            health.add(job.name, period)
+            observers.append(_Ready(health, job.name))
         progress = Progress()
         if metrics is not None:
             progress = metrics.job(job.name, job.job.alias, period, count=serving.count_pending)
@@ -89,21 +91,23 @@ async def daemon(jobs: list[Job], every: float, every_text: str, *, stop: asynci
                 observers.append(_Textfile(metrics))
         observers.append(report(job))
         watched.append(Watched(job, period, text, _All(observers), progress, offset=i * spread / len(jobs)))
-    server = MetricsServer(metrics, health, serving.address, serving.port) \
-        if metrics is not None and serving.port is not None else None
     # Every job's blocking calls (a row count, reconcile's id reads) get a thread without waiting for another
     # job's: the default pool (at most 6 threads on 2 cores) sized for the jobs; threads start only when used.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=4 + 2 * len(jobs)))
+    run = watch_all(watched, stop=stop, state_file=state_file, dead_letter_file=dead_letter_file,
+                    include_doc=include_doc)
+    if health is None or metrics is None or serving.port is None:
+        await run
+        return
+    server = MetricsServer(metrics, health, serving.address, serving.port)
     ticking = asyncio.Event()
     ticker = asyncio.create_task(health.ticking(ticking))
     try:
-        await watch_all(watched, stop=stop, state_file=state_file, dead_letter_file=dead_letter_file,
-                        include_doc=include_doc)
+        await run
     finally:
         ticking.set()
         await ticker
-        if server is not None:
-            server.close()
+        server.close()
 
 
 class _All:

@@ -107,7 +107,7 @@ async def watch(job: Job, every: float, every_text: str, *, stop: asyncio.Event,
         try:
             observer.passed(command, await run())
             return True
-        except _NotDue:
+        except _NothingToTell:
             raise
         except IndexerError as exc:
             if give_up and not succeeded and isinstance(exc, ConfigError):
@@ -122,14 +122,14 @@ async def watch(job: Job, every: float, every_text: str, *, stop: asyncio.Event,
 
     async def reconcile() -> Summary:
         if not await reconciling.due(job, state_file=state_file):
-            raise _NotDue
+            raise _NothingToTell
         return await _unless_stopped(stop, reconciling.reconcile(
             job, progress=_Holding(progress), state_file=state_file, dead_letter_file=dead_letter_file,
             include_doc=include_doc))
 
     while not stop.is_set():
         if job.job.reconcile_every is not None:
-            with contextlib.suppress(_NotDue):
+            with contextlib.suppress(_NothingToTell):
                 await attempt("reconcile", reconcile,
                               f"sync --every: reconcile runs again in {job.job.reconcile_every}")
         if stop.is_set():
@@ -141,12 +141,12 @@ async def watch(job: Job, every: float, every_text: str, *, stop: asyncio.Event,
             await _stopped(stop, every)
 
 
-class _NotDue(Exception):
-    """No reconcile is due: nothing to run, nothing to tell."""
+class _NothingToTell(Exception):
+    """No reconcile ran to its end (none was due, or the stop cancelled it): nothing to tell the observer."""
 
 
 async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, Summary]) -> Summary:
-    """``work`` run to its end, or cancelled once ``stop`` is set (raising _NotDue: nothing to tell)."""
+    """``work`` run to its end, or cancelled once ``stop`` is set (then _NothingToTell)."""
     task = asyncio.ensure_future(work)
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -155,7 +155,7 @@ async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, Summary
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, IndexerError):
             await task
-        raise _NotDue
+        raise _NothingToTell
     return task.result()
 
 
