@@ -215,6 +215,82 @@ def _check_urls(values: list[str]) -> list[str]:
     return urls
 
 
+MAX_CHILD_DEPTH = 3  # children, grandchildren, great-grandchildren
+
+
+class ChildSettings(_Model):
+    """One ``[[job.children]]`` table: rows of another query that become a field of each parent document (an
+    array of objects with ``many``, else one object or null), joined on ``parent_key`` = the parent's key.
+    Its ``key`` starts with ``parent_key``: the order the rows are read and merged in, and inside the array."""
+
+    name: str = Field(description="The field of the parent document the child rows become.")
+    query: str = Field(min_length=1, description="The SELECT of the child rows; it returns parent_key's columns.")
+    parent_key: list[str] = Field(min_length=1, description="This query's columns equal to the parent's key, in "
+                                  "the parent key's order (left out of each child object).")
+    key: list[str] = Field(min_length=1, description="Unique per child row, starting with parent_key: the order "
+                           "the rows are read in, and inside the array.")
+    many: bool = Field(True, description="An array of objects ([] when none); false: one object, or null.")
+    watermark: str | None = Field(None, description="The child's column that grows when a row changes; required "
+                                  "when job.watermark is set (sync sees a child's changes by it).")
+    lookback: str | int | float | None = Field(None, description="As job.lookback, for this child (default: "
+                                               "job.lookback).")
+    deleted: str | None = Field(None, description="Soft-delete flag column: such child rows are left out.")
+    children: list[ChildSettings] = Field(default_factory=list, description="Grandchildren: the same table "
+                                          "again; their parent_key names this child's key.")
+
+    @field_validator("name", "watermark", "deleted")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not SQL_IDENTIFIER.match(value):
+            raise ValueError("must be a plain name (letters, digits, _)")
+        return value.lower() if value else value
+
+    @field_validator("query")
+    @classmethod
+    def _no_trailing_semicolon(cls, value: str) -> str:
+        value = _TRAILING_SEMICOLONS.sub("", value)
+        if not value.strip():
+            raise ValueError("is empty")
+        return value
+
+    @field_validator("parent_key", "key")
+    @classmethod
+    def _columns(cls, value: list[str]) -> list[str]:
+        if any(not SQL_IDENTIFIER.match(c) for c in value):
+            raise ValueError("must be plain column names (letters, digits, _)")
+        lowered = [c.lower() for c in value]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError("names a column twice")
+        return lowered
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback(cls, value: str | int | float | None) -> str | int | float | None:
+        return None if value is None else JobSettings._lookback(value)
+
+    @model_validator(mode="after")
+    def _key_orders_the_rows(self) -> ChildSettings:
+        if self.key[:len(self.parent_key)] != self.parent_key:
+            raise _field_error("key", f"must start with parent_key {self.parent_key} (the child rows are read "
+                               "in this order)")
+        if self.many and len(self.key) == len(self.parent_key):
+            raise _field_error("key", "with many = true it needs a column beyond parent_key (what orders the array)")
+        _check_children(self.children, self.key, "key")
+        return self
+
+
+def _check_children(children: list[ChildSettings], key: list[str], what: str) -> None:
+    """The rules between a parent (its ``key``, named ``what`` in errors) and its children: distinct names,
+    parent_key as long as the parent's key."""
+    names = [child.name for child in children]
+    for i, child in enumerate(children):
+        if child.name in names[:i]:
+            raise _field_error("children", f"{child.name!r} is given to two children of one parent")
+        if len(child.parent_key) != len(key):
+            raise _field_error("children", f"{child.name!r}: parent_key names {len(child.parent_key)} column(s) "
+                               f"but the parent's {what} has {len(key)} ({key})")
+
+
 class JobSettings(_Model):
     """What to copy and how: the ``[job]`` table (and ``[job.params]``)."""
 
@@ -259,6 +335,8 @@ class JobSettings(_Model):
     mappings: Path | None = Field(None, description="The job's templates folder (component/ and index/), relative "
                                   "to the job file: bootstrap --job installs it unless --mappings is given, and "
                                   "preview builds the next index from it, before any bootstrap.")
+    children: list[ChildSettings] = Field(default_factory=list, description="Nested documents: [[job.children]] "
+                                          "tables, each a query whose rows become a field of every document.")
 
     @field_validator("query", "sync_query")
     @classmethod
@@ -319,6 +397,21 @@ class JobSettings(_Model):
         return value
 
     @model_validator(mode="after")
+    def _children_fit_the_job(self) -> JobSettings:
+        _check_children(self.children, self.key, "key (job.key)")
+        if _depth(self.children) > MAX_CHILD_DEPTH:
+            raise _field_error("children", f"children nest at most {MAX_CHILD_DEPTH} levels")
+        if self.watermark:
+            unwatched = _unwatched(self.children)
+            if unwatched:
+                raise _field_error("children", f"{unwatched!r} needs a watermark because job.watermark is set (sync "
+                                   "must see this child's changes)")
+        if self.children and self.partitions > 1 and self.partition_by != self.key[0]:
+            raise _field_error("partition_by", f"with children it must be job.key[0] ({self.key[0]!r}), so that each "
+                               "slice reads its own children")
+        return self
+
+    @model_validator(mode="after")
     def _sync_needs_watermark(self) -> JobSettings:
         if self.sync_query and not self.watermark:
             raise ValueError("job.sync_query needs job.watermark")
@@ -349,6 +442,23 @@ class JobSettings(_Model):
         if value is not None and not re.match(r"^[\w.]+:\w+$", value):
             raise ValueError("must be 'package.module:function'")
         return value
+
+
+def _depth(children: list[ChildSettings]) -> int:
+    """How many levels of children hang below a parent (0: none)."""
+    return max((1 + _depth(child.children) for child in children), default=0)
+
+
+def _unwatched(children: list[ChildSettings], prefix: str = "") -> str | None:
+    """The path (``lines.product``) of the first child, at any depth, without a watermark."""
+    for child in children:
+        path = f"{prefix}{child.name}"
+        if child.watermark is None:
+            return path
+        deeper = _unwatched(child.children, f"{path}.")
+        if deeper:
+            return deeper
+    return None
 
 
 class Job(_Model):

@@ -72,7 +72,7 @@ def type_name(annotation: Any) -> str:
         return "string"
     if origin is list:
         return f"array of {type_name(args[0])}s"
-    if origin is dict:
+    if origin is dict or isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "table"
     return _SCALARS[annotation]
 

@@ -1,0 +1,127 @@
+"""Documents from several tables (issue 21, in progress): child rows merged into their parent rows, pure.
+
+::
+
+    parent rows (ordered by job.key) + one stream of rows per child (ordered by its key, which starts with
+    its parent_key) --merge()--> (parent row, its family, a problem or None), one parent at a time
+    ordered(rows, key): the order checked as the rows stream by (SourceError, never a wrong join)
+
+Bounded memory: one row of look-ahead per stream, plus the family of the parent in hand (which holds all of
+its children: one document cannot be smaller). Rows are dicts of column -> value (the row mapper's).
+Nothing here reads a database or writes a document: ``assemble`` (next) feeds it and ``extract`` encodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from indexer.config import ChildSettings
+from indexer.errors import SourceError
+
+Row = dict[str, Any]
+
+
+def ordered(rows: Iterable[Row], key: Sequence[str], what: str) -> Iterator[Row]:
+    """``rows`` as they come, checked to be in ascending ``key`` order (Python's, which the readers ask the
+    database for in byte order); SourceError at the first row out of order or whose key cannot be compared."""
+    last: tuple | None = None
+    for number, row in enumerate(rows, 1):
+        now = tuple(row[c] for c in key)
+        if None in now:
+            yield row  # a NULL key joins nothing (the readers leave such child rows out; a parent's is rejected)
+            continue
+        try:
+            backwards = last is not None and now < last
+        except TypeError:
+            raise SourceError(f"{what}: row {number:,} has a key that cannot be compared with the row before "
+                              "(numbers beside text, or timestamps with and without a zone)") from None
+        if backwards:
+            raise SourceError(f"{what}: rows are not in key order at row {number:,} (the database's order differs "
+                              "from byte order): collate or cast the key in the query")
+        last = now
+        yield row
+
+
+@dataclass
+class Tally:
+    """What the merge met besides families: child rows without a parent in the parent stream."""
+
+    child_rows: int = 0
+    orphans: int = 0
+
+
+@dataclass
+class _Stream:
+    """One child's rows with one row of look-ahead, and the child's settings."""
+
+    child: ChildSettings
+    rows: Iterator[Row]
+    head: Row | None = None
+    done: bool = False
+    below: list[_Stream] = field(default_factory=list)
+
+    def peek(self) -> Row | None:
+        if self.head is None and not self.done:
+            self.head = next(self.rows, None)
+            self.done = self.head is None
+        return self.head
+
+    def take(self, key: tuple, tally: Tally) -> list[Row]:
+        """The rows whose parent_key equals ``key``; rows before it (no such parent) are counted as orphans."""
+        taken = []
+        while (row := self.peek()) is not None:
+            theirs = tuple(row[c] for c in self.child.parent_key)
+            if None in theirs or theirs < key:
+                tally.orphans += 1
+            elif theirs == key:
+                taken.append(row)
+                tally.child_rows += 1
+            else:
+                break
+            self.head = None
+        return taken
+
+
+def streams(children: Sequence[ChildSettings], rows_of: dict[str, Iterator[Row]], prefix: str = "") -> list[_Stream]:
+    """One stream per child at every depth; ``rows_of`` by path (``lines``, ``lines.product``)."""
+    made = []
+    for child in children:
+        path = f"{prefix}{child.name}"
+        made.append(_Stream(child, rows_of[path], below=streams(child.children, rows_of, f"{path}.")))
+    return made
+
+
+def merge(parents: Iterable[Row], key: Sequence[str], children: list[_Stream],
+          tally: Tally) -> Iterator[tuple[Row, dict[str, Any], str | None]]:
+    """Each parent row with its family ({child name: [objects] | object | None}) and a problem (why the
+    document cannot be built: a ``many = false`` child with two rows), in the parents' order."""
+    for parent in parents:
+        own = tuple(parent[c] for c in key)
+        if None in own:
+            yield parent, {}, None  # no id: rejected downstream as today; it takes no children
+            continue
+        problems: list[str] = []
+        yield parent, _family(own, children, tally, problems), problems[0] if problems else None
+
+
+def _family(key: tuple, children: list[_Stream], tally: Tally, problems: list[str]) -> dict[str, Any]:
+    family: dict[str, Any] = {}
+    for stream in children:
+        child = stream.child
+        objects = []
+        for row in stream.take(key, tally):
+            own = tuple(row[c] for c in child.key)
+            nested = _family(own, stream.below, tally, problems)
+            if child.deleted and row.get(child.deleted):
+                continue  # a soft-deleted child row: left out (its own children were consumed with it)
+            objects.append({**{c: v for c, v in row.items() if c not in child.parent_key and c != child.deleted},
+                            **nested})
+        if child.many:
+            family[child.name] = objects
+        else:
+            if len(objects) > 1:
+                problems.append(f"children {child.name!r}: {len(objects)} rows for one parent, many = false")
+            family[child.name] = objects[0] if objects else None
+    return family
