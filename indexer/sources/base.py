@@ -160,6 +160,19 @@ class Dialect:
         """``query`` as written inside a query of ours that binds parameters (``adding_binds``) of its own."""
         return query
 
+    def byte_order(self, column: str, collatable: bool) -> str:
+        """The ORDER BY term that sorts ``q.column`` in byte order (Python's ``str`` order for UTF-8 text);
+        ``collatable``: the column is text, where a collation applies (elsewhere it is an error)."""
+        return f"q.{column}"
+
+    def ordered_query(self, query: str, key: list[str], not_null: list[str], collatable: set[str]) -> str:
+        """``query``'s rows whose ``not_null`` columns are all set, in ``key`` order, byte order for text
+        (``collatable``): how a child stream is read for the merge (``nesting``), which checks the order too."""
+        where = " AND ".join(f"q.{c} IS NOT NULL" for c in not_null)
+        order = ", ".join(self.byte_order(c, c in collatable) for c in key)
+        # bandit B608 accepted: every column passed config.SQL_IDENTIFIER
+        return f"SELECT * FROM ({query}) q" + (f" WHERE {where}" if where else "") + f" ORDER BY {order}"  # nosec B608
+
     def slice_query(self, query: str, column: str, *, lower: bool, upper: bool, nulls: bool = False) -> str:
         """``query``'s rows whose ``column`` is at or above the bound ``slice_lo`` (``lower``) and below the bound
         ``slice_hi`` (``upper``); without either bound, every row where it is not NULL; with ``nulls``, the rows

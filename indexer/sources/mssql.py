@@ -27,6 +27,11 @@ class MSSQL(Dialect):
     required = ("host", "port", "dbname", "user", "odbc_driver")
     open_quote, close_quote = "[", "]"
     positional = True
+
+    def byte_order(self, column: str, collatable: bool) -> str:
+        """A binary code-point collation on text (BIN2; UTF-16 code units, so characters past U+FFFF may still
+        differ from Python's order: the merge's order check catches them)."""
+        return f"q.{column} COLLATE Latin1_General_100_BIN2" if collatable else f"q.{column}"
     # By DATA_TYPE; float(n) up to 24 bits is a float (kind()).
     kinds = {
         "tinyint": "short", "smallint": "short", "int": "integer", "bigint": "long", "bit": "boolean",

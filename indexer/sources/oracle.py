@@ -35,6 +35,10 @@ class Oracle(Dialect):
     def binds(self, query: str) -> tuple[str, ...]:
         return colon_binds(query)
 
+    def byte_order(self, column: str, collatable: bool) -> str:
+        """NLSSORT(..., 'NLS_SORT = BINARY') on text: the session's linguistic sort otherwise decides."""
+        return f"NLSSORT(q.{column}, 'NLS_SORT = BINARY')" if collatable else f"q.{column}"
+
     @staticmethod
     def configure(chunk_size: int) -> None:
         """Driver-wide defaults for Oracle, set before connecting.

@@ -67,6 +67,11 @@ class Postgres(Dialect):
             has_user_params = bool(self.binds(query))
         return super().sync_query(query if has_user_params else query.replace("%", "%%"), column)
 
+    def byte_order(self, column: str, collatable: bool) -> str:
+        """"C" on text (UTF-8 bytes: code points, Python's order; a database's en_US order puts 'a' before 'B');
+        a COLLATE on a number or a date would be an error."""
+        return f'q.{column} COLLATE "C"' if collatable else f"q.{column}"
+
     def own(self, query: str, adding_binds: bool) -> str:
         """A query binding nothing has its ``%`` doubled once we bind something around it (as above)."""
         return query.replace("%", "%%") if adding_binds and not self.binds(query) else query

@@ -32,6 +32,11 @@ class SQLite(Dialect):
              "blob": "binary", "real": "double", "floa": "double", "doub": "double", "dec": "double",
              "num": "double"}
 
+    def byte_order(self, column: str, collatable: bool) -> str:
+        """BINARY on any column (a no-op on numbers): a NOCASE or RTRIM column otherwise sorts its own way.
+        An index on a BINARY text key still serves it (measured on SQLite 3.40: SCAN ... USING INDEX)."""
+        return f"q.{column} COLLATE BINARY"
+
     def binds(self, query: str) -> tuple[str, ...]:
         return colon_binds(query)
 

@@ -63,3 +63,32 @@ def test_rows_out_of_key_order_or_with_keys_that_cannot_be_compared_stop_the_rea
         list(ordered([{"k": 1}, {"k": "1"}], ["k"], "children 'x'"))
     assert [r["k"] for r in ordered([{"k": None}, {"k": "a"}, {"k": None}, {"k": "b"}], ["k"], "x")] == [
         None, "a", None, "b"]
+
+
+def test_the_ordered_query_sorts_text_in_byte_order_on_every_database():
+    from indexer import sources
+
+    sql = {db: sources.dialect(db).ordered_query("SELECT * FROM l", ["order_id", "sku"], ["order_id"], {"sku"})
+           for db in sources.DBTYPES}
+    where = "SELECT * FROM (SELECT * FROM l) q WHERE q.order_id IS NOT NULL ORDER BY "
+    assert sql["SQLITE"] == where + "q.order_id COLLATE BINARY, q.sku COLLATE BINARY"
+    assert sql["PG"] == where + 'q.order_id, q.sku COLLATE "C"'
+    assert sql["ORACLE"] == where + "q.order_id, NLSSORT(q.sku, 'NLS_SORT = BINARY')"
+    assert sql["MSSQL"] == where + "q.order_id, q.sku COLLATE Latin1_General_100_BIN2"
+
+
+def test_sqlite_reads_a_nocase_key_in_the_order_the_merge_checks(tmp_path):
+    import sqlite3
+
+    from indexer import sources
+
+    conn = sqlite3.connect(tmp_path / "k.db")
+    conn.execute("CREATE TABLE l (code TEXT COLLATE NOCASE)")
+    conn.execute("CREATE INDEX l_code ON l (code)")
+    conn.executemany("INSERT INTO l VALUES (?)", [("b",), ("B",), ("a",), ("é",), ("Z",)])
+    plain = [{"code": c} for (c,) in conn.execute("SELECT * FROM (SELECT * FROM l) q ORDER BY q.code")]
+    with pytest.raises(SourceError, match="not in key order"):
+        list(ordered(plain, ["code"], "children 'l'"))  # NOCASE order: a, b, B, Z, é -> 'B' after 'b'
+    query = sources.dialect("SQLITE").ordered_query("SELECT * FROM l", ["code"], [], {"code"})
+    rows = [{"code": c} for (c,) in conn.execute(query)]
+    assert [r["code"] for r in ordered(rows, ["code"], "children 'l'")] == ["B", "Z", "a", "b", "é"]
