@@ -337,6 +337,23 @@ class JobSettings(_Model):
                                   "preview builds the next index from it, before any bootstrap.")
     children: list[ChildSettings] = Field(default_factory=list, description="Nested documents: [[job.children]] "
                                           "tables, each a query whose rows become a field of every document.")
+    digest: bool | None = Field(None, description="Store a digest of each document (field indexer_digest) so that "
+                                "reconcile compares content, not only ids; default: on with children, off without.")
+
+    def descendants(self) -> list[ChildSettings]:
+        """Every child at every depth, parents before their children."""
+        found: list[ChildSettings] = []
+        todo = list(self.children)
+        while todo:
+            child = todo.pop(0)
+            found.append(child)
+            todo.extend(child.children)
+        return found
+
+    @property
+    def digest_on(self) -> bool:
+        """Whether documents carry ``indexer_digest`` (job.digest, else: whether the job has children)."""
+        return bool(self.children) if self.digest is None else self.digest
 
     @field_validator("query", "sync_query")
     @classmethod

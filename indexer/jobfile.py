@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from indexer import sources
 from indexer.config import URL_ENV, Job, JobSettings, check_url
 from indexer.errors import ConfigError
-from indexer.sources.base import RESERVED_BINDS, SINCE
+from indexer.sources.base import KEY_BIND_PREFIX, RESERVED_BINDS, SINCE
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,16 +31,17 @@ def _check_params(job: Job, file_params: dict[str, Any], cli_params: dict[str, A
     ``since`` is left to sync when the job has a watermark (sync binds it)."""
     db, settings = sources.dialect(job.source.dbtype), job.job
     query_binds = db.binds(settings.query)
+    child_binds = tuple(dict.fromkeys(b for child in settings.descendants() for b in db.binds(child.query)))
     sync_binds = db.binds(settings.sync_query) if settings.sync_query else ()
-    binds = tuple(dict.fromkeys(query_binds + sync_binds))
+    binds = tuple(dict.fromkeys(query_binds + child_binds + sync_binds))
 
     def among(name: str, names: Any) -> bool:
         return any(db.same_bind(name, other) for other in names)
 
     for name in (*settings.params, *binds):
-        if among(name, RESERVED_BINDS):
+        if among(name, RESERVED_BINDS) or name.lower().startswith(KEY_BIND_PREFIX):
             raise ConfigError(f"{file_name}: the parameter name {name} is one indexer binds itself "
-                              f"({', '.join(RESERVED_BINDS)}); rename it in the query and job.params")
+                              f"({', '.join(RESERVED_BINDS)}, {KEY_BIND_PREFIX}...); rename it in the query and job.params")
     if settings.watermark:
         for name in settings.params:
             if name.lower() == SINCE:
@@ -52,9 +53,10 @@ def _check_params(job: Job, file_params: dict[str, Any], cli_params: dict[str, A
             shown = ", ".join(binds) or ("? (positional: name it in [job.params])" if db.positional else "none")
             raise ConfigError(f"--param {name}: not a parameter of this job "
                               f"(job.params has: {', '.join(file_params) or 'none'}; the query binds: {shown})")
-    for what, names, free in (("job.query", query_binds, ()), ("job.sync_query", sync_binds, (SINCE,))):
+    for what, names, free in (("job.query", query_binds, ()), ("job.children", child_binds, ()),
+                              ("job.sync_query", sync_binds, (SINCE,))):
         for name in names:
-            if what == "job.query" and settings.watermark and db.same_bind(name, SINCE):
+            if what != "job.sync_query" and settings.watermark and db.same_bind(name, SINCE):
                 raise ConfigError(f"{file_name}: job.query binds since, which sync binds to the watermark "
                                   "(it wraps job.query); rename the parameter")
             if not among(name, settings.params) and not among(name, free):
@@ -147,9 +149,6 @@ def load_job(path: str | Path, params: dict[str, Any] | None = None, env: Mappin
     except TypeError as exc:  # e.g. a top-level key given twice
         raise ConfigError(f"{path.name}: {exc}") from exc
     _check_params(loaded, file_params, params, path.name)
-    if loaded.job.children:  # issue 21 in progress: read and checked, never yet built into documents
-        raise ConfigError(f"{path.name}: job.children: nested documents are not built yet (issue 21): remove the "
-                          "[[job.children]] tables")
     return loaded
 
 

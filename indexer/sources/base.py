@@ -35,6 +35,8 @@ SINCE = "since"
 # would be overwritten inside the job's own query, so the job file's reader (indexer.jobfile) refuses it.
 RESERVED_BINDS = ("indexer_beyond", "slice_lo", "slice_hi")
 BEYOND, SLICE_LO, SLICE_HI = RESERVED_BINDS
+# Key lists (nested documents: the rows of chosen parents) bind indexer_k0, indexer_k1...: the prefix is reserved.
+KEY_BIND_PREFIX = "indexer_"
 
 # Bind parameters as the drivers read them. For :name, string literals, quoted names and comments are
 # blanked first (a '12:30' literal binds nothing); psycopg2 substitutes %(name)s everywhere, so

@@ -65,8 +65,8 @@ def test_two_children_of_one_parent_need_two_names_and_nesting_stops_at_three_le
     assert "children nest at most 3 levels" in _error({**LINES, "children": [two]})
 
 
-def test_a_job_file_with_children_is_refused_until_they_are_built(tmp_path):
-    """Issue 21 in progress: a job file's children are checked, then refused in one line, never ignored."""
+def test_a_job_file_with_children_loads_and_its_child_queries_binds_are_checked(tmp_path):
+    """A child query binds the job's params like job.query does; indexer_... names are ours (key lists)."""
     from indexer.errors import ConfigError
     from indexer.jobfile import load_job
 
@@ -74,5 +74,11 @@ def test_a_job_file_with_children_is_refused_until_they_are_built(tmp_path):
     path.write_text('[source]\ndbtype = "SQLITE"\nfilename = "o.db"\n[job]\nalias = "orders"\nkey = ["id"]\n'
                     'query = "SELECT id FROM orders"\n[[job.children]]\nname = "lines"\nquery = "SELECT 1"\n'
                     'parent_key = ["order_id"]\nkey = ["order_id", "line_no"]\n')
-    with pytest.raises(ConfigError, match=r"^orders.toml: job.children: nested documents are not built yet"):
+    job = load_job(path)
+    assert [c.name for c in job.job.descendants()] == ["lines"] and job.job.digest_on
+    path.write_text(path.read_text().replace('query = "SELECT 1"', 'query = "SELECT 1 WHERE :region = 1"'))
+    with pytest.raises(ConfigError, match=r"^orders.toml: job.children binds region but job.params has no region"):
+        load_job(path)
+    path.write_text(path.read_text().replace(":region", ":indexer_k1"))
+    with pytest.raises(ConfigError, match=r"the parameter name indexer_k1 is one indexer binds itself"):
         load_job(path)
