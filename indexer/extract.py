@@ -22,7 +22,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from indexer import documents, incremental, sources, transform
+from indexer import assemble, documents, incremental, nesting, sources, transform
 from indexer import watermark as wm
 from indexer.config import Job, JobSettings
 from indexer.documents import Action, Rejected
@@ -37,6 +37,7 @@ class Probe:
     total: int | None = None        # rows the query returns (for the progress bar), when asked
     source_max: Any = None          # reindex: MAX(watermark), what the run will store
     kind: Kind | None = None        # the watermark's kind (watermark.value_kind of source_max)
+    child_max: dict[str, Any] = field(default_factory=dict)  # reindex: each child's MAX(watermark), by path
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ReadPlan:
     keep_from: Any = None                 # remember fingerprints of rows with watermark >= this
     skip: incremental.Skip = field(default_factory=dict)  # rows already indexed: newest marks (sync)
     versioned: bool = False               # reindex --allow-duplicates: actions versioned in source order
+    bounds: tuple[Any, Any, bool] | None = None  # a partitioned reindex's slice (lo, hi, nulls): children's too
 
 
 @dataclass
@@ -66,6 +68,10 @@ class Chunk:
     null_watermarks: int = 0             # reindex: rows indexed whose watermark is NULL or unusable
     odd_watermark: str | None = None     # reindex: the first unusable (not NULL) watermark, described
     unpaired: bool = False               # a transform changed the document count: no lookback dedup
+    child_rows: int = 0                  # nested documents: child rows read into this chunk's documents
+    orphans: int = 0                     # child rows whose parent the parent query did not return (merge)
+    child_watermarks: dict[str, Any] = field(default_factory=dict)  # sync: a child's rows read up to these
+    child_marks: dict[str, list[Mark]] = field(default_factory=dict)  # sync: their marks (child_sync)
 
 
 def user_params(job: Job) -> Any:
@@ -98,17 +104,24 @@ def probe(job: Job, plan: ReadPlan, *, count: bool) -> Probe:
     settings = job.job
     what = "job.sync_query" if plan.mode == "sync" and settings.sync_query else "job.query"
     with sources.connect(job.source, settings.chunk_size) as conn:
-        check_columns(settings, sources.columns_of(conn, settings.query, user_params(job)), bool(settings.transform))
+        columns = sources.columns_of(conn, settings.query, user_params(job))
+        check_columns(settings, columns, bool(settings.transform))
+        if settings.children:
+            assemble.check_columns(job, conn, columns)
         total = sources.count_rows(conn, plan.query, plan.params, what) if count else None
         if plan.mode != "reindex" or not settings.watermark:
             return Probe(total)
         # the largest value that is a point in time: PostgreSQL's infinity sorts above every timestamp
         top = sources.usable_extreme(conn, settings.query, user_params(job), settings.watermark, "MAX", _is_point)
+        # each child's too, before any row is read: what changes meanwhile is the next sync's
+        child_max = {d.path: sources.usable_extreme(conn, d.child.query, assemble.params(job, d.child.query),
+                                                    d.child.watermark, "MAX", _is_point, assemble.what(d.path))
+                     for d in assemble.descendants(job) if d.child.watermark}
     try:
         kind = wm.value_kind(top) if top is not None else None
     except wm.WatermarkValueError:
         kind = None  # an odd maximum: the rows decide the kind
-    return Probe(total, top if kind else None, kind)
+    return Probe(total, top if kind else None, kind, child_max)
 
 
 def _why_unusable(value: Any) -> str:
@@ -146,28 +159,78 @@ class Reader:
         self.mapper: Callable[[Any], dict] = _unset  # set by _columns() at the first fetch
         self.w_at: int | None = None
         self.d_at: int | None = None
+        self.key_at: list[int] = []  # with children: the key's columns in the parent rows
+        self.tally = nesting.Tally()
 
     def chunks(self) -> Generator[Chunk, None, None]:
         settings, plan = self.settings, self.plan
         what = "job.sync_query" if plan.mode == "sync" and settings.sync_query else "job.query"
         row_number = 0
-        with sources.connect(self.job.source, settings.chunk_size) as conn, \
-                contextlib.closing(sources.iter_row_chunks(conn, plan.query, plan.params, settings.chunk_size,
-                                                          what)) as rows_of:
-            # closing(): the cursor is closed before its connection, also when the run stops early
+        with contextlib.ExitStack() as stack:  # closed in reverse: every cursor before its connection
+            conn = stack.enter_context(sources.connect(self.job.source, settings.chunk_size))
+            query, merged, keyed = plan.query, None, None
+            if settings.children and plan.mode == "reindex":  # every parent: one merge over sorted streams
+                assemble.check_columns(self.job, conn, sources.columns_of(conn, settings.query, user_params(self.job)))
+                query = assemble.parent_query(self.job, conn, plan.query, plan.params)
+                merged = assemble.Merged(self.job, stack, plan.bounds)
+                self.tally = merged.tally
+            elif settings.children:  # some parents: their children by key lists, beside the open cursor
+                keyed = stack.enter_context(sources.connect(self.job.source, settings.chunk_size))
+            rows_of = stack.enter_context(contextlib.closing(
+                sources.iter_row_chunks(conn, query, plan.params, settings.chunk_size, what)))
+            seq = -1
             for seq, (description, rows) in enumerate(rows_of):
                 if self.mapper is _unset:
                     self._columns(documents.column_names(description))
-                yield self.encode(rows, seq, row_number)
+                before = (self.tally.child_rows, self.tally.orphans)
+                families = None
+                if merged is not None:
+                    families = list(merged.families(self.key_of(row) for row in rows))
+                elif keyed is not None:
+                    families = self.families_by_keys(keyed, rows)
+                chunk = self.encode(rows, seq, row_number, families)
+                chunk.child_rows, chunk.orphans = (self.tally.child_rows - before[0], self.tally.orphans - before[1])
+                yield chunk
                 row_number += len(rows)
+            if merged is not None and (left := merged.rest()):  # child rows past the last parent: counted
+                yield Chunk(seq + 1, 0, [], [], orphans=left)
+
+    def key_of(self, row: Any) -> tuple:
+        return tuple(row[i] for i in self.key_at)
+
+    def families_by_keys(self, conn: sources.Connection, rows: list) -> list[assemble.Family]:
+        """The family of each parent row, read by key lists on ``conn`` (a key with a NULL: none)."""
+        keys = [self.key_of(row) for row in rows]
+        found = assemble.by_keys(self.job, conn, [k for k in keys if None not in k], self.tally)
+        return [found[k] if None not in k else ({}, None) for k in keys]
+
+    def rewrite(self, conn: sources.Connection, keys: list[tuple], seq: int) -> Chunk:
+        """The whole documents of the parents of ``keys`` (a sync's, for a child that changed), read by key
+        lists on ``conn``: one chunk whose parent watermarks are left alone (``child_sync``)."""
+        rows: list = []
+        for description, found in sources.rows_by_keys(conn, self.settings.query, user_params(self.job),
+                                                       self.settings.key, keys, "job.query"):
+            if self.mapper is _unset:
+                self._columns(documents.column_names(description))
+            rows.extend(found)
+        before = (self.tally.child_rows, self.tally.orphans)
+        families = self.families_by_keys(conn, rows) if rows else []
+        chunk = self.encode(rows, seq, 0, families, watermarks=False)
+        chunk.child_rows, chunk.orphans = (self.tally.child_rows - before[0], self.tally.orphans - before[1])
+        return chunk
 
     def _columns(self, columns: tuple[str, ...]) -> None:
         self.mapper = documents.make_row_mapper(columns)
         self.w_at = columns.index(self.settings.watermark) if self.settings.watermark else None
         self.d_at = columns.index(self.settings.deleted) if self.settings.deleted else None
+        if self.settings.children:
+            self.key_at = [columns.index(c) for c in self.settings.key]
 
-    def encode(self, rows: list, seq: int, first_row: int) -> Chunk:
-        """One fetch of rows -> one chunk: index actions for live rows, deletes (sync) for gone ones."""
+    def encode(self, rows: list, seq: int, first_row: int, families: list[assemble.Family] | None = None,
+               watermarks: bool = True) -> Chunk:
+        """One fetch of rows -> one chunk: index actions for live rows, deletes (sync) for gone ones; with
+        ``families`` (nested documents), each live row's children join its document before the transform, and a
+        row whose family is a problem (``many = false`` with two rows) is rejected, naming it."""
         settings, mapper = self.settings, self.mapper
         live_at: list[int] | range = range(len(rows))
         gone_at: list[int] = []
@@ -176,27 +239,35 @@ class Reader:
             if any(flags):
                 live_at = [i for i, gone in enumerate(flags) if not gone]
                 gone_at = [i for i, gone in enumerate(flags) if gone]
-        docs = list(map(mapper, rows)) if not gone_at else [mapper(rows[i]) for i in live_at]
+        bad = {i: problem for i in live_at if (problem := families[i][1])} if families else {}
+        if bad:
+            live_at = [i for i in live_at if i not in bad]
+        remapped = bool(gone_at or bad)
+        docs = list(map(mapper, rows)) if not remapped else [mapper(rows[i]) for i in live_at]
         if self.d_at is not None:
             for doc in docs:
                 doc.pop(settings.deleted, None)  # the flag decides; it is not part of the document
+        if families:
+            for doc, i in zip(docs, live_at, strict=True):
+                doc.update(families[i][0])
         if self.transform is not None:
             docs = transform.apply(self.transform, docs)
         paired = len(docs) == len(live_at)
         version_base = (seq + 1) << 32 if self.plan.versioned else None
         encoded = documents.encode_chunk(docs, settings.key, first_row=first_row, version_base=version_base)
         # Action.at: the row in ``rows`` each action came from (-1 when a transform decided).
-        actions = [a._replace(at=live_at[a.at] if paired else -1) for a in encoded.actions] if gone_at or not paired \
+        actions = [a._replace(at=live_at[a.at] if paired else -1) for a in encoded.actions] if remapped or not paired \
             else encoded.actions
         rejected = encoded.rejected
-        if gone_at and paired:  # row numbers count every row read, soft-deleted ones included
+        if remapped and paired:  # row numbers count every row read, soft-deleted ones included
             rejected = [r._replace(row=first_row + live_at[r.row - first_row]) for r in rejected]
+        rejected += [Rejected(first_row + i, problem, mapper(rows[i])) for i, problem in bad.items()]
         chunk = Chunk(seq, len(rows), actions, rejected, unpaired=not paired)
         if self.plan.mode == "reindex":
             chunk.skipped += len(gone_at)  # a reindex leaves soft-deleted rows out
         elif gone_at:
             self._deletes(chunk, rows, gone_at, first_row)
-        if self.w_at is not None:
+        if self.w_at is not None and watermarks:
             values = [r[self.w_at] for r in rows]
             self._watermarks(chunk, values, self._keys(chunk, values, rows, first_row))
         return chunk

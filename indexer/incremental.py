@@ -46,6 +46,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from indexer import watermark as wm
+from indexer.state import ChildState
 from indexer.watermark import Mark
 
 if TYPE_CHECKING:  # the state store keeps what Advance makes
@@ -61,6 +62,8 @@ class Chunk(Protocol):
     skipped: int
     unpaired: bool
     watermark: Any
+    child_watermarks: dict[str, Any]
+    child_marks: dict[str, list[Mark]]
 
 
 MAX_MARKS = 20_000  # fingerprints kept for the lookback window; beyond this, rows are simply resent
@@ -105,7 +108,12 @@ def _newest(marks: Iterable[Mark]) -> list[Mark]:
 
 def skip(state: JobState, kind: Any = None) -> Skip:
     """Each marked row's newest mark, its watermark as a comparable key of the run's ``kind``."""
-    marks = [m for m in _newest(state.marks) if not m.fingerprint.endswith(TOMBSTONE)]
+    return skip_of(state.marks, kind)
+
+
+def skip_of(marks: list[Mark], kind: Any = None) -> Skip:
+    """``skip`` of one list of marks (the parent's, or a child's: ``child_sync``)."""
+    marks = [m for m in _newest(marks) if not m.fingerprint.endswith(TOMBSTONE)]
     try:
         keys = wm.keys_of([m.value for m in marks], kind)
     except wm.WatermarkValueError:  # marks that do not fit the run's kind: trust none, resend
@@ -193,32 +201,49 @@ def kept_marks(marks: Iterable[Mark], floor: Any) -> list[Mark]:
 
 
 def after_reindex(state: JobState, index: str, source_max: Any, marks: list[Mark], keep_from: Any,
-                  watermarked: bool) -> JobState:
+                  watermarked: bool, child_max: dict[str, Any] | None = None) -> JobState:
     """The state a successful reindex stores (its ``last_run`` is set by the caller); every field it does not
-    own (``last_reconcile``...) as it was."""
+    own (``last_reconcile``...) as it was. ``child_max``: each child's MAX(watermark) read before the reindex
+    (no marks: the first sync re-reads each child's lookback window once)."""
     if not watermarked:
         return dataclasses.replace(state, index=index)
     return dataclasses.replace(state, watermark=source_max, index=index,
-                               marks=kept_marks(marks, keep_from) if source_max is not None else [])
+                               marks=kept_marks(marks, keep_from) if source_max is not None else [],
+                               children={path: ChildState(value) for path, value in (child_max or {}).items()})
 
 
 class Advance:
     """A sync's watermark and marks, moved forward over acknowledged chunks."""
 
-    def __init__(self, state: JobState, lookback: Any) -> None:
+    def __init__(self, state: JobState, lookback: Any, child_lookbacks: dict[str, Any] | None = None) -> None:
         self.state = state
         self.lookback = lookback
         self.watermark = state.watermark
         self.marks = list(state.marks)
+        self.child_lookbacks = child_lookbacks or {}
+        self.children = {path: ChildState(c.watermark, list(c.marks)) for path, c in state.children.items()}
 
     def add(self, chunks: Sequence[Chunk]) -> JobState | None:
         """The state to store after these chunks (every field it does not own as it was); None when they
         brought nothing new."""
+        moved = False
         for chunk in chunks:
             self.watermark = wm.newer(self.watermark, chunk.watermark)
             self.marks.extend(chunk.marks)
-        if self.watermark == self.state.watermark and not any(c.actions for c in chunks):
+            for path, value in chunk.child_watermarks.items():
+                child = self.children.setdefault(path, ChildState())
+                newer = wm.newer(child.watermark, value)
+                added = chunk.child_marks.get(path, [])
+                moved = moved or newer != child.watermark or bool(added)
+                child.watermark = newer
+                child.marks.extend(added)
+        if self.watermark == self.state.watermark and not any(c.actions for c in chunks) and not moved:
             return None
         floor = wm.minus(self.watermark, self.lookback)
         self.marks = kept_marks(self.marks, floor)
-        return dataclasses.replace(self.state, watermark=self.watermark, marks=list(self.marks))
+        for path, child in self.children.items():
+            if child.watermark is not None:
+                lookback = self.child_lookbacks.get(path, self.lookback)
+                child.marks = kept_marks(child.marks, wm.minus(child.watermark, lookback))
+        children = {path: ChildState(c.watermark, list(c.marks)) for path, c in self.children.items()}
+        return dataclasses.replace(self.state, watermark=self.watermark, marks=list(self.marks), children=children)

@@ -41,7 +41,8 @@ def _check_params(job: Job, file_params: dict[str, Any], cli_params: dict[str, A
     for name in (*settings.params, *binds):
         if among(name, RESERVED_BINDS) or name.lower().startswith(KEY_BIND_PREFIX):
             raise ConfigError(f"{file_name}: the parameter name {name} is one indexer binds itself "
-                              f"({', '.join(RESERVED_BINDS)}, {KEY_BIND_PREFIX}...); rename it in the query and job.params")
+                              f"({', '.join(RESERVED_BINDS)}, {KEY_BIND_PREFIX}...); rename it in the query and "
+                              "job.params")
     if settings.watermark:
         for name in settings.params:
             if name.lower() == SINCE:

@@ -1,4 +1,4 @@
-"""Documents from several tables (issue 21, in progress): child rows merged into their parent rows, pure.
+"""Documents from several tables: child rows merged into their parent rows, pure.
 
 ::
 
@@ -8,7 +8,7 @@
 
 Bounded memory: one row of look-ahead per stream, plus the family of the parent in hand (which holds all of
 its children: one document cannot be smaller). Rows are dicts of column -> value (the row mapper's).
-Nothing here reads a database or writes a document: ``assemble`` (next) feeds it and ``extract`` encodes.
+Nothing here reads a database or writes a document: ``assemble`` feeds it and ``extract`` encodes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from indexer.config import ChildSettings
+from indexer.documents import is_true
 from indexer.errors import SourceError
 
 Row = dict[str, Any]
@@ -93,17 +94,48 @@ def streams(children: Sequence[ChildSettings], rows_of: dict[str, Iterator[Row]]
     return made
 
 
+def families(keys: Iterable[tuple | None], children: list[_Stream], tally: Tally,
+             what: str = "job.query") -> Iterator[tuple[dict[str, Any], str | None]]:
+    """For each parent key, in order, its family ({child name: [objects] | object | None}) and a problem (why
+    the document cannot be built: a ``many = false`` child with two rows). The keys must ascend (checked: a
+    parent out of order would lose its children silently); a key with a NULL gets an empty family."""
+    last: tuple | None = None
+    for number, key in enumerate(keys, 1):
+        if key is None or None in key:
+            yield {}, None  # no id: rejected downstream as today; it takes no children
+            continue
+        try:
+            backwards = last is not None and key < last
+        except TypeError:
+            raise SourceError(f"{what}: row {number:,} has a key that cannot be compared with the row before "
+                              "(numbers beside text, or timestamps with and without a zone)") from None
+        if backwards:
+            raise SourceError(f"{what}: rows are not in key order at row {number:,} (the database's order differs "
+                              "from byte order): collate or cast the key in the query")
+        last = key
+        problems: list[str] = []
+        family = _family(key, children, tally, problems)
+        yield family, problems[0] if problems else None
+
+
 def merge(parents: Iterable[Row], key: Sequence[str], children: list[_Stream],
           tally: Tally) -> Iterator[tuple[Row, dict[str, Any], str | None]]:
-    """Each parent row with its family ({child name: [objects] | object | None}) and a problem (why the
-    document cannot be built: a ``many = false`` child with two rows), in the parents' order."""
-    for parent in parents:
-        own = tuple(parent[c] for c in key)
-        if None in own:
-            yield parent, {}, None  # no id: rejected downstream as today; it takes no children
-            continue
-        problems: list[str] = []
-        yield parent, _family(own, children, tally, problems), problems[0] if problems else None
+    """Each parent row (a dict) with its family and problem (``families``), in the parents' order."""
+    rows = list(parents)
+    keyed = (tuple(row[c] for c in key) for row in rows)
+    for row, (family, problem) in zip(rows, families(keyed, children, tally), strict=True):
+        yield row, family, problem
+
+
+def rest(children: list[_Stream]) -> int:
+    """The rows left in ``children``'s streams at every depth (read to the end: orphans)."""
+    left = 0
+    for stream in children:
+        while stream.peek() is not None:
+            stream.head = None
+            left += 1
+        left += rest(stream.below)
+    return left
 
 
 def _family(key: tuple, children: list[_Stream], tally: Tally, problems: list[str]) -> dict[str, Any]:
@@ -114,7 +146,7 @@ def _family(key: tuple, children: list[_Stream], tally: Tally, problems: list[st
         for row in stream.take(key, tally):
             own = tuple(row[c] for c in child.key)
             nested = _family(own, stream.below, tally, problems)
-            if child.deleted and row.get(child.deleted):
+            if child.deleted and is_true(row.get(child.deleted)):
                 continue  # a soft-deleted child row: left out (its own children were consumed with it)
             objects.append({**{c: v for c, v in row.items() if c not in child.parent_key and c != child.deleted},
                             **nested})

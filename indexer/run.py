@@ -69,6 +69,8 @@ class Summary:
     documents_in_alias_before: int | None = None  # reindex: what the alias served before the swap
     force_swap: bool = False                      # reindex: the swap guard was overridden
     null_watermarks: int = 0                      # rows indexed whose watermark is NULL (reindex) or unusable
+    child_rows: int = 0                           # nested documents: child rows read into documents
+    orphans: int = 0                              # child rows whose parent the parent query did not return
     partitions: int = 0                           # reindex: slices read in parallel (0: not partitioned)
     workers: int = 0                              # reindex: the processes that ran slices (here or on Dask)
     warnings: list[str] = field(default_factory=list)
@@ -83,6 +85,12 @@ class Summary:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "counts"}
         head = {name: fields.pop(name) for name in ("command", "job", "alias", "started", "ended", "outcome")}
         return {**head, **self.counts.numbers(), **fields}
+
+    def note_orphans(self) -> None:
+        """Say once how many child rows found no parent (left out of every document)."""
+        if self.orphans:
+            self.warnings.append(f"{self.orphans} child row(s) whose parent the parent query did not return: left "
+                                 "out (filter the child queries like job.query to read fewer; docs/nested.md)")
 
     def record(self) -> RunRecord:
         """The ``last_run`` stored for this run, ended now."""
@@ -109,6 +117,8 @@ class Run(Generic[S]):
         """Carry a chunk's (or a slice's) watermark notes into the summary, each warning once."""
         summary = self.summary
         summary.null_watermarks += chunk.null_watermarks
+        summary.child_rows += chunk.child_rows
+        summary.orphans += chunk.orphans
         if chunk.odd_watermark and not any(w.startswith(_ODD_WATERMARK) for w in summary.warnings):
             summary.warnings.append(f"{_ODD_WATERMARK} (first: {chunk.odd_watermark})")
         if chunk.unpaired and self.watermark and not any("job.transform" in w for w in summary.warnings):

@@ -74,6 +74,8 @@ class SliceResult:
     counts: Counts                 # this slice's counts, its dead letters included
     marks: list                    # the watermark marks of this slice (extract.Chunk.marks, all chunks)
     null_watermarks: int = 0
+    child_rows: int = 0
+    orphans: int = 0
     odd_watermark: str | None = None
     unpaired: bool = False
     nbytes: int = 0                # NDJSON bytes encoded
@@ -86,6 +88,8 @@ class SliceResult:
         for chunk in chunks:
             self.marks.extend(chunk.marks)
             self.null_watermarks += chunk.null_watermarks
+            self.child_rows += chunk.child_rows
+            self.orphans += chunk.orphans
             self.odd_watermark = self.odd_watermark or chunk.odd_watermark
             self.unpaired = self.unpaired or chunk.unpaired
             self.nbytes += sum(len(action.line) for action in chunk.actions)
@@ -114,7 +118,8 @@ def run_slice(task: SliceTask, report: Callable[[int], None] | None = None) -> S
     """
     started, cpu = time.monotonic(), time.process_time()
     sql, params = slice_query(task.job, task.slice)
-    plan = ReadPlan(sql, params, "reindex", kind=task.kind, keep_from=task.keep_from)
+    plan = ReadPlan(sql, params, "reindex", kind=task.kind, keep_from=task.keep_from,
+                    bounds=(task.slice.lo, task.slice.hi, task.slice.nulls))
     result = SliceResult(task.slice.number, Counts(), [], worker=f"{socket.gethostname()}:{os.getpid()}")
     progress = _Report(report)
     if task.index is None:

@@ -20,7 +20,8 @@ is the one reader of the stored form and ``JobState.to_stored`` its one writer::
      "marks": [["2025-01-01T00:00:00", "<fingerprint>"], ...],            # values in the watermark's type
      "index": "sensors-20250101000000",
      "last_run": {"command": "sync", "started": "...", "outcome": "ok", "sent": 12, ...},
-     "last_reconcile": {"command": "reconcile", ...}}                     # only once a reconcile ran
+     "last_reconcile": {"command": "reconcile", ...},                     # only once a reconcile ran
+     "children": {"lines": {"watermark": {...}, "marks": [...]}, ...}}    # only with [[job.children]]
 
 The lock refuses a second run of the same alias. It is a lease: it carries an
 expiry (``INDEXER_LEASE_SECONDS``, default 600) that a background task pushes
@@ -115,6 +116,33 @@ def _mark_type(kind: str, value: Any) -> str:
     return kind
 
 
+def _marks_from(stored: dict, what: str) -> tuple[Any, list[Mark]]:
+    """A watermark and its marks in their stored form (``what`` names them in the error)."""
+    watermark = wm.from_state(stored.get("watermark"))
+    if watermark is None:  # without it, marks have no type (and no use: sync needs a watermark)
+        return None, []
+    kind = stored["watermark"]["type"]
+    try:
+        return watermark, [Mark(wm.from_state({"type": _mark_type(kind, value), "value": value}), fp)
+                           for value, fp in stored.get("marks") or []]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"the stored marks{what} are not valid; run `indexer reindex` to record new ones") from exc
+
+
+def _marks_to(watermark: Any, marks: list[Mark]) -> dict:
+    return {"watermark": None if watermark is None else wm.to_state(watermark),
+            "marks": [[wm.to_state(mark.value)["value"], mark.fingerprint] for mark in marks]}
+
+
+@dataclass
+class ChildState:
+    """One child's (``[[job.children]]``, by path: ``lines``, ``lines.product``) watermark and marks: its rows
+    inside its lookback window whose documents were rewritten (``child_sync``)."""
+
+    watermark: Any = None
+    marks: list[Mark] = field(default_factory=list)
+
+
 @dataclass
 class JobState:
     """One alias's state; see the module docstring for its stored form."""
@@ -124,34 +152,30 @@ class JobState:
     index: str | None = None
     last_run: RunRecord | None = None
     last_reconcile: RunRecord | None = None  # when the last ``reconcile`` ran (``sync --every`` spaces them)
+    children: dict[str, ChildState] = field(default_factory=dict)  # nested documents: each child's, by path
 
     @classmethod
     def from_stored(cls, stored: dict | None) -> JobState:
         """The state in its stored form (None: nothing stored); ConfigError when a value is not of its type."""
         stored = stored or {}
-        watermark = wm.from_state(stored.get("watermark"))
-        marks: list[Mark] = []
-        if watermark is not None:  # without it, marks have no type (and no use: sync needs a watermark)
-            kind = stored["watermark"]["type"]
-            try:
-                marks = [Mark(wm.from_state({"type": _mark_type(kind, value), "value": value}), fp)
-                         for value, fp in stored.get("marks") or []]
-            except (TypeError, ValueError) as exc:
-                raise ConfigError("the stored marks are not valid; run `indexer reindex` to record new ones") from exc
+        watermark, marks = _marks_from(stored, "")
+        children = {path: ChildState(*_marks_from(child, f" of child {path!r}"))
+                    for path, child in (stored.get("children") or {}).items() if isinstance(child, dict)}
         last, reconciled = stored.get("last_run"), stored.get("last_reconcile")
         return cls(watermark, marks, stored.get("index"), RunRecord.from_dict(last) if isinstance(last, dict) else None,
-                   RunRecord.from_dict(reconciled) if isinstance(reconciled, dict) else None)
+                   RunRecord.from_dict(reconciled) if isinstance(reconciled, dict) else None, children)
 
     def to_stored(self) -> dict:
         """The stored form: JSON types only, every value as ``watermark.to_state`` writes it."""
         stored = {
-            "watermark": None if self.watermark is None else wm.to_state(self.watermark),
-            "marks": [[wm.to_state(mark.value)["value"], mark.fingerprint] for mark in self.marks],
+            **_marks_to(self.watermark, self.marks),
             "index": self.index,
             "last_run": self.last_run.as_dict() if self.last_run else None,
         }
         if self.last_reconcile is not None:  # absent until a reconcile ran: older readers see nothing new
             stored["last_reconcile"] = self.last_reconcile.as_dict()
+        if self.children:  # absent without children: older readers see nothing new
+            stored["children"] = {path: _marks_to(c.watermark, c.marks) for path, c in self.children.items()}
         return stored
 
 

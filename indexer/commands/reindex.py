@@ -100,9 +100,11 @@ async def _reindex(job: Job, frame: Run, allow_duplicates: bool, force_swap: boo
         summary.warnings.insert(0, f"{summary.null_watermarks} row(s) have a NULL or unusable {settings.watermark!r}: "
                                    "indexed, but never a stored watermark, and sync may not see changes to them "
                                    "(docs/sync.md)")
+    summary.note_orphans()
     summary.outcome = Outcome.DEAD_LETTERS if summary.counts.dead_lettered else Outcome.OK
     summary.watermark_before, summary.watermark = state.watermark, found.source_max
-    new = incremental.after_reindex(state, index, found.source_max, marks, plan.keep_from, bool(settings.watermark))
+    new = incremental.after_reindex(state, index, found.source_max, marks, plan.keep_from, bool(settings.watermark),
+                                    found.child_max)
     new.last_run = summary.record()
     frame.lease.check()
     await frame.store.save(alias, new)

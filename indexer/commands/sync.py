@@ -4,6 +4,7 @@
 
     run frame (lease) -> the alias's one write index -> the stored watermark (a real point in time)
       -> incremental.since / skip -> extract.probe -> sink.load(extract.Reader -> Sender through the alias)
+         (nested documents: then child_sync's chunks, the parents of each child's changed rows, rewritten whole)
       -> incremental.Advance over acknowledged chunks, in source order -> state after every one of them
       -> refresh -> the run recorded (nothing new and the last run well: no write at all)
 
@@ -13,9 +14,10 @@ A watch loop (``sync --every``) runs this pass after pass: ``commands.watch``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
-from indexer import extract, incremental, sources
+from indexer import child_sync, extract, incremental, sources
 from indexer import watermark as wm
 from indexer.config import Job
 from indexer.engine import Engine
@@ -49,10 +51,11 @@ async def _sync(job: Job, frame: Run, progress: Progress, stop: asyncio.Event | 
     state = incremental.for_index(await store.load(alias), summary.index)
     summary.watermark_before = summary.watermark = state.watermark
     plan = _plan(job, state)
+    child_plans = child_sync.plans(job, state)
     found = await asyncio.to_thread(extract.probe, job, plan, count=progress.counting)
     if found.total is not None:
         progress.total(found.total)
-    advance = incremental.Advance(state, settings.lookback)
+    advance = incremental.Advance(state, settings.lookback, child_sync.lookbacks(job))
     running = RunRecord(command="sync", started=frame.started.isoformat())
 
     async def store_progress(chunks: list[Chunk]) -> None:
@@ -69,8 +72,18 @@ async def _sync(job: Job, frame: Run, progress: Progress, stop: asyncio.Event | 
     counts = summary.counts
     sender = Sender.for_job(engine, alias, settings, include_doc=frame.dead_letters.include_doc,
                             guard=frame.lease.check)
-    await load(lambda: extract.read_chunks(job, plan), sender, settings, counts, dead_letters=frame.dead_letters,
+    def read() -> Iterator[Chunk]:
+        """The parent's changed rows, then (nested documents) the parents of each child's changed rows."""
+        seq = -1
+        for chunk in extract.read_chunks(job, plan):
+            seq = chunk.seq
+            yield chunk
+        if child_plans:
+            yield from child_sync.chunks(job, child_plans, seq + 1)
+
+    await load(read, sender, settings, counts, dead_letters=frame.dead_letters,
                progress=progress, on_acked=store_progress, stop=stop)
+    summary.note_orphans()
     if summary.null_watermarks:  # sync reads no NULL watermark: these are infinity, NaN...
         summary.warnings.insert(0, f"{summary.null_watermarks} row(s) whose {settings.watermark!r} is no point in "
                                    "time: indexed, but that value is never stored as the watermark")

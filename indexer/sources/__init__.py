@@ -74,7 +74,7 @@ from indexer.sources.base import (
 __all__ = [
     "BEYOND", "DBTYPES", "RESERVED_BINDS", "SINCE", "SLICE_HI", "SLICE_LO", "Column", "Connection", "Dialect",
     "SourceParams", "TableName", "bounds", "columns_of", "connect", "count_by", "count_rows", "dialect", "extreme",
-    "iter_row_chunks", "password_for", "usable_extreme",
+    "iter_row_chunks", "password_for", "rows_by_keys", "text_columns", "usable_extreme",
 ]
 
 # The registry: one entry per database module, in the order the job file's reference lists them.
@@ -198,6 +198,26 @@ def columns_of(conn: Connection, query: str, params: Any, what: str = "job.query
     # bandit B608 accepted: the job's own query; values bound
     _, description = _fetch(conn, f"SELECT * FROM ({query}) q WHERE 1=0", params, what)  # nosec B608
     return tuple(str(col[0]).lower() for col in description or ())
+
+
+def text_columns(conn: Connection, query: str, params: Any, what: str = "job.query") -> set[str]:
+    """The columns of ``query`` that hold text (where a byte-order read collates), read without its rows."""
+    # bandit B608 accepted: the job's own query; values bound
+    _, description = _fetch(conn, f"SELECT * FROM ({query}) q WHERE 1=0", params, what)  # nosec B608
+    return conn.dialect.text_columns(conn.raw, description)
+
+
+def rows_by_keys(conn: Connection, query: str, params: Any, columns: list[str], keys: Sequence[tuple],
+                 what: str) -> Iterator[tuple[Sequence[Sequence[Any]], list[tuple]]]:
+    """``(description, rows)`` of ``query``'s rows whose ``columns`` equal one of ``keys``: one statement per
+    batch of keys, as many as its bind limit allows (never one query per key)."""
+    own = len(params) if params else 0
+    per = max(1, (conn.dialect.max_binds - own) // len(columns))
+    for start in range(0, len(keys), per):
+        batch = list(keys[start:start + per])
+        sql = conn.dialect.key_list_query(query, columns, len(batch))
+        rows, description = _fetch(conn, sql, conn.dialect.key_list_params(params, batch), what)
+        yield description, rows
 
 
 def _fetch_all(conn: Connection, sql: str, params: Any, what: str) -> list[tuple]:

@@ -121,6 +121,7 @@ class Dialect:
     open_quote, close_quote = '"', '"'
     case_sensitive = False       # do names compare with their case (PostgreSQL, Oracle) or without?
     resolve_hint = ""            # with resolve_query: what a "not found" says about how the name was read
+    max_binds = 999              # parameters one statement binds at most (key lists are cut to fit)
 
     # ------------------------------------------------------------------ the job file's binds
 
@@ -174,6 +175,30 @@ class Dialect:
         order = ", ".join(self.byte_order(c, c in collatable) for c in key)
         # bandit B608 accepted: every column passed config.SQL_IDENTIFIER
         return f"SELECT * FROM ({query}) q" + (f" WHERE {where}" if where else "") + f" ORDER BY {order}"  # nosec B608
+
+    def text_columns(self, conn: Any, description: Any) -> set[str]:
+        """The columns of a cursor ``description`` that hold text (where ``byte_order`` collates): those the driver
+        gives as ``str`` by default (pyodbc's type codes are Python types)."""
+        return {str(col[0]).lower() for col in description or () if col[1] is str}
+
+    def key_list_query(self, query: str, columns: list[str], count: int) -> str:
+        """``query``'s rows whose ``columns`` equal one of ``count`` key tuples, bound as ``indexer_k0``,
+        ``indexer_k1``... in order (``key_list_params``): how chosen parents and their children are re-read."""
+        if len(columns) == 1:
+            where = f"q.{columns[0]} IN ({', '.join(self.bind(f'{KEY_BIND_PREFIX}k{i}') for i in range(count))})"
+        else:
+            width = len(columns)
+            tuples = ", ".join("(" + ", ".join(self.bind(f"{KEY_BIND_PREFIX}k{n * width + i}") for i in range(width))
+                               + ")" for n in range(count))
+            where = f"({', '.join(f'q.{c}' for c in columns)}) IN ({tuples})"
+        # bandit B608 accepted: columns passed config.SQL_IDENTIFIER; the values are bound
+        return f"SELECT * FROM ({self.own(query, True)}) q WHERE {where}"  # nosec B608
+
+    def key_list_params(self, params: Any, keys: list[tuple]) -> Any:
+        """``params`` (driver-shaped) with the key tuples bound after them, in ``key_list_query``'s order."""
+        for n, value in enumerate(v for key in keys for v in key):
+            params = self.with_param(params, f"{KEY_BIND_PREFIX}k{n}", value)
+        return params
 
     def slice_query(self, query: str, column: str, *, lower: bool, upper: bool, nulls: bool = False) -> str:
         """``query``'s rows whose ``column`` is at or above the bound ``slice_lo`` (``lower``) and below the bound

@@ -32,6 +32,15 @@ class MSSQL(Dialect):
         """A binary code-point collation on text (BIN2; UTF-16 code units, so characters past U+FFFF may still
         differ from Python's order: the merge's order check catches them)."""
         return f"q.{column} COLLATE Latin1_General_100_BIN2" if collatable else f"q.{column}"
+    max_binds = 2000  # of the 2,100 a statement may bind
+
+    def key_list_query(self, query: str, columns: list[str], count: int) -> str:
+        """No row values in T-SQL: ``(q.a = ? AND q.b = ?) OR ...``, binding in key order as the base does."""
+        if len(columns) == 1:
+            return super().key_list_query(query, columns, count)
+        one = "(" + " AND ".join(f"q.{c} = ?" for c in columns) + ")"
+        # bandit B608 accepted: columns passed config.SQL_IDENTIFIER; the values are bound
+        return f"SELECT * FROM ({query}) q WHERE " + " OR ".join([one] * count)  # nosec B608
     # By DATA_TYPE; float(n) up to 24 bits is a float (kind()).
     kinds = {
         "tinyint": "short", "smallint": "short", "int": "integer", "bigint": "long", "bit": "boolean",

@@ -35,6 +35,15 @@ class Oracle(Dialect):
     def binds(self, query: str) -> tuple[str, ...]:
         return colon_binds(query)
 
+    max_binds = 1000  # an IN list holds at most 1,000 expressions (ORA-01795)
+
+    def text_columns(self, conn: Any, description: Any) -> set[str]:
+        """Character columns (VARCHAR2, NVARCHAR2, CHAR, NCHAR, LONG; a CLOB is no key)."""
+        import oracledb
+        text = {oracledb.DB_TYPE_VARCHAR, oracledb.DB_TYPE_NVARCHAR, oracledb.DB_TYPE_CHAR, oracledb.DB_TYPE_NCHAR,
+                oracledb.DB_TYPE_LONG}
+        return {str(col[0]).lower() for col in description or () if col[1] in text}
+
     def byte_order(self, column: str, collatable: bool) -> str:
         """NLSSORT(..., 'NLS_SORT = BINARY') on text: the session's linguistic sort otherwise decides."""
         return f"NLSSORT(q.{column}, 'NLS_SORT = BINARY')" if collatable else f"q.{column}"

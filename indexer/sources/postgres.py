@@ -67,6 +67,16 @@ class Postgres(Dialect):
             has_user_params = bool(self.binds(query))
         return super().sync_query(query if has_user_params else query.replace("%", "%%"), column)
 
+    max_binds = 10_000  # psycopg2 places values in the text client-side: a bound on the statement's length
+
+    def text_columns(self, conn: Any, description: Any) -> set[str]:
+        """Columns of a collatable type (text, varchar, char, citext, their domains), from the catalogue."""
+        oids = sorted({col[1] for col in description or ()})
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT oid FROM pg_type WHERE oid = ANY(%s) AND typcollation <> 0", (oids,))
+            text = {row[0] for row in cursor.fetchall()}
+        return {str(col[0]).lower() for col in description or () if col[1] in text}
+
     def byte_order(self, column: str, collatable: bool) -> str:
         """"C" on text (UTF-8 bytes: code points, Python's order; a database's en_US order puts 'a' before 'B');
         a COLLATE on a number or a date would be an error."""

@@ -32,6 +32,10 @@ class SQLite(Dialect):
              "blob": "binary", "real": "double", "floa": "double", "doub": "double", "dec": "double",
              "num": "double"}
 
+    def text_columns(self, conn: Any, description: Any) -> set[str]:
+        """Every column (its type is per value): ``byte_order`` collates them all anyway."""
+        return {str(col[0]).lower() for col in description or ()}
+
     def byte_order(self, column: str, collatable: bool) -> str:
         """BINARY on any column (a no-op on numbers): a NOCASE or RTRIM column otherwise sorts its own way.
         An index on a BINARY text key still serves it (measured on SQLite 3.40: SCAN ... USING INDEX)."""
