@@ -1,0 +1,158 @@
+"""Nested documents (``[[job.children]]``) on SQLite and PostgreSQL and a real engine: whole documents built by
+reindex (merged streams), kept whole by sync when any table changes, the same on a partitioned reindex."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support import harness
+from tests.support.harness import run_indexer, stored_state
+from tests.support.shop import Shop, at
+
+DIGEST = "indexer_digest"
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def shop(request, tmp_path) -> Shop:
+    return Shop(request.param, tmp_path, request.getfixturevalue("pg_tables") if request.param == "pg" else None)
+
+
+def _run(*args: str, code: int = 0) -> dict:
+    result = run_indexer(*args, "--json")
+    assert result.returncode == code, result.stderr
+    return json.loads(result.stdout)
+
+
+def indexed(alias: str) -> dict[str, dict]:
+    """The documents behind the alias, without the digest field (reconcile's; its own tests check it)."""
+    return {id_: {k: v for k, v in doc.items() if k != DIGEST} for id_, doc in harness.documents(alias).items()}
+
+
+def test_reindex_builds_each_document_from_its_rows_in_every_table(shop, tmp_path, target, alias):
+    """One-to-many (lines, [] when none), one-to-one (shipment, null when none), a grandchild through a join
+    (product); soft-deleted lines and orders left out; a line with a NULL order_id and one of an order that does
+    not exist join nothing."""
+    summary = _run("reindex", str(shop.job(tmp_path, target, alias)))
+
+    expected = shop.expected()
+    assert indexed(alias) == expected
+    assert expected["2"]["lines"] == [] and expected["2"]["shipment"] is None  # the fixture has both cases
+    assert summary["documents_in_index"] == 3 and summary["skipped"] == 1  # order 4 is soft-deleted
+    # joined: 4 lines (the NULL one is never read), their 4 products, 1 shipment; order 99's line and product: orphans
+    assert (summary["child_rows"], summary["orphans"]) == (9, 2)
+    assert any("2 child row(s) whose parent" in w for w in summary["warnings"])
+    children = stored_state(alias)["children"]
+    assert set(children) == {"lines", "lines.product", "shipment"}
+    assert children["lines"]["watermark"]["value"].startswith("2026-01-01T00:00:06")
+
+
+def test_sync_rewrites_the_documents_of_every_changed_row_in_any_table_then_sends_nothing(shop, tmp_path, target,
+                                                                                          alias):
+    job = str(shop.job(tmp_path, target, alias))
+    _run("reindex", job)
+    shop.insert("order_lines", [(7, 2, 1, 10, 4, at(20), 0)])                      # a child inserted
+    shop.run("UPDATE {order_lines} SET qty = 50, updated_at = ? WHERE id = 3", at(21))  # updated
+    shop.run("UPDATE {order_lines} SET is_deleted = 1, updated_at = ? WHERE id = 1", at(22))  # soft-deleted
+    shop.run("UPDATE {products} SET title = 'big bucket', updated_at = ? WHERE id = 11", at(23))  # a grandchild
+    shop.insert("shipments", [(3, "courier", at(24))])                              # a one-to-one appears
+
+    first = _run("sync", job)
+
+    assert indexed(alias) == shop.expected()
+    assert indexed(alias)["3"]["lines"][0]["product"]["title"] == "big bucket"
+    assert indexed(alias)["1"]["lines"] == [] and indexed(alias)["3"]["shipment"]["carrier"] == "courier"
+    assert first["outcome"] == "ok" and first["indexed"] >= 3
+    children = stored_state(alias)["children"]
+    assert children["shipment"]["watermark"]["value"].startswith("2026-01-01T00:00:24")
+    assert children["lines.product"]["watermark"]["value"].startswith("2026-01-01T00:00:23")
+
+    again = _run("sync", job)
+    assert again["sent"] == 0 and indexed(alias) == shop.expected()
+
+
+def test_a_parent_changed_with_its_children_and_a_soft_deleted_parent(shop, tmp_path, target, alias):
+    job = str(shop.job(tmp_path, target, alias))
+    _run("reindex", job)
+    shop.run("UPDATE {orders} SET customer = 'ada2', updated_at = ? WHERE id = 1", at(30))
+    shop.run("UPDATE {orders} SET is_deleted = 1, updated_at = ? WHERE id = 3", at(31))
+    shop.run("UPDATE {order_lines} SET qty = 7, updated_at = ? WHERE id = 3", at(32))  # a line of the deleted one
+
+    _run("sync", job)
+
+    assert indexed(alias) == shop.expected() and set(indexed(alias)) == {"1", "2"}
+
+
+def test_a_child_of_many_false_with_two_rows_is_a_dead_letter_naming_it_never_a_silent_pick(shop, tmp_path, target,
+                                                                                           alias):
+    shop.insert("shipments", [(1, "second", at(9))])
+    job = shop.job(tmp_path, target, alias, max_error_rate=0.5)
+
+    summary = _run("reindex", str(job), code=3)
+
+    assert summary["dead_lettered"] == 1 and set(indexed(alias)) == {"2", "3"}
+    [letter] = [json.loads(line) for line in (tmp_path / "shop.dead-letters.ndjson").read_text().splitlines()]
+    assert letter["error"]["reason"] == "children 'shipment': 2 rows for one parent, many = false"
+
+
+def test_a_partitioned_reindex_gives_the_same_documents(shop, tmp_path, target, alias):
+    shop.insert("orders", [(n, f"c{n}", at(n), 0) for n in range(10, 60)])
+    shop.insert("order_lines", [(100 + n * 3 + i, n, i, 10 + i % 2, i, at(n), 0) for n in range(10, 60) for i in (1, 2)])
+    shop.insert("shipments", [(n, "post", at(n)) for n in range(10, 60, 7)])
+    job = shop.job(tmp_path, target, alias, partition_by="id", partitions=4, chunk_size=7)
+
+    summary = _run("reindex", str(job))
+
+    assert summary["partitions"] == 4 and indexed(alias) == shop.expected()
+    assert summary["orphans"] == 2
+
+
+def test_a_parent_with_100000_children_is_one_document_with_all_of_them_in_order(shop, tmp_path, target, alias):
+    """Streams merged, not one query per parent: the big family is the only thing held whole (one document)."""
+    if shop.kind == "pg":
+        shop.run("INSERT INTO {order_lines} SELECT 1000 + g, 2, g, 10, g % 7, '2026-01-01 00:00:40', 0 "
+                 "FROM generate_series(1, 100000) g")
+    else:
+        shop.run("WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 100000) "
+                 "INSERT INTO {order_lines} SELECT 1000 + n, 2, n, 10, n % 7, '2026-01-01T00:00:40', 0 FROM g")
+
+    summary = _run("reindex", str(shop.job(tmp_path, target, alias)))
+
+    assert summary["documents_in_index"] == 3 and summary["child_rows"] >= 200_000  # lines and their products
+    status, body = harness.http("GET", f"/{alias}/_doc/2")
+    lines = body["_source"]["lines"]
+    assert status == 200 and len(lines) == 100_000
+    assert [line["line_no"] for line in lines[:3]] == [1, 2, 3] and lines[-1]["line_no"] == 100_000
+    assert lines[99]["product"] == {"sku": "A-10", "title": "anvil", "updated_at": "2026-01-01T00:00:01"}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+def test_text_keys_join_in_byte_order_whatever_the_database_collation(kind, tmp_path, target, alias, request):
+    """'B' < 'Z' < 'a' < 'é' in byte order; PostgreSQL's en_US and SQLite's NOCASE order them otherwise: the
+    readers ask for byte order, so every child finds its parent (a wrong order would stop the run)."""
+    codes = ["a", "B", "é", "Z", "ab", "A"]
+    if kind == "pg":
+        pg = request.getfixturevalue("pg_tables")
+        # ICU's English order ('a' < 'B'), as a database created with an en_US locale sorts
+        parents = pg.create('code TEXT COLLATE "en-x-icu" PRIMARY KEY', [(c,) for c in codes], prefix="p")
+        kids = pg.create('code TEXT COLLATE "en-x-icu", n INTEGER', [(c, i) for i, c in enumerate(codes)] * 2,
+                         prefix="k")
+        source = harness.pg_source()
+    else:
+        db = tmp_path / "t.db"
+        harness.sql(db, "CREATE TABLE p (code TEXT COLLATE NOCASE)")
+        harness.sql(db, "CREATE INDEX p_code ON p (code)")  # a NOCASE index: the order the database prefers
+        harness.sql_many(db, "INSERT INTO p VALUES (?)", [(c,) for c in codes])
+        harness.sql(db, "CREATE TABLE k (code TEXT COLLATE NOCASE, n INTEGER)")
+        harness.sql_many(db, "INSERT INTO k VALUES (?, ?)", [(c, i) for i, c in enumerate(codes)] * 2)
+        parents, kids, source = "p", "k", harness.sqlite_source(db)
+    children = (f'\n[[job.children]]\nname = "kids"\nquery = "SELECT code, n FROM {kids}"\nparent_key = ["code"]\n'
+                'key = ["code", "n"]\n')
+    job = harness.write_job(tmp_path / "t.toml", source, target,
+                            {"alias": alias, "key": ["code"], "query": f"SELECT code FROM {parents}"}, extra=children)
+
+    summary = _run("reindex", str(job))
+
+    assert summary["orphans"] == 0
+    assert indexed(alias) == {c: {"code": c, "kids": [{"n": i}, {"n": i}]} for i, c in enumerate(codes)}
