@@ -52,6 +52,7 @@ class ReadPlan:
     skip: incremental.Skip = field(default_factory=dict)  # rows already indexed: newest marks (sync)
     versioned: bool = False               # reindex --allow-duplicates: actions versioned in source order
     bounds: tuple[Any, Any, bool] | None = None  # a partitioned reindex's slice (lo, hi, nulls): children's too
+    by_keys: bool = False                 # children by key lists for each fetch, not merged streams (preview)
 
 
 @dataclass
@@ -169,7 +170,7 @@ class Reader:
         with contextlib.ExitStack() as stack:  # closed in reverse: every cursor before its connection
             conn = stack.enter_context(sources.connect(self.job.source, settings.chunk_size))
             query, merged, keyed = plan.query, None, None
-            if settings.children and plan.mode == "reindex":  # every parent: one merge over sorted streams
+            if settings.children and plan.mode == "reindex" and not plan.by_keys:  # every parent: one merge
                 assemble.check_columns(self.job, conn, sources.columns_of(conn, settings.query, user_params(self.job)))
                 query = assemble.parent_query(self.job, conn, plan.query, plan.params)
                 merged = assemble.Merged(self.job, stack, plan.bounds)

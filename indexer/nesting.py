@@ -157,3 +157,34 @@ def _family(key: tuple, children: list[_Stream], tally: Tally, problems: list[st
                 problems.append(f"children {child.name!r}: {len(objects)} rows for one parent, many = false")
             family[child.name] = objects[0] if objects else None
     return family
+
+
+SHOWN = 3  # items of an array a terminal line shows
+
+
+def shortened(doc: Any) -> Any:
+    """``doc`` with every array longer than ``SHOWN`` cut to its first items and a note of how many more (for
+    a terminal line: a document of 100,000 children stays readable; ``--json`` shows it whole)."""
+    if isinstance(doc, dict):
+        return {k: shortened(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        head = [shortened(v) for v in doc[:SHOWN]]
+        return head + ([f"... {len(doc) - SHOWN:,} more"] if len(doc) > SHOWN else [])
+    return doc
+
+
+def nested_objects(doc: dict, mapping: dict) -> int:
+    """How many objects of ``doc`` the engine stores as hidden nested documents (fields mapped ``nested``, at
+    any depth): what ``index.mapping.nested_objects.limit`` caps per document."""
+    count = 0
+    fields = mapping.get("properties") or {}
+    for key, value in doc.items():
+        field = fields.get(key)
+        if not isinstance(field, dict):
+            continue
+        items = value if isinstance(value, list) else [value]
+        objects = [item for item in items if isinstance(item, dict)]
+        if field.get("type") == "nested":
+            count += len(objects)
+        count += sum(nested_objects(item, field) for item in objects)
+    return count

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from indexer import extract, incremental, indices, sources
+from indexer import assemble, extract, incremental, indices, nesting, sources
 from indexer import watermark as wm
 from indexer.cluster import opened
 from indexer.commands.bootstrap import components_of, missing_components
@@ -54,6 +54,7 @@ from indexer.watermark import Kind
 # data tiers): never a difference between the files and the cluster.
 _PROVIDED = frozenset({"index.routing.allocation.include._tier_preference"})
 FROM_CLUSTER = "the cluster's index templates"
+NESTED_OBJECTS_LIMIT = 10_000  # the engines' default index.mapping.nested_objects.limit
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Preview:
 
     def lines(self) -> list[str]:
         lines = [f"preview {self.job}: {len(self.documents)} document(s) for alias {self.alias}"]
-        lines += [_json(doc) for doc in self.documents]
+        lines += [_json(nesting.shortened(doc)) for doc in self.documents]
         lines += [f"index {self.index} would get these settings (from {self.templates}):",
                   _json(self.settings, indent=True), "and these mappings:", _json(self.mappings, indent=True)]
         if self.watermark is not None:
@@ -125,6 +126,7 @@ async def _preview(job: Job, limit: int, engine: Engine, state_file: Path | None
         problems += sample.problems + rejected_rows(sample.rejected) + duplicate_ids(sample.actions)
         flagged = {doc["_id"] for doc in docs if unmapped(doc["_source"], mappings)}
         problems += unmapped_fields([doc["_source"] for doc in docs], mappings, index)
+        problems += too_many_nested(docs, mappings, settings)
         if scratch is not None and scratch.made and sample.actions:
             problems += await rejected_values(engine, scratch.name, sample.actions, flagged, job.job)
     found = _watermark(job, sample, state, problems)
@@ -217,13 +219,18 @@ def read_sample(job: Job, limit: int) -> Sample:
     problems = []
     with sources.connect(job.source, limit) as conn:
         columns = sources.columns_of(conn, settings.query, params)
-    try:
-        extract.check_columns(settings, columns, bool(settings.transform))
-    except ConfigError as exc:
-        problems.append(str(exc))
+        try:
+            extract.check_columns(settings, columns, bool(settings.transform))
+            if settings.children:
+                assemble.check_columns(job, conn, columns)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            if settings.children:
+                return Sample([], [], problems=problems)  # a child that cannot be read: no document to show
     absent = {f: None for f in ("watermark", "deleted") if getattr(settings, f) and getattr(settings, f) not in columns}
     reading = job.model_copy(update={"job": settings.model_copy(update={"chunk_size": limit, **absent})})
-    reader = extract.Reader(reading, ReadPlan(settings.query, params, "reindex"))
+    # children by key lists: the first parents' own, never a sorted read of whole tables
+    reader = extract.Reader(reading, ReadPlan(settings.query, params, "reindex", by_keys=True))
     with contextlib.closing(reader.chunks()) as chunks:
         chunk = next(chunks, None)
     if chunk is None:
@@ -274,6 +281,17 @@ def _walk(node: dict, mapping: dict, dynamic: str, prefix: str, found: list[str]
             if isinstance(item, dict) and field.get("type", "object") in ("object", "nested") \
                     and str(field.get("enabled", True)).lower() != "false":
                 _walk(item, field, dynamic, f"{prefix}{name}.", found)
+
+
+def too_many_nested(docs: list[dict], mappings: dict, settings: dict) -> list[str]:
+    """The documents holding more nested objects than the index allows (``index.mapping.nested_objects.limit``,
+    default 10,000): the engine refuses each of them whole."""
+    flat = flat_settings(settings)
+    limit = int(flat.get("index.mapping.nested_objects.limit", NESTED_OBJECTS_LIMIT))
+    found = [(doc["_id"], n) for doc in docs if (n := nesting.nested_objects(doc["_source"], mappings)) > limit]
+    return [f"document {id_!r} holds {n:,} nested objects, over index.mapping.nested_objects.limit ({limit:,}): "
+            "the engine would refuse it; raise the limit in the index settings, or map that child as object"
+            for id_, n in found]
 
 
 def unmapped_fields(docs: list[dict], mappings: dict, index: str) -> list[str]:

@@ -156,3 +156,32 @@ def test_text_keys_join_in_byte_order_whatever_the_database_collation(kind, tmp_
 
     assert summary["orphans"] == 0
     assert indexed(alias) == {c: {"code": c, "kids": [{"n": i}, {"n": i}]} for i, c in enumerate(codes)}
+
+
+def test_preview_shows_whole_nested_documents_and_the_problems_of_child_fields(shop, tmp_path, target, alias):
+    """Children read by key lists for the first parents; an array cut after 3 items on the terminal, whole in
+    --json; a document over the nested objects limit and a child that cannot be read are problems."""
+    shop.insert("order_lines", [(20 + n, 1, 10 + n, 10, n, at(9), 0) for n in range(4)])  # order 1: 5 live lines
+    folder = tmp_path / "templates"
+    (folder / "index").mkdir(parents=True)
+    (folder / "index" / f"{alias}.json").write_text(json.dumps({"index_patterns": [f"{alias}-*"], "template": {
+        "settings": {"number_of_shards": 1, "index.mapping.nested_objects.limit": 4},
+        "mappings": {"properties": {"lines": {"type": "nested"}}}}}))
+    job = str(shop.job(tmp_path, target, alias))
+
+    found = _run("preview", job, "--mappings", str(folder), code=1)
+
+    docs = {d["_id"]: d["_source"] for d in found["documents"]}
+    assert {k: {f: v for f, v in d.items() if f != DIGEST} for k, d in docs.items()} == shop.expected()
+    assert len(docs["1"]["lines"]) == 5
+    assert any("document '1' holds 5 nested objects, over index.mapping.nested_objects.limit (4)" in p
+               for p in found["problems"])
+    text = run_indexer("preview", job, "--mappings", str(folder))
+    assert text.returncode == 1 and '"... 2 more"' in text.stdout
+
+    broken = shop.job(tmp_path, target, alias, name="broken.toml")
+    broken.write_text(broken.read_text().replace("parent_key = [\"order_id\"]\nkey = [\"order_id\"]",
+                                                 "parent_key = [\"order_ref\"]\nkey = [\"order_ref\"]"))
+    problems = _run("preview", str(broken), "--mappings", str(folder), code=1)["problems"]
+    assert any(p.startswith("children 'shipment': parent_key column 'order_ref' is not among the query's columns")
+               for p in problems)
