@@ -202,15 +202,19 @@ class _Link:
 
 
 def default_name(table: str, parent: str) -> str:
-    """The table's name in lower case, without its parent's name (or its last word) in front, in the plural or
-    not (orders: order_lines -> lines; order_lines: line_notes -> notes)."""
-    name = re.sub(r"[^a-z0-9_]+", "_", table.lower()).strip("_")
-    parent = re.sub(r"[^a-z0-9_]+", "_", parent.lower()).strip("_")
-    last = parent.rpartition("_")[2]
-    for prefix in (parent, parent.removesuffix("s"), last, last.removesuffix("s")):
-        if prefix and name.startswith(prefix + "_") and len(name) > len(prefix) + 1:
-            return name[len(prefix) + 1:]
-    return name
+    """The table's name in lower case, without the words it shares in front with its parent's (``shop_orders``:
+    ``shop_shipments`` -> ``shipments``), nor then the parent's first or last word, in the plural or not
+    (``orders``: ``order_lines`` -> ``lines``; ``order_lines``: ``line_notes`` -> ``notes``)."""
+    words = re.sub(r"[^a-z0-9_]+", "_", table.lower()).strip("_").split("_")
+    above = re.sub(r"[^a-z0-9_]+", "_", parent.lower()).strip("_").split("_")
+    shared = 0
+    while shared < min(len(words) - 1, len(above)) and words[shared] == above[shared]:
+        shared += 1
+    words, above = words[shared:], above[shared:]
+    forms = {form for word in above[:1] + above[-1:] for form in (word, word.removesuffix("s"))}
+    if len(words) > 1 and words[0] in forms:
+        words = words[1:]
+    return "_".join(words)
 
 
 def plan_children(cat: Catalogue, parent: Parent, found: tuple[Found, ...], planner: Planner) -> tuple[Child, ...]:

@@ -288,8 +288,10 @@ def test_one_child_given_twice_through_different_foreign_keys_must_be_named_apar
 
 @pytest.mark.parametrize("table, parent, name", [
     ("order_lines", "orders", "lines"), ("order_lines", "order", "lines"), ("shipments", "orders", "shipments"),
-    ("Order Notes", "x", "order_notes"), ("orders_", "orders", "orders"), ("line_notes", "order_lines", "notes")])
-def test_a_childs_default_name_is_its_table_without_the_parents_name_in_front(table, parent, name):
+    ("Order Notes", "x", "order_notes"), ("orders_", "orders", "orders"), ("line_notes", "order_lines", "notes"),
+    ("shop_shipments", "shop_orders", "shipments"), ("shop_order_lines", "shop_orders", "lines"),
+    ("orders_archive", "orders", "archive"), ("shop", "shop_orders", "shop")])
+def test_a_childs_default_name_is_its_table_without_what_it_shares_with_its_parents_name(table, parent, name):
     assert relations.default_name(table, parent) == name
 
 
