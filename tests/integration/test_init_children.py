@@ -25,8 +25,8 @@ CREATE TABLE {p}order_lines (order_id INTEGER REFERENCES {p}orders (id), line_no
 CREATE TABLE {p}shipments (order_id INTEGER PRIMARY KEY REFERENCES {p}orders (id), carrier VARCHAR(20),
     updated_at TIMESTAMP);
 CREATE TABLE {p}notes (id INTEGER PRIMARY KEY, body TEXT);
-CREATE TABLE {p}returns (order_id INTEGER REFERENCES {p}orders (id), replaces_order_id INTEGER REFERENCES {p}orders (id),
-    n INTEGER, updated_at TIMESTAMP, PRIMARY KEY (order_id, n));
+CREATE TABLE {p}returns (order_id INTEGER REFERENCES {p}orders (id),
+    replaces_order_id INTEGER REFERENCES {p}orders (id), n INTEGER, updated_at TIMESTAMP, PRIMARY KEY (order_id, n));
 """
 TABLES = ("returns", "shipments", "order_lines", "notes", "products", "orders")  # in the order they can be dropped
 
