@@ -6,6 +6,7 @@ and the mapping each column's field gets.
     "SCHEMA.NAME" --catalogue(dbtype).parse_table--> TableName (quotes removed, case folded as the database does)
         --read_table(conn)--> [the database's resolve_query: the name as it reads it]
                               --its columns_query, key_query (names bound)--> Table (columns, primary key)
+        --read_foreign_keys(conn)--> its foreign_keys_query (names bound) --> ForeignKeys (indexer init --child)
     Column --field_mapping(dbtype)--> its kind (the database's type facts) --> the mapping (rules here)
 
 What is the same for every database lives here: names (parsing ``--table``, quoting, the reserved
@@ -67,6 +68,21 @@ class Table:
     name: TableName
     columns: tuple[Column, ...]
     key: tuple[str, ...]   # primary key columns in key order, catalogue spelling (empty: none)
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key a table declares, as its catalogue spells it."""
+
+    name: str | None                   # the constraint's name (SQLite keeps none)
+    columns: tuple[str, ...]           # the declaring table's columns, in the constraint's order
+    refers_to: TableName               # schema None: the declaring table's own (SQLite)
+    ref_columns: tuple[str | None, ...]  # paired with columns; None: the referenced table's primary key (SQLite)
+
+    @property
+    def label(self) -> str:
+        """How errors name it: its name, else its columns."""
+        return self.name or f"({', '.join(self.columns)})"
 
 
 _PART = re.compile(r'"((?:[^"]|"")+)"|\[((?:[^\]]|\]\])+)\]|([^."\[\]]+)')
@@ -170,6 +186,13 @@ def read_table(conn: Connection, table: TableName) -> Table:
     key_query = db.key_query(table)
     key = db.key_from_columns(rows) if key_query is None else db.read_key(_fetch(conn, *key_query))
     return Table(table, Catalogue(db).parse_columns(rows), key)
+
+
+def read_foreign_keys(conn: Connection, table: TableName) -> tuple[ForeignKey, ...]:
+    """The foreign keys ``table`` (as ``read_table`` found it: the schema the database resolved) declares."""
+    rows = _fetch(conn, *conn.dialect.foreign_keys_query(table))
+    return tuple(ForeignKey(name, columns, TableName(schema, ref_table, ref_table), ref_columns)
+                 for name, columns, schema, ref_table, ref_columns in conn.dialect.read_foreign_keys(rows))
 
 
 # ------------------------------------------------------------------ SQL type -> mapping (docs/init.md)

@@ -386,6 +386,13 @@ def init(
     key: Annotated[list[str] | None, typer.Option(
         "--key", metavar="COLUMN", help="Key column (repeat for a composite key) when the table has no "
         "primary key.")] = None,
+    child: Annotated[list[str] | None, typer.Option(
+        "--child", metavar="[NAME=]TABLE[:FK]", help="A table whose rows nest in each document ([[job.children]]), "
+        "found through its foreign key; repeat for more; PARENT/TABLE for a grandchild; :FK picks one of several "
+        "foreign keys (its name or its columns a,b); NAME= names the field.")] = None,
+    as_objects: Annotated[bool, typer.Option(
+        "--object", help="Map children as plain objects, not nested (no limit of 10,000 per document; fields of "
+        "different objects then mix in queries).")] = False,
     url: Annotated[str | None, typer.Option(
         "--url", metavar="URL", help="The cluster URL written into the job's [target].")] = None,
     engine: EngineOpt = "auto",
@@ -400,7 +407,7 @@ def init(
         target = {"engine": engine, **({"url": url} if url else {})}
         written = await asyncio.to_thread(
             initialising.init_job, {k: v for k, v in given.items() if v is not None}, table, out=out_dir,
-            alias=alias, key=key or None, target=target)
+            alias=alias, key=key or None, target=target, children=child or None, objects=as_objects)
         print_written(written, as_json)
         return 0
 

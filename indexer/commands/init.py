@@ -27,14 +27,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from indexer import catalogue
-from indexer.catalogue import Table
+from indexer import catalogue, relations
+from indexer.catalogue import Table, TableName
 from indexer.config import INDEX_SUFFIX_LEN, Job, SourceConfig, TargetConfig, check_index_name
 from indexer.documents import METADATA_FIELDS, make_row_mapper
 from indexer.documents import renamed as renamed_field
 from indexer.errors import ConfigError
 from indexer.jobfile import invalid, validated
-from indexer.sources import Column, connect
+from indexer.sources import Column, Connection, connect
+from indexer.tomltext import toml_query, toml_string, toml_value
 
 # Column names that suggest "changed when the row changed" (a date or timestamp column) and
 # "this row is deleted" (a boolean, integer or Y/N column).
@@ -59,15 +60,20 @@ class Plan:
     deleted: str | None
     unknown: list[tuple[str, str]]       # (field, SQL type) of the types mapped as keyword by default
     renamed: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (column, field): metadata names
+    fields: dict[str, str] = dataclasses.field(default_factory=dict)  # column (catalogue spelling) -> field
+    items: tuple[str, ...] = ()          # the query's select list, as written
+    children: tuple[relations.Child, ...] = ()  # --child: [[job.children]] entries
 
 
-def init_job(source: dict, table: str, *, out: Path, alias: str | None = None,
-             key: list[str] | None = None, target: dict | None = None) -> list[Path]:
-    """Write the job file and its three templates for ``table``; the files written, in order."""
+def init_job(source: dict, table: str, *, out: Path, alias: str | None = None, key: list[str] | None = None,
+             target: dict | None = None, children: list[str] | None = None, objects: bool = False) -> list[Path]:
+    """Write the job file and its three templates for ``table`` (and its ``--child`` tables: ``children``,
+    ``objects``: their mappings plain objects, not nested); the files written, in order."""
     src = validated(SourceConfig, source)
     tgt = validated(TargetConfig, target or {})
     cat = catalogue.catalogue(src.dbtype)
     name = cat.parse_table(table, src.user)
+    specs = relations.parse(children or [])
     alias = _alias(alias, name.name)
     paths = output_paths(Path(out), alias)
     for path in paths:
@@ -75,15 +81,31 @@ def init_job(source: dict, table: str, *, out: Path, alias: str | None = None,
             raise ConfigError(f"{path} already exists: indexer init never overwrites a file "
                               "(choose another --out or --alias)")
     with connect(src) as conn:
-        found = catalogue.read_table(conn, name)
-        dates = catalogue.text_date_columns(conn, found.name, found.columns)  # SQLite's; none elsewhere
-        if dates:
-            columns = tuple(dataclasses.replace(c, is_date=c.name in dates) for c in found.columns)
-            found = dataclasses.replace(found, columns=columns)
+        found = _read(conn, name)
+        if specs:
+            parent_fks = catalogue.read_foreign_keys(conn, found.name)
+            tree = relations.read(conn, specs, lambda text: cat.parse_table(text, src.user),
+                                  lambda child: _read(conn, child))
     job_plan = plan(src.dbtype, found, alias, key)
+    if specs:
+        kids = relations.plan_children(cat, relations.Parent.of(found, parent_fks, job_plan), tree,
+                                       lambda child, child_key: plan(src.dbtype, child, alias, child_key))
+        properties = {**job_plan.properties, **relations.mappings(kids, objects),
+                      relations.DIGEST_FIELD: relations.DIGEST_MAPPING}
+        job_plan = dataclasses.replace(job_plan, children=kids, properties=properties)
     texts = [render_job(src, tgt, job_plan, table, Path(out)), *render_templates(job_plan, src.dbtype, table)]
     _write_all(paths, texts)
     return paths
+
+
+def _read(conn: Connection, name: TableName) -> Table:
+    """The table's catalogue entry; in SQLite, text columns whose values are dates are dates."""
+    found = catalogue.read_table(conn, name)
+    dates = catalogue.text_date_columns(conn, found.name, found.columns)  # SQLite's; none elsewhere
+    if dates:
+        columns = tuple(dataclasses.replace(c, is_date=c.name in dates) for c in found.columns)
+        found = dataclasses.replace(found, columns=columns)
+    return found
 
 
 def output_paths(out: Path, alias: str) -> list[Path]:
@@ -137,7 +159,7 @@ def plan(dbtype: str, table: Table, alias: str, key: list[str] | None = None) ->
     query = "SELECT\n  " + ",\n  ".join(items) + f"\nFROM {cat.qualified(table.name)}"  # nosec B608
     properties, unknown = _properties(dbtype, by_field, keys)
     return Plan(alias, keys, "--key" if key else "the primary key", query, properties, watermark, deleted, unknown,
-                renamed)
+                renamed, names, tuple(items))
 
 
 def field_names(columns: tuple[Column, ...]) -> dict[str, str]:
@@ -193,36 +215,6 @@ def _properties(dbtype: str, by_field: dict[str, Column], keys: list[str]) -> tu
 # ------------------------------------------------------------------ writing
 
 
-def toml_string(text: str) -> str:
-    """A TOML basic string: backslash, quote and control characters escaped."""
-    escaped = []
-    for ch in text:
-        if ch in '"\\':
-            escaped.append("\\" + ch)
-        elif ch < " " or ch == "\x7f":
-            escaped.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, f"\\u{ord(ch):04x}"))
-        else:
-            escaped.append(ch)
-    return '"' + "".join(escaped) + '"'
-
-
-def _toml_query(query: str) -> str:
-    """A multi-line literal string (no escapes: quoted identifiers read as written) when it can be one."""
-    if "'''" in query or any(ch < " " and ch not in "\n\t" for ch in query) or "\x7f" in query:
-        return toml_string(query)
-    return f"'''\n{query}\n'''"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return toml_string(str(value))
-
-
 def _relative(path: Path, base: Path) -> str:
     """A source file as the job file reads it: as given when absolute, else relative to the job file's folder."""
     if path.is_absolute():
@@ -248,10 +240,10 @@ def render_job(src: SourceConfig, tgt: TargetConfig, job: Plan, table: str, out:
              "", "[source]"]
     for field, value in source_fields.items():
         note = "   # the NAME of the variable; the password is never written" if field == "password_env" else ""
-        lines.append(f"{field} = {_toml_value(value)}{note}")
-    lines += ["", "[target]", *(f"{n} = {_toml_value(v)}" for n, v in target_fields.items()), "", "[job]",
-              f"alias = {toml_string(job.alias)}", f"key = {_toml_value(job.key)}   # {job.key_from}",
-              f"query = {_toml_query(job.query)}",
+        lines.append(f"{field} = {toml_value(value)}{note}")
+    lines += ["", "[target]", *(f"{n} = {toml_value(v)}" for n, v in target_fields.items()), "", "[job]",
+              f"alias = {toml_string(job.alias)}", f"key = {toml_value(job.key)}   # {job.key_from}",
+              f"query = {toml_query(job.query)}",
               'mappings = "mappings"   # its templates, beside this file: bootstrap --job installs them, '
               'preview reads them']
     lines += _guess_lines(job)
@@ -259,6 +251,7 @@ def render_job(src: SourceConfig, tgt: TargetConfig, job: Plan, table: str, out:
               "from its type (and values); check it" for f, t in job.unknown]
     lines += [f"# column {toml_string(c)} is renamed {toml_string(f)} in the query: {c.lower().split('.')[0]} is a "
               "metadata field name, which the engines refuse in a document" for c, f in job.renamed]
+    lines += relations.toml_lines(job.children)
     text = "\n".join(lines) + "\n"
     try:
         Job(**tomllib.loads(text))
@@ -269,7 +262,11 @@ def render_job(src: SourceConfig, tgt: TargetConfig, job: Plan, table: str, out:
 
 def _guess_lines(job: Plan) -> list[str]:
     lines = []
-    if job.watermark:
+    unwatched = relations.unwatched(job.children)
+    if job.watermark and unwatched:
+        lines.append(f"# watermark = {toml_string(job.watermark)}   # guessed, but child {unwatched!r} has none: sync "
+                     "needs one on every child (docs/nested.md)")
+    elif job.watermark:
         lines.append(f"watermark = {toml_string(job.watermark)}   # guessed from its name and type: "
                      "check that it grows whenever a row changes")
     else:
@@ -294,8 +291,9 @@ def render_templates(job: Plan, dbtype: str, table: str) -> list[str]:
 
 
 def _json(value: Any, depth: int = 0) -> str:
-    """Indented JSON with each field's mapping (a dict whose "type" is a string) and each list on one line."""
-    if isinstance(value, dict) and value and not isinstance(value.get("type"), str):
+    """Indented JSON with each field's mapping (a dict whose "type" is a string, but not an object's: a child's)
+    and each list on one line."""
+    if isinstance(value, dict) and value and (not isinstance(value.get("type"), str) or "properties" in value):
         pad = "  " * (depth + 1)
         inner = ",\n".join(f"{pad}{json.dumps(k, ensure_ascii=False)}: {_json(v, depth + 1)}" for k, v in value.items())
         return "{\n" + inner + "\n" + "  " * depth + "}"

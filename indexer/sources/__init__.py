@@ -33,7 +33,8 @@ A new database (say MySQL) is one module, its registration, and its tests:
    ``Warning`` are its errors), ``binds(query)`` (its bind style: the names a query binds),
    ``connect(source, password, chunk_size)`` (keyword arguments; a SourceError that never quotes the
    password), ``columns_query(table)`` and ``key_query(table)`` (catalogue SQL with the schema and name bound;
-   ``key_query`` None when ``key_from_columns`` reads the key from the columns' rows), and ``kinds`` (its SQL
+   ``key_query`` None when ``key_from_columns`` reads the key from the columns' rows), ``foreign_keys_query(table)``
+   (the foreign keys it declares: ``indexer init --child``), and ``kinds`` (its SQL
    type -> kind table, docs/init.md). Override what differs from the base: ``needs_password``,
    ``binds_ignore_case``, ``positional``/``params``/``with_param`` (positional parameters), ``sync_query``/``own``/
    ``execute_params`` (driver quirks), ``fold``/``case_sensitive``/``open_quote``/``close_quote``/

@@ -88,6 +88,12 @@ class Column:
     is_date: bool = False          # SQLite only: text whose sampled values are ISO 8601 dates/times
 
 
+# One foreign key as a dialect reads it from its catalogue: (constraint name, None where the database keeps none;
+# its columns; the referenced schema, None: the table's own; the referenced table; the referenced columns, None:
+# the referenced table's primary key), columns in constraint order. indexer.catalogue makes ForeignKeys of them.
+ForeignKeyRow = tuple[str | None, tuple[str, ...], str | None, str, tuple[str | None, ...]]
+
+
 def colon_binds(query: str) -> tuple[str, ...]:
     """The ``:name`` parameters ``query`` binds, in order of first use (sqlite3, oracledb)."""
     return tuple(dict.fromkeys(_COLON_BIND.findall(_SQL_NOISE.sub(" ", query))))
@@ -263,6 +269,21 @@ class Dialect:
         """The columns query's rows as (name, type in lower case, length, precision, scale)."""
         return tuple((str(name), str(type_).lower(), positive(length), integer(precision), integer(scale))
                      for name, type_, length, precision, scale in rows)
+
+    def foreign_keys_query(self, table: TableName) -> tuple[str, Any]:
+        """The catalogue query of the foreign keys ``table`` declares, schema and name bound: rows of (constraint,
+        column, referenced schema, referenced table, referenced column), by constraint, in constraint order."""
+        raise NotImplementedError
+
+    def read_foreign_keys(self, rows: list[tuple]) -> tuple[ForeignKeyRow, ...]:
+        """The foreign keys query's rows as one (name, columns, referenced schema, referenced table, referenced
+        columns) per constraint, each in its constraint's order."""
+        found: dict[str, ForeignKeyRow] = {}
+        for name, column, ref_schema, ref_table, ref_column in rows:
+            _, columns, _, _, ref_columns = found.get(str(name), (name, (), None, "", ()))
+            found[str(name)] = (str(name), (*columns, str(column)), None if ref_schema is None else str(ref_schema),
+                                str(ref_table), (*ref_columns, str(ref_column)))
+        return tuple(found.values())
 
     def read_key(self, rows: list[tuple]) -> tuple[str, ...]:
         """The key query's rows as column names."""

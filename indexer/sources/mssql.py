@@ -7,6 +7,7 @@ Not run here (no server, no pyodbc): unit tests check it on its parameters and l
     [job.params] in file order, since last --params--> a tuple (``?`` has no names: nothing is filtered)
     --table --columns_query / key_query--> INFORMATION_SCHEMA, schema and name bound positionally;
         no schema given: the user's default, SCHEMA_NAME()
+        --foreign_keys_query--> sys.foreign_keys and sys.foreign_key_columns (pairs of columns, in order)
 """
 
 from __future__ import annotations
@@ -88,6 +89,19 @@ class MSSQL(Dialect):
                 "AND kcu.CONSTRAINT_NAME = tc.CONSTRAINT_NAME AND kcu.TABLE_NAME = tc.TABLE_NAME "
                 "WHERE tc.CONSTRAINT_TYPE = 'PRIMARY KEY' AND tc.TABLE_SCHEMA = COALESCE(?, SCHEMA_NAME()) "
                 "AND tc.TABLE_NAME = ? ORDER BY kcu.ORDINAL_POSITION", (table.schema, table.name))
+
+    def foreign_keys_query(self, table: TableName) -> tuple[str, Any]:
+        # INFORMATION_SCHEMA pairs a foreign key's columns with the referenced ones only through the unique
+        # constraint's name; sys.foreign_key_columns pairs them itself, column by column.
+        return ("SELECT fk.name, pc.name, SCHEMA_NAME(rt.schema_id), rt.name, rc.name FROM sys.foreign_keys fk "
+                "JOIN sys.tables t ON t.object_id = fk.parent_object_id "
+                "JOIN sys.foreign_key_columns fkc ON fkc.constraint_object_id = fk.object_id "
+                "JOIN sys.columns pc ON pc.object_id = fkc.parent_object_id AND pc.column_id = fkc.parent_column_id "
+                "JOIN sys.tables rt ON rt.object_id = fkc.referenced_object_id "
+                "JOIN sys.columns rc ON rc.object_id = fkc.referenced_object_id "
+                "AND rc.column_id = fkc.referenced_column_id "
+                "WHERE SCHEMA_NAME(t.schema_id) = COALESCE(?, SCHEMA_NAME()) AND t.name = ? "
+                "ORDER BY fk.name, fkc.constraint_column_id", (table.schema, table.name))
 
     # ------------------------------------------------------------------ types
 

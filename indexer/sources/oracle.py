@@ -8,6 +8,7 @@ check it on the driver's defaults and on literal catalogue rows.
         --connect--> oracledb.connect(user=, password=, host=, port=, service_name=), keyword arguments only
     --table --fold (upper case) / default_schema (the user)--> (owner, name)
         --columns_query / key_query--> ALL_TAB_COLUMNS, the primary key constraint; owner and name bound
+        --foreign_keys_query--> ALL_CONSTRAINTS type 'R' and the key each refers to, ALL_CONS_COLUMNS by position
 """
 
 from __future__ import annotations
@@ -95,6 +96,18 @@ class Oracle(Dialect):
                 "ON cc.owner = c.owner AND cc.constraint_name = c.constraint_name AND cc.table_name = c.table_name "
                 "WHERE c.constraint_type = 'P' AND c.owner = :owner AND c.table_name = :name ORDER BY cc.position",
                 {"owner": table.schema, "name": table.name})
+
+    def foreign_keys_query(self, table: TableName) -> tuple[str, Any]:
+        # A referential constraint ('R') names the key it refers to (r_owner, r_constraint_name): its columns pair
+        # with the constraint's by position.
+        return ("SELECT c.constraint_name, cc.column_name, r.owner, r.table_name, rc.column_name "
+                "FROM all_constraints c JOIN all_cons_columns cc ON cc.owner = c.owner "
+                "AND cc.constraint_name = c.constraint_name AND cc.table_name = c.table_name "
+                "JOIN all_constraints r ON r.owner = c.r_owner AND r.constraint_name = c.r_constraint_name "
+                "JOIN all_cons_columns rc ON rc.owner = r.owner AND rc.constraint_name = r.constraint_name "
+                "AND rc.table_name = r.table_name AND rc.position = cc.position "
+                "WHERE c.constraint_type = 'R' AND c.owner = :owner AND c.table_name = :name "
+                "ORDER BY c.constraint_name, cc.position", {"owner": table.schema, "name": table.name})
 
     # ------------------------------------------------------------------ types
 

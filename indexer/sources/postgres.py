@@ -10,6 +10,7 @@ would change, and a catalogue reached through ``to_regclass``.
     params --execute_params--> only the names the SQL binds, placed once by psycopg2 to check them
     --table --resolve_query--> to_regclass: (schema, name) as PostgreSQL reads it
         --columns_query / key_query--> information_schema, schema and name bound; types by udt_name
+        --foreign_keys_query--> pg_constraint (contype 'f'), its column pairs in order
 
 A literal ``%`` is psycopg2's business: read as a placeholder as soon as any parameter is passed,
 so a query binding nothing has its ``%`` doubled when indexer binds something around it.
@@ -163,6 +164,21 @@ class Postgres(Dialect):
                 "WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = %(schema)s "
                 "AND tc.table_name = %(name)s ORDER BY kcu.ordinal_position",
                 {"schema": table.schema, "name": table.name})
+
+    def foreign_keys_query(self, table: TableName) -> tuple[str, Any]:
+        # pg_constraint, not information_schema: its referential_constraints names only the unique constraint
+        # referred to, and a constraint's name is unique per table, not per schema. conkey and confkey pair up
+        # position by position.
+        return ("SELECT c.conname, a.attname, rn.nspname, r.relname, ra.attname FROM pg_catalog.pg_constraint c "
+                "JOIN pg_catalog.pg_class t ON t.oid = c.conrelid "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace "
+                "JOIN pg_catalog.pg_class r ON r.oid = c.confrelid "
+                "JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace "
+                "CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(attnum, refnum, pos) "
+                "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
+                "JOIN pg_catalog.pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = k.refnum "
+                "WHERE c.contype = 'f' AND n.nspname = %(schema)s AND t.relname = %(name)s "
+                "ORDER BY c.conname, k.pos", {"schema": table.schema, "name": table.name})
 
     # ------------------------------------------------------------------ types
 

@@ -5,6 +5,7 @@
     source.filename --connect--> sqlite3 connection (mode=ro; a missing file is the job file's error)
     --table --columns_query--> pragma_table_info(:name[, :schema]) rows (name, declared type, pk)
         --read_columns--> "VARCHAR(10)" as length 10   --key_from_columns--> the pk positions, in key order
+    --table --foreign_keys_query--> pragma_foreign_key_list rows (id, column, table, column or NULL: its key)
     a declared type --kind--> SQLite's affinity rules (it enforces none of them)
     text named or declared like a date --sample_query--> its first values, checked for ISO 8601 by init
 """
@@ -16,7 +17,7 @@ import sqlite3
 from typing import Any
 
 from indexer.errors import ConfigError
-from indexer.sources.base import Column, Dialect, SourceParams, TableName, colon_binds, integer
+from indexer.sources.base import Column, Dialect, ForeignKeyRow, SourceParams, TableName, colon_binds, integer
 
 _SIZE = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 # Column names that suggest a date kept as text.
@@ -61,6 +62,23 @@ class SQLite(Dialect):
 
     def key_query(self, table: TableName) -> None:
         return None  # pragma_table_info's pk column holds it
+
+    def foreign_keys_query(self, table: TableName) -> tuple[str, Any]:
+        sql = 'SELECT id, "from", "table", "to" FROM pragma_foreign_key_list(:name{}) ORDER BY id, seq'
+        if table.schema is None:
+            return sql.format(""), {"name": table.name}
+        return sql.format(", :schema"), {"name": table.name, "schema": table.schema}
+
+    def read_foreign_keys(self, rows: list[tuple]) -> tuple[ForeignKeyRow, ...]:
+        """SQLite rows are (id, column, referenced table, referenced column): no constraint name, the referenced
+        table in the same schema, and no referenced column when the constraint names none (``REFERENCES orders``:
+        its primary key)."""
+        found: dict[int, ForeignKeyRow] = {}
+        for fk_id, column, ref_table, ref_column in rows:
+            _, columns, _, _, ref_columns = found.get(fk_id, (None, (), None, "", ()))
+            found[fk_id] = (None, (*columns, str(column)), None, str(ref_table),
+                            (*ref_columns, None if ref_column is None else str(ref_column)))
+        return tuple(found.values())
 
     def read_columns(self, rows: list[tuple]) -> tuple[tuple[str, str, int | None, int | None, int | None], ...]:
         """SQLite rows are (name, declared type, position in the primary key); "VARCHAR(10)" gives length 10."""

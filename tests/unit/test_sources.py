@@ -47,7 +47,7 @@ def one_line_error(call) -> str:
 
 # What a database module must define itself (the package docstring's list): no default in Dialect.
 MUST_DEFINE = ("dbtype", "required", "placeholder", "driver", "kinds", "binds", "connect", "columns_query",
-               "key_query")
+               "key_query", "foreign_keys_query")
 
 
 def defines_all_a_database_module_must(db: Dialect) -> None:
@@ -59,8 +59,8 @@ def defines_all_a_database_module_must(db: Dialect) -> None:
     # its type table speaks the catalogue's vocabulary of kinds
     assert db.kinds and set(db.kinds.values()) <= catalogue.KINDS, set(db.kinds.values()) - catalogue.KINDS
     table = sources.TableName("s", "t", "s.t")
-    sql, _ = db.columns_query(table)
-    assert "'t'" not in sql and "'s'" not in sql  # schema and name bound, never pasted
+    for sql, _ in (db.columns_query(table), db.foreign_keys_query(table)):
+        assert "'t'" not in sql and "'s'" not in sql  # schema and name bound, never pasted
     if db.key_query(table) is None:  # the key is read from the columns' rows
         assert cls.key_from_columns is not Dialect.key_from_columns
 
@@ -93,6 +93,10 @@ class Toy(Dialect):
     def key_query(self, table):
         return "SELECT name FROM pragma_table_info(:name) WHERE pk > 0 ORDER BY pk", {"name": table.name}
 
+    def foreign_keys_query(self, table):
+        return ('SELECT id, "from", NULL, "table", "to" FROM pragma_foreign_key_list(:name) ORDER BY id, seq',
+                {"name": table.name})
+
 
 def test_a_new_database_needs_only_its_module_and_its_registration(tmp_path, monkeypatch):
     toy = Toy()
@@ -102,6 +106,7 @@ def test_a_new_database_needs_only_its_module_and_its_registration(tmp_path, mon
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
         conn.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a"), (2, "b"), (3, None)])
+        conn.execute("CREATE TABLE u (t_id INTEGER REFERENCES t (id), n INTEGER, PRIMARY KEY (t_id, n))")
     conn.close()
     source = types.SimpleNamespace(dbtype="TOY", filename=path, password_env=None)  # SourceConfig's fields
     query = "SELECT id, name FROM t WHERE id >= :lo"
@@ -113,6 +118,8 @@ def test_a_new_database_needs_only_its_module_and_its_registration(tmp_path, mon
         assert [r for _, rows in iter_row_chunks(conn, sync, conn.dialect.params({"lo": 1, "since": 3}, sync), 10)
                 for r in rows] == [(3, None)]
         table = catalogue.read_table(conn, catalogue.catalogue("TOY").parse_table("t"))
+        (fk,) = catalogue.read_foreign_keys(conn, catalogue.catalogue("TOY").parse_table("u"))
+    assert (fk.columns, fk.refers_to.name, fk.ref_columns) == (("t_id",), "t", ("id",))
     assert table.key == ("id",)
     assert [catalogue.field_mapping("TOY", c) for c in table.columns] == [{"type": "long"}, catalogue.text_mapping()]
 
