@@ -13,7 +13,7 @@ import pytest
 
 from indexer.jobfile import load_job
 from indexer.sources import columns_of, connect
-from tests.support.harness import PG, PG_PASSWORD_ENV, http, run_indexer
+from tests.support.harness import PG, PG_PASSWORD_ENV, http, pg_connect, run_indexer
 
 # {p}: the prefix that makes the PostgreSQL tables the test's own.
 SHOP = """
@@ -108,6 +108,35 @@ def test_children_from_foreign_keys_load_and_their_templates_install(tmp_path, t
     _, stored = http("GET", f"/_component_template/{alias}-mappings")
     mapped = stored["component_templates"][0]["component_template"]["template"]["mappings"]["properties"]
     assert mapped["lines"]["type"] == "nested"
+
+    _fill(shop, tmp_path)  # and the job init wrote builds the documents, into the templates it wrote
+    indexed = run_indexer("reindex", str(out / f"{alias}.toml"), "--json")
+    assert indexed.returncode == 0, indexed.stderr
+    doc = http("GET", f"/{alias}/_doc/1")[1]["_source"]
+    assert [(ln["line_no"], ln["qty"], ln["products"]["sku"]) for ln in doc["lines"]] == [(1, 2, "A-1"), (2, 3, "B-2")]
+    assert doc["shipments"]["carrier"] == "post" and http("GET", f"/{alias}/_doc/2")[1]["_source"]["lines"] == []
+
+
+def _fill(shop, tmp_path) -> None:
+    """Two orders, two products, two lines and a shipment of order 1."""
+    database, prefix = shop
+    rows = [f"INSERT INTO {prefix}orders VALUES (1, 'ada', '2026-01-01 00:00:01'), (2, 'bob', '2026-01-01 00:00:02')",
+            f"INSERT INTO {prefix}products VALUES (10, 'A-1', 'anvil', '2026-01-01 00:00:01'), "
+            "(11, 'B-2', 'bucket', '2026-01-01 00:00:01')",
+            f"INSERT INTO {prefix}order_lines VALUES (1, 1, 10, 2, '2026-01-01 00:00:01', false), "
+            "(1, 2, 11, 3, '2026-01-01 00:00:01', false)",
+            f"INSERT INTO {prefix}shipments VALUES (1, 'post', '2026-01-01 00:00:01')"]
+    if database[1] == "SQLITE":
+        with sqlite3.connect(tmp_path / "shop.db") as conn:
+            for statement in rows:
+                conn.execute(statement.replace("false", "0"))
+        conn.close()
+    else:
+        with pg_connect() as conn, conn.cursor() as cur:
+            for statement in rows:
+                cur.execute(statement)
+        conn.close()
+
 
 
 def test_object_maps_every_child_as_a_plain_object(tmp_path, target, shop, alias):
