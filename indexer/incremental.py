@@ -79,7 +79,9 @@ def for_index(state: JobState, index: str) -> JobState:
     """The state a sync of ``index`` (the alias's write index) starts from: without marks when they were stored
     for another index (the alias moved by hand onto another, restored one), so that the run neither skips by them
     nor stores them again."""
-    return state if state.index == index or not state.marks else dataclasses.replace(state, marks=[])
+    if state.index == index or not (state.marks or any(c.marks for c in state.children.values())):
+        return state
+    return dataclasses.replace(state, marks=[], children={p: ChildState(c.watermark) for p, c in state.children.items()})
 
 
 def since(state: JobState, lookback: Any) -> Any:
