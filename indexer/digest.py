@@ -14,6 +14,7 @@ hashlib, and a collision (a change missed) is out of reach by chance.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 from typing import Any
@@ -27,10 +28,14 @@ def of(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=SIZE).hexdigest()
 
 
+_OPEN = f',"{FIELD}":"'.encode()
+_blake2b, _hexlify = hashlib.blake2b, binascii.hexlify  # once per document: the names looked up once
+
+
 def stamp(body: bytes) -> bytes:
     """A JSON object's bytes with the digest of those bytes as its last field."""
-    field = b'"' + FIELD.encode() + b'":"' + of(body).encode() + b'"}'
-    return body[:-1] + (field if body == b"{}" else b"," + field)
+    hex_ = _hexlify(_blake2b(body, digest_size=SIZE).digest())  # bytes at once: no str to encode
+    return body[:-1] + (_OPEN if len(body) > 2 else _OPEN[1:]) + hex_ + b'"}'
 
 
 def of_line(line: bytes) -> str:
