@@ -110,20 +110,23 @@ def compare_content(source: Iterable[tuple[str, str]], index: Iterable[tuple[str
     """Merge-join two ascending streams of ``(id, digest)`` pairs into ``diff``, ``changed`` included."""
     s, i = _grouped(source), _grouped(index)
     a, b = next(s, None), next(i, None)
-    while a is not None or b is not None:
-        if a is not None and (b is None or a[0] < b[0]):
+    while a is not None and b is not None:
+        if a[0] < b[0]:
             _note(diff.to_index, diff.sample_to_index, a[0])
             a = next(s, None)
-        elif b is not None and (a is None or b[0] < a[0]):
+        elif b[0] < a[0]:
             _note(diff.to_delete, diff.sample_to_delete, b[0])
             b = next(i, None)
         else:
-            assert a is not None and b is not None  # for mypy: equal ids, both present
             if (b[1] - {""}) & a[1]:
                 diff.unchanged += 1
             else:
                 _note(diff.changed, diff.sample_changed, a[0])
             a, b = next(s, None), next(i, None)
+    for id_, _ in itertools.chain([a] if a else [], s):  # one side ended: the rest of the other
+        _note(diff.to_index, diff.sample_to_index, id_)
+    for id_, _ in itertools.chain([b] if b else [], i):
+        _note(diff.to_delete, diff.sample_to_delete, id_)
     return diff
 
 
@@ -159,10 +162,11 @@ def source_ids(job: Job, into: SortedIds | SortedPairs, stop: threading.Event) -
     with sources.connect(job.source, settings.chunk_size) as conn:
         columns = sources.columns_of(conn, settings.query, params)
         extract.check_columns(settings, columns, bool(settings.transform))
-        sql = None if isinstance(into, SortedPairs) else projection(settings, columns)
+        if isinstance(into, SortedPairs):
+            return _ids_of_rows(job, into, stop)  # a digest needs the whole document
+        sql = projection(settings, columns)
         if sql is None:
             return _ids_of_rows(job, into, stop)
-        assert isinstance(into, SortedIds)  # for mypy: pairs never take the projection
         no_id = 0
         with contextlib.closing(sources.iter_row_chunks(conn, sql, params, settings.chunk_size)) as chunks:
             for description, rows in chunks:

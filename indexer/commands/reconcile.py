@@ -44,8 +44,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import threading
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from indexer import incremental, spill
 from indexer.cluster import opened
@@ -135,22 +137,28 @@ async def _reconcile(job: Job, frame: Run[ReconcileSummary], folder: Path, dry_r
 
 
 async def _compare(job: Job, engine: Engine, index: str, folder: Path, run_size: int) -> Diff:
-    """Both sides read at once (the source in a worker thread), spilled sorted, then merge-joined; with
-    job.digest, (id, digest) pairs on both sides."""
-    digest = job.job.digest_on
-    kind = SortedPairs if digest else SortedIds
-    from_source, from_index = kind(folder, "source", run_size), kind(folder, "index", run_size)
+    """Both sides read at once, spilled sorted, then merge-joined; with job.digest, (id, digest) pairs."""
+    diff = Diff(SortedIds(folder, "delete", run_size), SortedIds(folder, "add", run_size),
+                SortedIds(folder, "changed", run_size))
+    if job.job.digest_on:
+        pairs, indexed = SortedPairs(folder, "source", run_size), SortedPairs(folder, "index", run_size)
+        diff.no_id = await _read_both(job, pairs, engine.ids(index, digest=True), indexed)
+        return await asyncio.to_thread(compare_content, pairs.sorted(), indexed.sorted(), diff)
+    ids, in_index = SortedIds(folder, "source", run_size), SortedIds(folder, "index", run_size)
+    diff.no_id = await _read_both(job, ids, engine.ids(index), in_index)
+    return await asyncio.to_thread(compare, ids.sorted(), in_index.sorted(), diff)
+
+
+async def _read_both(job: Job, from_source: SortedIds | SortedPairs, pages: AsyncGenerator[list[Any], None],
+                     from_index: SortedIds | SortedPairs) -> int:
+    """The source (in a worker thread) and the index's pages (the scroll) read at once, each into its spill;
+    the source rows without an id."""
     stop = threading.Event()
 
     async def scroll() -> None:
-        if isinstance(from_index, SortedPairs):
-            async with contextlib.aclosing(engine.ids(index, digest=True)) as pairs:
-                async for page in pairs:
-                    from_index.add(page)
-        else:
-            async with contextlib.aclosing(engine.ids(index)) as pages:
-                async for ids in pages:
-                    from_index.add(ids)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                from_index.add(page)
 
     reading = asyncio.ensure_future(asyncio.to_thread(source_ids, job, from_source, stop))
     scrolling = asyncio.ensure_future(scroll())
@@ -163,12 +171,7 @@ async def _compare(job: Job, engine: Engine, index: str, folder: Path, run_size:
         for task in (reading, scrolling):
             if not task.cancelled():
                 task.exception()  # retrieved: the one that failed first is already raised
-    diff = Diff(SortedIds(folder, "delete", run_size), SortedIds(folder, "add", run_size),
-                SortedIds(folder, "changed", run_size), no_id=reading.result())
-    if isinstance(from_source, SortedPairs) and isinstance(from_index, SortedPairs):
-        return await asyncio.to_thread(compare_content, from_source.sorted(), from_index.sorted(), diff)
-    assert isinstance(from_source, SortedIds) and isinstance(from_index, SortedIds)  # for mypy
-    return await asyncio.to_thread(compare, from_source.sorted(), from_index.sorted(), diff)
+    return reading.result()
 
 
 async def _write(job: Job, frame: Run, index: str, diff: Diff, progress: Progress, run_size: int) -> int:
