@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from indexer import digest as digests
 from indexer.errors import ConfigError, RowError
 from indexer.values import Unconvertible
 
@@ -307,13 +308,24 @@ class Encoded:
         self.rejected: list[Rejected] = []
 
 
+def stamped(doc: dict) -> bytes:
+    """:func:`dumps` with the document's digest as its last field (``digest.stamp``); a document that
+    already has that field is rejected, naming it (the digest would be ambiguous, reconcile wrong)."""
+    if digests.FIELD in doc:
+        raise RowError(f"the document has a field {digests.FIELD!r}, the name job.digest stores the digest under "
+                       "(rename it, or set job.digest = false)")
+    return digests.stamp(dumps(doc))
+
+
 def encode_chunk(
     docs: Iterable[dict], key: Sequence[str], first_row: int = 0, version_base: int | None = None,
+    digest: bool = False,
 ) -> Encoded:
     """Encode documents as bulk ``index`` actions; bad rows are collected, not raised.
 
     ``version_base`` (when given) versions the actions ``version_base + position``, in
-    source order (see :func:`index_action`).
+    source order (see :func:`index_action`). ``digest``: each document carries its digest
+    (:func:`stamped`), for reconcile to compare content.
 
     The loop is the hottest in the tool (once per row), so the common case is written out:
     one key column whose value is a short ``str`` or an ``int`` (what :func:`doc_id` returns
@@ -323,7 +335,7 @@ def encode_chunk(
     out = Encoded()
     actions, rejected = out.actions, out.rejected
     single = key[0] if len(key) == 1 and version_base is None else None
-    quote, new_action = orjson.dumps, _new_action
+    quote, new_action, encode = orjson.dumps, _new_action, stamped if digest else dumps
     nbytes = 0
     for n, doc in enumerate(docs):
         try:
@@ -331,10 +343,10 @@ def encode_chunk(
             kind = type(value)
             id_ = value if kind is str else str(value) if kind is int else None
             if id_ is not None and len(id_) <= _SHORT_ID:
-                line = b'{"index":{"_id":' + quote(id_) + b"}}\n" + dumps(doc) + b"\n"
+                line = b'{"index":{"_id":' + quote(id_) + b"}}\n" + encode(doc) + b"\n"
             else:
                 id_ = doc_id(doc, key)
-                line = index_action(id_, dumps(doc), None if version_base is None else version_base + n)
+                line = index_action(id_, encode(doc), None if version_base is None else version_base + n)
         except RowError as exc:
             rejected.append(Rejected(first_row + n, str(exc), doc))
             continue

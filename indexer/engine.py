@@ -44,9 +44,10 @@ import logging
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import quote
 
+from indexer import digest as digests
 from indexer.clients import close_client, reason_of, status_of
 from indexer.errors import EngineError
 from indexer.retry import RETRY_STATUSES, Retry, RetryPolicy
@@ -351,23 +352,40 @@ class Engine:
         ), retry)
         return BulkAnswer(items=(response or {}).get("items") or [], resent=retry.attempts > 0)
 
-    async def ids(self, index: str, *, page: int = 10_000, keep: str = "5m") -> AsyncGenerator[list[str], None]:
-        """Every document id of ``index``, a page at a time, in no particular order (``reconcile``).
+    @overload
+    def ids(self, index: str, *, page: int = ..., keep: str = ...,
+            digest: Literal[False] = False) -> AsyncGenerator[list[str], None]: ...
+
+    @overload
+    def ids(self, index: str, *, page: int = ..., keep: str = ...,
+            digest: Literal[True]) -> AsyncGenerator[list[tuple[str, str]], None]: ...
+
+    async def ids(self, index: str, *, page: int = 10_000, keep: str = "5m",
+                  digest: bool = False) -> AsyncGenerator[list[Any], None]:
+        """Every document id of ``index``, a page at a time, in no particular order (``reconcile``);
+        with ``digest``, ``(id, digest)`` pairs: each document's ``indexer_digest``, "" when it has none.
 
         A scroll sorted by ``_doc`` without ``_source``: the cheapest full read that OpenSearch 2
         and Elasticsearch 7-9 all serve (sorting by ``_id`` is refused from Elasticsearch 8 on, so
-        the caller sorts). A continuation retried after an unanswered attempt may skip a page;
-        the caller must treat a missing id as "maybe absent" (reconcile then re-indexes it,
-        never deletes). The scroll is cleared at the end, also when the caller stops early.
+        the caller sorts). With ``digest`` the source is filtered to that one field (works whatever
+        its mapping: no doc values needed; docs/reconcile.md). A continuation retried after an
+        unanswered attempt may skip a page; the caller must treat a missing id as "maybe absent"
+        (reconcile then re-indexes it, never deletes). The scroll is cleared at the end, also when
+        the caller stops early.
         """
-        params = {"scroll": keep, "filter_path": "_scroll_id,_shards.failed,hits.hits._id"}
+        fields = "_scroll_id,_shards.failed,hits.hits._id" + (f",hits.hits._source.{digests.FIELD}" if digest else "")
+        params = {"scroll": keep, "filter_path": fields}
         what = f"read the ids of {index}"
         body = await self.request("POST", f"/{segment(index)}/_search", params=params, what=what,
-                                  body={"size": page, "_source": False, "sort": ["_doc"]}) or {}
+                                  body={"size": page, "_source": [digests.FIELD] if digest else False,
+                                        "sort": ["_doc"]}) or {}
         scroll_id = body.get("_scroll_id")
         try:
             while hits := _whole(body, what).get("hits", {}).get("hits"):
-                yield [hit["_id"] for hit in hits]
+                if digest:
+                    yield [(hit["_id"], digests.of_source(hit.get("_source"))) for hit in hits]
+                else:
+                    yield [hit["_id"] for hit in hits]
                 body = await self.request("POST", "/_search/scroll", params={"filter_path": params["filter_path"]},
                                           body={"scroll": keep, "scroll_id": scroll_id}, what=what) or {}
                 scroll_id = body.get("_scroll_id") or scroll_id

@@ -22,7 +22,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from indexer import assemble, documents, incremental, nesting, sources, transform
+from indexer import assemble, digest, documents, incremental, nesting, sources, transform
 from indexer import watermark as wm
 from indexer.config import Job, JobSettings
 from indexer.documents import Action, Rejected
@@ -97,6 +97,9 @@ def check_columns(settings: JobSettings, columns: tuple[str, ...], has_transform
         if name and name not in columns:
             raise ConfigError(f"{what}: column {name!r} is not among the query's columns ({', '.join(columns)})")
     documents.check_key_columns(columns, settings.key, has_transform)
+    if settings.digest_on and not has_transform and digest.FIELD in {c.split(".")[0] for c in columns}:
+        raise ConfigError(f"the query returns column {digest.FIELD!r}, the field job.digest stores each document's "
+                          "digest in: rename it in the query, or set job.digest = false")
 
 
 def probe(job: Job, plan: ReadPlan, *, count: bool) -> Probe:
@@ -255,7 +258,8 @@ class Reader:
             docs = transform.apply(self.transform, docs)
         paired = len(docs) == len(live_at)
         version_base = (seq + 1) << 32 if self.plan.versioned else None
-        encoded = documents.encode_chunk(docs, settings.key, first_row=first_row, version_base=version_base)
+        encoded = documents.encode_chunk(docs, settings.key, first_row=first_row, version_base=version_base,
+                                         digest=settings.digest_on)
         # Action.at: the row in ``rows`` each action came from (-1 when a transform decided).
         actions = [a._replace(at=live_at[a.at] if paired else -1) for a in encoded.actions] if remapped or not paired \
             else encoded.actions

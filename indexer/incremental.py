@@ -81,7 +81,8 @@ def for_index(state: JobState, index: str) -> JobState:
     nor stores them again."""
     if state.index == index or not (state.marks or any(c.marks for c in state.children.values())):
         return state
-    return dataclasses.replace(state, marks=[], children={p: ChildState(c.watermark) for p, c in state.children.items()})
+    children = {path: ChildState(child.watermark) for path, child in state.children.items()}
+    return dataclasses.replace(state, marks=[], children=children)
 
 
 def since(state: JobState, lookback: Any) -> Any:

@@ -106,10 +106,12 @@ def print_summary(summary: Summary, as_json: bool) -> None:
 
 def _reconciled(s: ReconcileSummary) -> list[str]:
     """The lines a reconcile adds after its summary line."""
-    lines = [f"compared {s.compared} ids = {s.unchanged} unchanged + {s.to_delete} to delete + {s.to_index} to index "
-             f"({s.in_source} in the source, {s.in_index} in {s.index}; {s.no_id} source rows without an id); "
+    changed = f" + {s.changed} changed" if s.digest else ""  # contents compared (job.digest)
+    lines = [f"compared {s.compared} ids = {s.unchanged} unchanged{changed} + {s.to_delete} to delete + {s.to_index} "
+             f"to index ({s.in_source} in the source, {s.in_index} in {s.index}; {s.no_id} source rows without an id); "
              f"{s.ids_per_second:.0f} ids/s" + ("; dry run: nothing written" if s.dry_run else "")]
-    for what, sample in (("to delete", s.sample_to_delete), ("to index", s.sample_to_index)):
+    for what, sample in (("changed", s.sample_changed), ("to delete", s.sample_to_delete),
+                         ("to index", s.sample_to_index)):
         if sample:
             lines.append(f"{what}, e.g.: {', '.join(repr(i) for i in sample)}")
     return lines

@@ -230,7 +230,9 @@ class ScrollClient:
         if method == "DELETE":
             return {"succeeded": True}
         page = self.pages.pop(0) if self.pages else []
-        return {"_scroll_id": f"s{len(self.calls)}", **({"hits": {"hits": [{"_id": i} for i in page]}} if page else {})}
+        hits = [{"_id": i} if isinstance(i, str) else {"_id": i[0], **({"_source": i[1]} if i[1] is not None else {})}
+                for i in page]  # an id, or (id, _source) with the _source as a filtered hit has it
+        return {"_scroll_id": f"s{len(self.calls)}", **({"hits": {"hits": hits}} if page else {})}
 
     async def close(self):
         pass
@@ -259,6 +261,21 @@ def test_ids_scroll_every_page_without_source_and_clear_the_scroll():
     assert [c[:2] for c in follow] == [("POST", "/_search/scroll")] * 2
     assert follow[0][3]["scroll_id"] == "s1" and follow[1][3]["scroll_id"] == "s2"
     assert clear[:2] == ("DELETE", "/_search/scroll") and clear[3] == {"scroll_id": ["s3"]}
+
+
+def test_ids_with_digest_read_only_that_field_of_each_source_and_pair_it_with_the_id():
+    digest = "0123456789abcdef0123456789abcdef"
+    client = ScrollClient([[("a", {"indexer_digest": digest}), ("b", {})], [("c", None)]])
+
+    async def read():
+        engine = Engine(client, "opensearch", "http://127.0.0.1:9200")
+        return [page async for page in engine.ids("adv", page=2, digest=True)]
+
+    assert asyncio.run(read()) == [[("a", digest), ("b", "")], [("c", "")]]   # no digest: "" (counted changed)
+    first = client.calls[0]
+    assert first[3] == {"size": 2, "_source": ["indexer_digest"], "sort": ["_doc"]}
+    assert first[2]["filter_path"].endswith(",hits.hits._id,hits.hits._source.indexer_digest")
+    assert client.calls[1][2]["filter_path"] == first[2]["filter_path"]
 
 
 def test_ids_clear_the_scroll_when_the_reader_stops_early():

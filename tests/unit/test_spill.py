@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from indexer.errors import ConfigError
-from indexer.spill import PREFIX, SortedIds, in_slices, read_run, remove_leftovers, workspace
+from indexer.spill import PREFIX, SortedIds, SortedPairs, in_slices, read_run, remove_leftovers, workspace
 
 
 def test_ids_come_back_sorted_and_distinct_whatever_order_they_were_added_in(tmp_path):
@@ -47,6 +47,26 @@ def test_the_files_hold_ids_only(tmp_path):
     spilled.add(["b", "a", "c"])
     list(spilled.sorted())
     assert sorted(p.read_text() for p in tmp_path.iterdir()) == ["a\nb\n", "c\n"]
+
+
+def test_pairs_come_back_sorted_by_id_then_digest_and_distinct(tmp_path):
+    pairs = [(f"SEN{n:05d}", f"{n % 7:032x}") for n in range(3000)]
+    shuffled = pairs + pairs[:100] + [("SEN00001", "")]   # a repeat comes back once; a second digest stays
+    random.Random(5).shuffle(shuffled)
+    spilled = SortedPairs(tmp_path, "source", run_size=250)
+    spilled.add(shuffled)
+    assert spilled.added == 3101 and len(spilled.runs) == 12 and len(spilled.buffer) < 250
+    assert list(spilled.sorted()) == sorted({*pairs, ("SEN00001", "")})
+
+
+def test_a_pairs_id_may_hold_tabs_newlines_and_backslashes_and_its_digest_may_be_empty(tmp_path):
+    odd = ["a\tb", "a\t", "\t", "a\\tb", "a\nb\t", "x\r\ny", "", "é|ü", "a\\", "\\"]
+    pairs = [(id_, digest) for id_ in odd for digest in ("", "0123456789abcdef0123456789abcdef")]
+    spilled = SortedPairs(tmp_path, "odd", run_size=3)
+    spilled.add(reversed(pairs))
+    assert list(spilled.sorted()) == sorted(pairs)
+    lines = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert lines.count(b"\n") == len(pairs)             # one line a pair: newlines in ids escaped
 
 
 def test_an_empty_set_reads_back_empty(tmp_path):
