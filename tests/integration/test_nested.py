@@ -225,3 +225,27 @@ def test_random_changes_in_every_table_with_a_sync_after_each_keep_every_documen
         _run("sync", job)
         assert indexed(alias) == shop.expected()
     assert _run("sync", job)["sent"] == 0
+
+
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_reconcile_finds_and_repairs_the_document_a_child_hard_delete_left_stale(shop, tmp_path, target, alias,
+                                                                                  partitions):
+    """Sync cannot see a row that is gone; reconcile compares each document's digest with the source's whole
+    document and rewrites it (also after a partitioned reindex, whose documents carry the same digests)."""
+    shop.insert("orders", [(n, f"c{n}", at(n), 0) for n in range(10, 30)])
+    shop.insert("order_lines", [(100 + n, n, 1, 10, 1, at(n), 0) for n in range(10, 30)])
+    job = str(shop.job(tmp_path, target, alias, partition_by="id", partitions=partitions))
+    _run("reindex", job)
+    shop.run("DELETE FROM {order_lines} WHERE id = 3")                        # order 3 loses its only line
+    shop.run("UPDATE {order_lines} SET qty = 8, updated_at = ? WHERE id = 110", at(50))
+    shop.run("DELETE FROM {orders} WHERE id = 2")                             # a parent gone: a document to delete
+    _run("sync", job)
+    assert indexed(alias)["10"]["lines"][0]["qty"] == 8  # the changed line's order is rewritten...
+    assert indexed(alias)["3"]["lines"] != [] and "2" in indexed(alias)  # ...the hard deletes are invisible to sync
+
+    found = _run("reconcile", job)
+
+    assert (found["changed"], found["to_delete"], found["to_index"]) == (1, 1, 0)
+    assert indexed(alias) == shop.expected() and indexed(alias)["3"]["lines"] == []
+    again = _run("reconcile", job)
+    assert (again["changed"], again["to_delete"], again["unchanged"]) == (0, 0, len(shop.expected()))
