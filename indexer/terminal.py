@@ -162,6 +162,7 @@ def print_status(info: Status, as_json: bool) -> None:
     for label, value in (
         ("alias", f"{info.alias} -> {', '.join(info.alias_indices) or '(missing)'}"),
         ("watermark", info.watermark),
+        *((f"watermark of {path}", value) for path, value in info.child_watermarks.items()),
         ("last run", f"{last.get('command', '-')} {last.get('outcome', '-')} "
                      f"at {last.get('ended') or last.get('started') or '-'}"),
         ("last reconcile", f"{reconciled['outcome']} at {reconciled.get('ended') or reconciled.get('started')}: "

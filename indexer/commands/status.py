@@ -2,7 +2,7 @@
 
 ::
 
-    state store --load--> watermark, last run, last reconcile
+    state store --load--> watermark (and each child's), last run, last reconcile
     engine --alias targets, count (as of the alias's last refresh)--> documents in the alias
     source --COUNT(*) of the query (soft-deleted rows left out)--> rows in the source --> the difference
 """
@@ -36,6 +36,7 @@ class Status:
     documents_in_alias: int | None  # as of the alias's last refresh (reindex and sync refresh at their end)
     rows_in_source: int
     difference: int | None
+    child_watermarks: dict[str, Any] = dataclasses.field(default_factory=dict)  # nested documents: by child path
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -50,7 +51,8 @@ async def status(job: Job, *, engine: Engine | None = None, state_file: Path | N
     return Status(job.name, job.job.alias, live, state.watermark,
                   state.last_run.as_dict() if state.last_run else None,
                   state.last_reconcile.as_dict() if state.last_reconcile else None, in_alias, rows,
-                  None if in_alias is None else rows - in_alias)
+                  None if in_alias is None else rows - in_alias,
+                  {path: child.watermark for path, child in state.children.items()})
 
 
 def _source_count(job: Job) -> int:

@@ -47,6 +47,8 @@ def test_reindex_builds_each_document_from_its_rows_in_every_table(shop, tmp_pat
     children = stored_state(alias)["children"]
     assert set(children) == {"lines", "lines.product", "shipment"}
     assert children["lines"]["watermark"]["value"].startswith("2026-01-01T00:00:06")
+    shown = _run("status", str(shop.job(tmp_path, target, alias)))["child_watermarks"]
+    assert set(shown) == {"lines", "lines.product", "shipment"} and shown["shipment"].replace(" ", "T").startswith("2026-01-01T00:00:01")
 
 
 def test_sync_rewrites_the_documents_of_every_changed_row_in_any_table_then_sends_nothing(shop, tmp_path, target,
