@@ -632,14 +632,14 @@ def report(args, info: dict, record: dict, sources: list[str], minutes: float, s
     return "\n".join(out) + "\n"
 
 
-def put_section(path: Path, text: str) -> None:
-    """Replace this section in ``path`` (up to the next ``## `` heading), or append it."""
+def put_section(path: Path, text: str, section: str = SECTION) -> None:
+    """Replace ``section`` in ``path`` (up to the next ``## `` heading), or append it."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    start = old.find(SECTION + "\n")
+    start = old.find(section + "\n")
     if start < 0:
         path.write_text(old.rstrip("\n") + "\n\n" + text if old else text, encoding="utf-8")
         return
-    end = old.find("\n## ", start + len(SECTION))
+    end = old.find("\n## ", start + len(section))
     path.write_text(old[:start] + text + (old[end:] if end >= 0 else ""), encoding="utf-8")
 
 
