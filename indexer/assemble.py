@@ -73,10 +73,12 @@ def check_columns(job: Job, conn: sources.Connection, parent_columns: tuple[str,
         if column not in parent_columns:
             raise ConfigError(f"job.key: with children the key must be columns of job.query ({column!r} is not), "
                               "since children join before the transform")
+    columns_of: dict[str, tuple[str, ...]] = {"": parent_columns}
     for d in descendants(job):
-        if "." not in d.path and d.child.name in parent_columns:
+        if d.child.name in columns_of[d.path.rpartition(".")[0]]:
             raise ConfigError(f"{what(d.path)}: the parent query already returns a column {d.child.name!r}")
-        columns = sources.columns_of(conn, d.child.query, params(job, d.child.query), what(d.path))
+        columns = columns_of[d.path] = sources.columns_of(conn, d.child.query, params(job, d.child.query),
+                                                          what(d.path))
         named = [("parent_key", c) for c in d.child.parent_key] + [("key", c) for c in d.child.key] \
             + [(f, getattr(d.child, f)) for f in ("watermark", "deleted") if getattr(d.child, f)]
         for field, column in named:
@@ -109,6 +111,7 @@ class Merged:
         for d in descendants(job):
             rows_of[d.path] = self._stream(job, stack, d, bounds)
         self.streams = nesting.streams(job.job.children, rows_of)
+        self.merger = nesting.Merger(self.streams, self.tally)
 
     @staticmethod
     def _stream(job: Job, stack: contextlib.ExitStack, d: Descendant,
@@ -130,7 +133,8 @@ class Merged:
         return nesting.ordered(_dicts(chunks), d.child.key, what(d.path))
 
     def families(self, keys: Iterable[tuple | None]) -> Iterator[Family]:
-        return nesting.families(keys, self.streams, self.tally)
+        """Families of the next parents of the read (their keys ascend across calls: checked)."""
+        return self.merger.families(keys)
 
     def rest(self) -> int:
         """Once the parents are done: the child rows left in every stream (orphans), read to count them."""

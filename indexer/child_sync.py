@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,7 @@ class ChildPlan:
     descendant: Descendant
     sql: str
     params: Any
-    kind: Kind
+    kind: Kind | None      # None: nothing stored yet (the child's first value decides)
     skip: Skip
 
 
@@ -60,9 +60,13 @@ def plans(job: Job, state: JobState) -> list[ChildPlan]:
     made = []
     for d in assemble.descendants(job):
         stored = state.children.get(d.path)
-        if d.child.watermark is None or stored is None or stored.watermark is None:
+        if d.child.watermark is None or stored is None:
             raise ConfigError(f"no watermark is stored for child {d.path!r} of alias {alias!r}: run `indexer "
                               "reindex` (it records where sync starts for every child)")
+        if stored.watermark is None:  # the child had no row (with a watermark) at the reindex: read them all
+            sql = db.ordered_query(d.child.query, [d.child.watermark], [d.child.watermark], set())
+            made.append(ChildPlan(d, sql, assemble.params(job, sql), None, {}))
+            continue
         try:
             kind = wm.value_kind(stored.watermark)
         except wm.WatermarkValueError as exc:
@@ -86,7 +90,7 @@ def _fingerprint(row: dict, key: list[str]) -> str:
     return incremental.row_hash(id_) + content
 
 
-def chunks(job: Job, child_plans: list[ChildPlan], first_seq: int) -> Iterator[Chunk]:
+def chunks(job: Job, child_plans: list[ChildPlan], first_seq: int) -> Generator[Chunk, None, None]:
     """Blocking: the chunks of rewritten documents, one per fetch of changed child rows, numbered on from
     ``first_seq`` (after the parent's own chunks)."""
     settings = job.job
@@ -97,7 +101,7 @@ def chunks(job: Job, child_plans: list[ChildPlan], first_seq: int) -> Iterator[C
         keyed = stack.enter_context(sources.connect(job.source, settings.chunk_size))
         for plan in child_plans:
             child, path = plan.descendant.child, plan.descendant.path
-            skip = dict(plan.skip)
+            skip, kind = dict(plan.skip), plan.kind
             last: Any = None
             rows_of = stack.enter_context(contextlib.closing(sources.iter_row_chunks(
                 conn, plan.sql, plan.params, settings.chunk_size, assemble.what(path))))
@@ -105,7 +109,8 @@ def chunks(job: Job, child_plans: list[ChildPlan], first_seq: int) -> Iterator[C
                 mapper = documents.make_row_mapper(documents.column_names(description))
                 found = list(map(mapper, rows))
                 values = [row[child.watermark] for row in found]
-                keys = _keys(values, plan.kind, path)
+                kind = kind or _first_kind(values)
+                keys: list = _keys(values, kind, path) if kind else [None] * len(values)
                 present = [k for k in keys if k is not None]
                 if present and ((last is not None and present[0] < last) or present != sorted(present)):
                     raise SourceError(f"{assemble.what(path)}: the sync query's rows are not in watermark order")
@@ -120,15 +125,29 @@ def chunks(job: Job, child_plans: list[ChildPlan], first_seq: int) -> Iterator[C
                         roots.add(root)
                     if k is not None:
                         marks.append(Mark(value, fp))
-                chunk = reader.rewrite(keyed, sorted(roots), seq) if roots else Chunk(seq, 0, [], [])
-                if chunk.rejected or chunk.unpaired:  # not every document written: read these rows again
+                made = reader.rewrite(keyed, sorted(roots), seq) if roots else iter([Chunk(seq, 0, [], [])])
+                chunk, unwritten = next(made), False
+                for following in made:  # one chunk held back: the last carries the child's watermark
+                    unwritten = unwritten or bool(chunk.rejected) or chunk.unpaired
+                    yield chunk
+                    chunk = following
+                if unwritten or chunk.rejected or chunk.unpaired:  # not every document written: read them again
                     marks = [Mark(m.value, m.fingerprint[:ROW] + TOMBSTONE) for m in marks]
                 top = max((i for i, k in enumerate(keys) if k is not None), key=keys.__getitem__, default=None)
                 if top is not None:
                     chunk.child_watermarks[path] = values[top]
                     chunk.child_marks[path] = marks
                 yield chunk
-                seq += 1
+                seq = chunk.seq + 1
+
+
+def _first_kind(values: list) -> Kind | None:
+    """The kind of the first value that is a point in time (a child read from its start)."""
+    for value in values:
+        with contextlib.suppress(wm.WatermarkValueError):
+            if value is not None:
+                return wm.value_kind(value)
+    return None
 
 
 def _keys(values: list, kind: Kind, path: str) -> list:

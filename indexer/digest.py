@@ -20,6 +20,8 @@ import re
 from typing import Any
 
 FIELD = "indexer_digest"
+# How init maps it (docs/nested.md): stored in _source, never searched or sorted on (reconcile filters _source).
+MAPPING = {"type": "keyword", "index": False, "doc_values": False}
 SIZE = 16  # bytes: 32 hex digits
 _HEX = re.compile(f"[0-9a-f]{{{2 * SIZE}}}")
 

@@ -18,7 +18,7 @@ window are resent instead of recognised (the run says so in its summary).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +164,7 @@ class Reader:
         self.w_at: int | None = None
         self.d_at: int | None = None
         self.key_at: list[int] = []  # with children: the key's columns in the parent rows
+        self.rows_per_parent = 1 + len(self.settings.descendants())  # key lists: rows a parent brings, as seen
         self.tally = nesting.Tally()
 
     def chunks(self) -> Generator[Chunk, None, None]:
@@ -182,46 +183,75 @@ class Reader:
                 keyed = stack.enter_context(sources.connect(self.job.source, settings.chunk_size))
             rows_of = stack.enter_context(contextlib.closing(
                 sources.iter_row_chunks(conn, query, plan.params, settings.chunk_size, what)))
-            seq = -1
-            for seq, (description, rows) in enumerate(rows_of):
+            seq = 0
+            for description, rows in rows_of:
                 if self.mapper is _unset:
                     self._columns(documents.column_names(description))
-                before = (self.tally.child_rows, self.tally.orphans)
-                families = None
-                if merged is not None:
-                    families = list(merged.families(self.key_of(row) for row in rows))
-                elif keyed is not None:
-                    families = self.families_by_keys(keyed, rows)
-                chunk = self.encode(rows, seq, row_number, families)
-                chunk.child_rows, chunk.orphans = (self.tally.child_rows - before[0], self.tally.orphans - before[1])
-                yield chunk
+                families = merged.families(map(self.key_of, rows)) if merged is not None \
+                    else self._by_keys(keyed, rows) if keyed is not None else None
+                if families is not None:
+                    for start, end, got, child_rows, orphans in self._pieces(rows, families):
+                        chunk = self.encode(rows[start:end], seq, row_number + start, got)
+                        chunk.child_rows, chunk.orphans = child_rows, orphans
+                        seq += 1
+                        yield chunk
+                else:
+                    yield self.encode(rows, seq, row_number)
+                    seq += 1
                 row_number += len(rows)
             if merged is not None and (left := merged.rest()):  # child rows past the last parent: counted
-                yield Chunk(seq + 1, 0, [], [], orphans=left)
+                yield Chunk(seq, 0, [], [], orphans=left)
 
     def key_of(self, row: Any) -> tuple:
         return tuple(row[i] for i in self.key_at)
 
-    def families_by_keys(self, conn: sources.Connection, rows: list) -> list[assemble.Family]:
-        """The family of each parent row, read by key lists on ``conn`` (a key with a NULL: none)."""
-        keys = [self.key_of(row) for row in rows]
-        found = assemble.by_keys(self.job, conn, [k for k in keys if None not in k], self.tally)
-        return [found[k] if None not in k else ({}, None) for k in keys]
+    def _pieces(self, rows: list, families: Iterator[assemble.Family]) -> Iterator[tuple[int, int, list, int, int]]:
+        """A fetch of parent rows cut into pieces of at most ``chunk_size`` rows of all tables (a family is never
+        cut: one larger than that is a piece of its own): memory bounded by rows, whatever the number of children
+        per parent. Each piece: its rows' bounds, their families, and the child rows and orphans the tally met
+        meanwhile (read ahead by key lists, they may be counted with the piece before: the sums are exact)."""
+        limit, tally = self.settings.chunk_size, self.tally
+        got: list[assemble.Family] = []  # the piece in hand: its families, rows of all tables, what the tally met
+        start, size, met = 0, 0, (0, 0)
+        seen = (tally.child_rows, tally.orphans)
+        for i, family in enumerate(families):
+            brought = 1 + nesting.objects(family[0])
+            if got and size + brought > limit:
+                yield start, i, got, *met
+                start, got, size, met = i, [], 0, (0, 0)
+            got.append(family)
+            size += brought
+            met = (met[0] + tally.child_rows - seen[0], met[1] + tally.orphans - seen[1])
+            seen = (tally.child_rows, tally.orphans)
+        yield start, len(rows), got, *met
 
-    def rewrite(self, conn: sources.Connection, keys: list[tuple], seq: int) -> Chunk:
+    def _by_keys(self, conn: sources.Connection, rows: list) -> Iterator[assemble.Family]:
+        """The family of each parent row, in order, read by key lists on ``conn`` (a key with a NULL: none), for
+        batches of parents sized to bring about ``chunk_size`` rows each (from the rows per parent seen so far)."""
+        keys = [self.key_of(row) for row in rows]
+        start = 0
+        while start < len(keys):
+            batch = keys[start:start + max(1, self.settings.chunk_size // self.rows_per_parent)]
+            before = self.tally.child_rows
+            found = assemble.by_keys(self.job, conn, [k for k in batch if None not in k], self.tally)
+            self.rows_per_parent = max(1, -(-(self.tally.child_rows - before) // len(batch)) + 1)
+            yield from (found[k] if None not in k else ({}, None) for k in batch)
+            start += len(batch)
+
+    def rewrite(self, conn: sources.Connection, keys: list[tuple], seq: int) -> Iterator[Chunk]:
         """The whole documents of the parents of ``keys`` (a sync's, for a child that changed), read by key
-        lists on ``conn``: one chunk whose parent watermarks are left alone (``child_sync``)."""
+        lists on ``conn``, in chunks numbered from ``seq`` whose parent watermarks are left alone (``child_sync``)."""
         rows: list = []
         for description, found in sources.rows_by_keys(conn, self.settings.query, user_params(self.job),
                                                        self.settings.key, keys, "job.query"):
             if self.mapper is _unset:
                 self._columns(documents.column_names(description))
             rows.extend(found)
-        before = (self.tally.child_rows, self.tally.orphans)
-        families = self.families_by_keys(conn, rows) if rows else []
-        chunk = self.encode(rows, seq, 0, families, watermarks=False)
-        chunk.child_rows, chunk.orphans = (self.tally.child_rows - before[0], self.tally.orphans - before[1])
-        return chunk
+        for start, end, got, child_rows, orphans in self._pieces(rows, self._by_keys(conn, rows)):
+            chunk = self.encode(rows[start:end], seq, start, got, watermarks=False)
+            chunk.child_rows, chunk.orphans = child_rows, orphans
+            seq += 1
+            yield chunk
 
     def _columns(self, columns: tuple[str, ...]) -> None:
         self.mapper = documents.make_row_mapper(columns)

@@ -13,8 +13,10 @@ Nothing here reads a database or writes a document: ``assemble`` feeds it and ``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import copy
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from indexer.config import ChildSettings
@@ -28,19 +30,13 @@ def ordered(rows: Iterable[Row], key: Sequence[str], what: str) -> Iterator[Row]
     """``rows`` as they come, checked to be in ascending ``key`` order (Python's, which the readers ask the
     database for in byte order); SourceError at the first row out of order or whose key cannot be compared."""
     last: tuple | None = None
+    key_of = _key_getter(key)
     for number, row in enumerate(rows, 1):
-        now = tuple(row[c] for c in key)
+        now = key_of(row)
         if None in now:
             yield row  # a NULL key joins nothing (the readers leave such child rows out; a parent's is rejected)
             continue
-        try:
-            backwards = last is not None and now < last
-        except TypeError:
-            raise SourceError(f"{what}: row {number:,} has a key that cannot be compared with the row before "
-                              "(numbers beside text, or timestamps with and without a zone)") from None
-        if backwards:
-            raise SourceError(f"{what}: rows are not in key order at row {number:,} (the database's order differs "
-                              "from byte order): collate or cast the key in the query")
+        _in_order(last, now, number, what)
         last = now
         yield row
 
@@ -69,12 +65,25 @@ class _Stream:
             self.done = self.head is None
         return self.head
 
+    def __post_init__(self) -> None:
+        self.parent_key = _key_getter(self.child.parent_key)
+        self.own_key = _key_getter(self.child.key)
+        self.dropped = {*self.child.parent_key, *([self.child.deleted] if self.child.deleted else [])}
+        self.kept: list[str] | None = None  # the columns of an object: the first row's, less the dropped
+
     def take(self, key: tuple, tally: Tally) -> list[Row]:
         """The rows whose parent_key equals ``key``; rows before it (no such parent) are counted as orphans."""
         taken = []
+        parent_key = self.parent_key
         while (row := self.peek()) is not None:
-            theirs = tuple(row[c] for c in self.child.parent_key)
-            if None in theirs or theirs < key:
+            theirs = parent_key(row)
+            try:
+                before = None in theirs or theirs < key
+            except TypeError:
+                raise SourceError(f"children {self.child.name!r}: parent_key {self.child.parent_key} cannot be "
+                                  "compared with its parent's key (numbers beside text, or timestamps with and "
+                                  "without a zone): cast the columns to one type in the queries") from None
+            if before:
                 tally.orphans += 1
             elif theirs == key:
                 taken.append(row)
@@ -83,6 +92,14 @@ class _Stream:
                 break
             self.head = None
         return taken
+
+
+def _key_getter(columns: Sequence[str]) -> Callable[[Row], tuple]:
+    """A function giving a row's key tuple (``operator.itemgetter``, always a tuple)."""
+    if len(columns) == 1:
+        one = columns[0]
+        return lambda row: (row[one],)
+    return itemgetter(*columns)
 
 
 def streams(children: Sequence[ChildSettings], rows_of: dict[str, Iterator[Row]], prefix: str = "") -> list[_Stream]:
@@ -94,28 +111,50 @@ def streams(children: Sequence[ChildSettings], rows_of: dict[str, Iterator[Row]]
     return made
 
 
+def _in_order(last: tuple | None, now: tuple, number: int, what: str) -> None:
+    """SourceError unless ``now`` comes at or after ``last`` (the row ``number`` of ``what``)."""
+    try:
+        backwards = last is not None and now < last
+    except TypeError:
+        raise SourceError(f"{what}: row {number:,} has a key that cannot be compared with the row before "
+                          "(numbers beside text, or timestamps with and without a zone)") from None
+    if backwards:
+        raise SourceError(f"{what}: rows are not in key order at row {number:,} (the database's order differs "
+                          "from byte order): collate or cast the key in the query")
+
+
+class Merger:
+    """The families of a whole read's parent keys, in ascending order (checked across every call: a parent out
+    of order would lose its children silently), from the child streams."""
+
+    def __init__(self, children: list[_Stream], tally: Tally, what: str = "job.query") -> None:
+        self.children, self.tally, self.what = children, tally, what
+        self.number = 0
+        self.last: tuple | None = None
+        self.previous: tuple[dict[str, Any], str | None] = ({}, None)
+
+    def family(self, key: tuple | None) -> tuple[dict[str, Any], str | None]:
+        """The family of ``key`` ({child name: [objects] | object | None}) and a problem (why the document cannot
+        be built: a ``many = false`` child with two rows); a key with a NULL gets an empty one."""
+        self.number += 1
+        if key is None or None in key:
+            return {}, None  # no id: rejected downstream as today; it takes no children
+        if key == self.last:  # a parent key given twice: each of its rows gets the family
+            return copy.deepcopy(self.previous)
+        _in_order(self.last, key, self.number, self.what)
+        self.last = key
+        problems: list[str] = []
+        self.previous = (_family(key, self.children, self.tally, problems), problems[0] if problems else None)
+        return self.previous
+
+    def families(self, keys: Iterable[tuple | None]) -> Iterator[tuple[dict[str, Any], str | None]]:
+        return map(self.family, keys)
+
+
 def families(keys: Iterable[tuple | None], children: list[_Stream], tally: Tally,
              what: str = "job.query") -> Iterator[tuple[dict[str, Any], str | None]]:
-    """For each parent key, in order, its family ({child name: [objects] | object | None}) and a problem (why
-    the document cannot be built: a ``many = false`` child with two rows). The keys must ascend (checked: a
-    parent out of order would lose its children silently); a key with a NULL gets an empty family."""
-    last: tuple | None = None
-    for number, key in enumerate(keys, 1):
-        if key is None or None in key:
-            yield {}, None  # no id: rejected downstream as today; it takes no children
-            continue
-        try:
-            backwards = last is not None and key < last
-        except TypeError:
-            raise SourceError(f"{what}: row {number:,} has a key that cannot be compared with the row before "
-                              "(numbers beside text, or timestamps with and without a zone)") from None
-        if backwards:
-            raise SourceError(f"{what}: rows are not in key order at row {number:,} (the database's order differs "
-                              "from byte order): collate or cast the key in the query")
-        last = key
-        problems: list[str] = []
-        family = _family(key, children, tally, problems)
-        yield family, problems[0] if problems else None
+    """For each parent key, in order, its family and problem (``Merger.family``)."""
+    return Merger(children, tally, what).families(keys)
 
 
 def merge(parents: Iterable[Row], key: Sequence[str], children: list[_Stream],
@@ -143,13 +182,21 @@ def _family(key: tuple, children: list[_Stream], tally: Tally, problems: list[st
     for stream in children:
         child = stream.child
         objects = []
-        for row in stream.take(key, tally):
-            own = tuple(row[c] for c in child.key)
-            nested = _family(own, stream.below, tally, problems)
-            if child.deleted and is_true(row.get(child.deleted)):
+        rows = stream.take(key, tally)
+        if rows and stream.kept is None:
+            stream.kept = [c for c in rows[0] if c not in stream.dropped]
+        kept, deleted = stream.kept or [], child.deleted
+        for row in rows:
+            if stream.below:  # consumed even when the row is left out; a NULL in its key joins nothing
+                own = stream.own_key(row)
+                nested = _family(own, stream.below, tally, problems) if None not in own else \
+                    {s.child.name: [] if s.child.many else None for s in stream.below}
+            if deleted and is_true(row[deleted]):
                 continue  # a soft-deleted child row: left out (its own children were consumed with it)
-            objects.append({**{c: v for c, v in row.items() if c not in child.parent_key and c != child.deleted},
-                            **nested})
+            obj = {c: row[c] for c in kept}
+            if stream.below:
+                obj.update(nested)
+            objects.append(obj)
         if child.many:
             family[child.name] = objects
         else:
@@ -157,6 +204,16 @@ def _family(key: tuple, children: list[_Stream], tally: Tally, problems: list[st
                 problems.append(f"children {child.name!r}: {len(objects)} rows for one parent, many = false")
             family[child.name] = objects[0] if objects else None
     return family
+
+
+def objects(family: dict[str, Any]) -> int:
+    """How many child objects a family holds, at every depth (what the reader's pieces are measured in)."""
+    count = 0
+    for value in family.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict):  # a child object (or an object column: counted too, as an estimate)
+                count += 1 + objects(item)
+    return count
 
 
 SHOWN = 3  # items of an array a terminal line shows

@@ -31,9 +31,6 @@ from indexer.sources import Connection
 from indexer.tomltext import toml_query, toml_string, toml_value
 
 HAND = "write [[job.children]] by hand (docs/nested.md)"
-# The digest every document with children carries (docs/nested.md): stored, never searched or sorted on.
-DIGEST_FIELD = "indexer_digest"
-DIGEST_MAPPING = {"type": "keyword", "index": False, "doc_values": False}
 
 
 # ------------------------------------------------------------------ --child, as given

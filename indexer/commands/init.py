@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from indexer import catalogue, relations
+from indexer import catalogue, digest, relations
 from indexer.catalogue import Table, TableName
 from indexer.config import INDEX_SUFFIX_LEN, Job, SourceConfig, TargetConfig, check_index_name
 from indexer.documents import METADATA_FIELDS, make_row_mapper
@@ -91,7 +91,7 @@ def init_job(source: dict, table: str, *, out: Path, alias: str | None = None, k
         kids = relations.plan_children(cat, relations.Parent.of(found, parent_fks, job_plan), tree,
                                        lambda child, child_key: plan(src.dbtype, child, alias, child_key))
         properties = {**job_plan.properties, **relations.mappings(kids, objects),
-                      relations.DIGEST_FIELD: relations.DIGEST_MAPPING}
+                      digest.FIELD: digest.MAPPING}
         job_plan = dataclasses.replace(job_plan, children=kids, properties=properties)
     texts = [render_job(src, tgt, job_plan, table, Path(out)), *render_templates(job_plan, src.dbtype, table)]
     _write_all(paths, texts)

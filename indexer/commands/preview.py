@@ -42,7 +42,7 @@ from indexer.config import Job, JobSettings
 from indexer.documents import Action, Rejected
 from indexer.engine import Engine
 from indexer.errors import ConfigError
-from indexer.extract import ReadPlan
+from indexer.extract import Chunk, ReadPlan
 from indexer.run import state_store, utc_now
 from indexer.scratch import delete_leftovers, throwaway
 from indexer.sink import Sender
@@ -231,12 +231,17 @@ def read_sample(job: Job, limit: int) -> Sample:
     reading = job.model_copy(update={"job": settings.model_copy(update={"chunk_size": limit, **absent})})
     # children by key lists: the first parents' own, never a sorted read of whole tables
     reader = extract.Reader(reading, ReadPlan(settings.query, params, "reindex", by_keys=True))
+    taken: list[Chunk] = []  # the first fetch: with children, in pieces of chunk_size rows of all tables
     with contextlib.closing(reader.chunks()) as chunks:
-        chunk = next(chunks, None)
-    if chunk is None:
+        while sum(c.rows_read for c in taken) < limit and (chunk := next(chunks, None)) is not None:
+            taken.append(chunk)
+    if not taken:
         return Sample([], [], problems=problems)
-    return Sample(chunk.actions, chunk.rejected, chunk.rows_read, reader.kind, chunk.watermark,
-                  chunk.null_watermarks, chunk.odd_watermark, problems)
+    marks = [c.watermark for c in taken if c.watermark is not None]
+    largest = max(marks, key=lambda v: wm.keys_of([v], reader.kind)[0]) if len(marks) > 1 else next(iter(marks), None)
+    return Sample([a for c in taken for a in c.actions], [r for c in taken for r in c.rejected],
+                  sum(c.rows_read for c in taken), reader.kind, largest, sum(c.null_watermarks for c in taken),
+                  next((c.odd_watermark for c in taken if c.odd_watermark), None), problems)
 
 
 # ------------------------------------------------------------------ problems (pure)

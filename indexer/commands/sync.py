@@ -14,6 +14,7 @@ A watch loop (``sync --every``) runs this pass after pass: ``commands.watch``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,13 +76,18 @@ async def _sync(job: Job, frame: Run, progress: Progress, stop: asyncio.Event | 
     def read() -> Iterator[Chunk]:
         """The parent's changed rows, then (nested documents) the parents of each child's changed rows."""
         seq = -1
-        for chunk in extract.read_chunks(job, plan):
-            seq = chunk.seq
-            yield chunk
+        with contextlib.closing(extract.read_chunks(job, plan)) as parents:
+            for chunk in parents:
+                seq = chunk.seq
+                yield chunk
         if child_plans:
-            yield from child_sync.chunks(job, child_plans, seq + 1)
+            with contextlib.closing(child_sync.chunks(job, child_plans, seq + 1)) as rewritten:
+                yield from rewritten
 
-    await load(read, sender, settings, counts, dead_letters=frame.dead_letters,
+    # With children one document may be written more than once in a pass (its own row changed, then a child's):
+    # the later read must land last, so those passes send one request at a time, in order.
+    sending = settings.model_copy(update={"concurrency": 1}) if child_plans else settings
+    await load(read, sender, sending, counts, dead_letters=frame.dead_letters,
                progress=progress, on_acked=store_progress, stop=stop)
     summary.note_orphans()
     if summary.null_watermarks:  # sync reads no NULL watermark: these are infinity, NaN...

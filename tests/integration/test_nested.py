@@ -251,3 +251,16 @@ def test_reconcile_finds_and_repairs_the_document_a_child_hard_delete_left_stale
     assert indexed(alias) == shop.expected() and indexed(alias)["3"]["lines"] == []
     again = _run("reconcile", job)
     assert (again["changed"], again["to_delete"], again["unchanged"]) == (0, 0, len(shop.expected()))
+
+
+def test_a_child_table_empty_at_the_reindex_is_read_from_its_start_by_the_next_sync(shop, tmp_path, target, alias):
+    shop.run("DELETE FROM {shipments}")
+    job = str(shop.job(tmp_path, target, alias))
+    _run("reindex", job)
+    assert stored_state(alias)["children"]["shipment"]["watermark"] is None
+    shop.insert("shipments", [(2, "late", at(2))])  # older than every other watermark: no since would find it
+
+    _run("sync", job)
+
+    assert indexed(alias)["2"]["shipment"] == {"carrier": "late", "updated_at": at(2).isoformat()}
+    assert indexed(alias) == shop.expected() and _run("sync", job)["sent"] == 0

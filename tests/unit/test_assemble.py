@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import orjson
 import pytest
 
 from indexer import assemble, sources
@@ -103,3 +104,32 @@ def test_text_columns_per_driver_description():
     assert sources.dialect("ORACLE").byte_order("code", True) == "NLSSORT(q.code, 'NLS_SORT = BINARY')"
     assert sources.dialect("MSSQL").byte_order("code", True) == "q.code COLLATE Latin1_General_100_BIN2"
     assert sources.dialect("PG").byte_order("n", False) == "q.n"
+
+
+@pytest.mark.parametrize("by_keys", [False, True])
+def test_chunks_hold_chunk_size_rows_of_all_tables_whatever_the_children_per_parent(tmp_path, monkeypatch, by_keys):
+    """Memory bounded by rows, not parents: a fetch of parents is cut where its pieces reach chunk_size rows with
+    their children; one family is never cut (order 3's 25 lines come whole, in a chunk of their own)."""
+    from indexer import extract
+    monkeypatch.chdir(tmp_path)
+    conn = sqlite3.connect(tmp_path / "shop.db")
+    conn.executescript("CREATE TABLE orders (id INTEGER); CREATE TABLE lines (order_id INTEGER, line_no INTEGER, "
+                       "qty INTEGER); CREATE TABLE tags (order_id INTEGER, line_no INTEGER, tag TEXT);")
+    conn.executemany("INSERT INTO orders VALUES (?)", [(n,) for n in range(1, 9)])
+    conn.executemany("INSERT INTO lines VALUES (?, ?, 1)", [(n, i) for n in range(1, 9) for i in
+                                                            range(25 if n == 3 else 2)])
+    conn.commit()
+    conn.close()
+    job = Job(**{**JOB, "job": {**JOB["job"], "chunk_size": 10}}, base_dir=tmp_path, name="orders")
+    plan = extract.ReadPlan(job.job.query, None, "reindex", by_keys=by_keys)
+
+    chunks = list(extract.read_chunks(job, plan))
+
+    held = [(c.rows_read, sum(len(orjson.loads(a.line.split(b"\n")[1])["lines"]) for a in c.actions))
+            for c in chunks]  # parents and their lines in each chunk
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    assert sum(r for r, _ in held) == 8 and sum(c.child_rows for c in chunks) == 2 * 7 + 25
+    assert (1, 25) in held and all(r + k <= 10 for r, k in held if k != 25)
+    assert [a.id for c in chunks for a in c.actions] == [str(n) for n in range(1, 9)]
+    if not by_keys:  # the merge counts each piece's own child rows
+        assert [(c.rows_read, c.child_rows) for c in chunks] == held

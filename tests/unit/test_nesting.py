@@ -6,7 +6,7 @@ import pytest
 
 from indexer.config import ChildSettings
 from indexer.errors import SourceError
-from indexer.nesting import Tally, merge, ordered, streams
+from indexer.nesting import Merger, Tally, families, merge, ordered, streams
 
 LINES = ChildSettings(name="lines", query="q", parent_key=["order_id"], key=["order_id", "line_no"],
                       deleted="is_deleted", children=[ChildSettings(
@@ -92,3 +92,25 @@ def test_sqlite_reads_a_nocase_key_in_the_order_the_merge_checks(tmp_path):
     query = sources.dialect("SQLITE").ordered_query("SELECT * FROM l", ["code"], [], {"code"})
     rows = [{"code": c} for (c,) in conn.execute(query)]
     assert [r["code"] for r in ordered(rows, ["code"], "children 'l'")] == ["B", "Z", "a", "b", "é"]
+
+
+def test_the_parents_order_is_checked_across_fetches_and_a_repeated_key_gets_its_family_again():
+    """One Merger over a whole read: a parent after a later one stops the run (its children were passed by),
+    even when the two come in different fetches; the rows of one parent key each get the family."""
+    tally = Tally()
+    merger = Merger(streams([NOTE], {"note": iter([{"order_id": 2, "text": "b"}, {"order_id": 3, "text": "c"}])}),
+                    tally)
+    assert list(merger.families([(2,), (2,)])) == [({"note": {"text": "b"}}, None)] * 2
+    assert list(merger.families([(3,)])) == [({"note": {"text": "c"}}, None)]
+    with pytest.raises(SourceError, match=r"^job.query: rows are not in key order at row 4 "):
+        list(merger.families([(1,)]))
+
+
+def test_keys_of_two_types_or_a_null_in_a_childs_own_key_are_one_line_never_a_traceback():
+    mixed = streams([NOTE], {"note": iter([{"order_id": "1", "text": "a"}])})
+    with pytest.raises(SourceError, match=r"^children 'note': parent_key \['order_id'\] cannot be compared"):
+        list(families([(1,)], mixed, Tally()))
+    lines = [{"order_id": 1, "line_no": None, "is_deleted": 0}]
+    products = [{"order_id": 1, "line_no": 1, "sku": "A"}]
+    merged, tally = _merge([{"id": 1}], {"lines": lines, "lines.product": products}, children=(LINES,))
+    assert merged[0][1] == {"lines": [{"line_no": None, "product": None}]} and tally.orphans == 0
