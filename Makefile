@@ -56,7 +56,7 @@ audit: venv
 	scripts/audit.sh $(VENV)
 
 bench: venv
-	ENGINE=opensearch scripts/with-services.sh sh -c '$(BIN)/python bench/run.py --sweep && $(BIN)/python bench/reconcile_bench.py --cli --append BENCHMARKS.md && $(BIN)/python bench/partitions_bench.py --append BENCHMARKS.md && $(BIN)/python bench/daemon_bench.py --append BENCHMARKS.md && $(BIN)/python bench/nested_bench.py --append BENCHMARKS.md'
+	ENGINE=opensearch scripts/with-services.sh sh -c '$(BIN)/python bench/run.py --sweep && $(BIN)/python bench/reconcile_bench.py --cli --append BENCHMARKS.md && $(BIN)/python bench/partitions_bench.py --append BENCHMARKS.md && $(BIN)/python bench/daemon_bench.py --append BENCHMARKS.md && $(BIN)/python bench/nested_bench.py --append BENCHMARKS.md && $(BIN)/python bench/nested_read_bench.py --append BENCHMARKS.md'
 
 engine:
 	ENGINE=$(ENGINE) scripts/engine.sh start
