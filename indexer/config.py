@@ -241,17 +241,12 @@ class ChildSettings(_Model):
     @field_validator("name", "watermark", "deleted")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
-        if value is not None and not SQL_IDENTIFIER.match(value):
-            raise ValueError("must be a plain name (letters, digits, _)")
-        return value.lower() if value else value
+        return JobSettings._identifier(value)
 
     @field_validator("query")
     @classmethod
     def _no_trailing_semicolon(cls, value: str) -> str:
-        value = _TRAILING_SEMICOLONS.sub("", value)
-        if not value.strip():
-            raise ValueError("is empty")
-        return value
+        return JobSettings._no_trailing_semicolon(value) or ""
 
     @field_validator("parent_key", "key")
     @classmethod

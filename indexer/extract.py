@@ -190,7 +190,8 @@ class Reader:
                 families = merged.families(map(self.key_of, rows)) if merged is not None \
                     else self._by_keys(keyed, rows) if keyed is not None else None
                 if families is not None:
-                    for start, end, got, child_rows, orphans in self._pieces(rows, families):
+                    pieces = nesting.pieces(families, len(rows), settings.chunk_size, self.tally)
+                    for start, end, got, child_rows, orphans in pieces:
                         chunk = self.encode(rows[start:end], seq, row_number + start, got)
                         chunk.child_rows, chunk.orphans = child_rows, orphans
                         seq += 1
@@ -204,26 +205,6 @@ class Reader:
 
     def key_of(self, row: Any) -> tuple:
         return tuple(row[i] for i in self.key_at)
-
-    def _pieces(self, rows: list, families: Iterator[assemble.Family]) -> Iterator[tuple[int, int, list, int, int]]:
-        """A fetch of parent rows cut into pieces of at most ``chunk_size`` rows of all tables (a family is never
-        cut: one larger than that is a piece of its own): memory bounded by rows, whatever the number of children
-        per parent. Each piece: its rows' bounds, their families, and the child rows and orphans the tally met
-        meanwhile (read ahead by key lists, they may be counted with the piece before: the sums are exact)."""
-        limit, tally = self.settings.chunk_size, self.tally
-        got: list[assemble.Family] = []  # the piece in hand: its families, rows of all tables, what the tally met
-        start, size, met = 0, 0, (0, 0)
-        seen = (tally.child_rows, tally.orphans)
-        for i, family in enumerate(families):
-            brought = 1 + nesting.objects(family[0])
-            if got and size + brought > limit:
-                yield start, i, got, *met
-                start, got, size, met = i, [], 0, (0, 0)
-            got.append(family)
-            size += brought
-            met = (met[0] + tally.child_rows - seen[0], met[1] + tally.orphans - seen[1])
-            seen = (tally.child_rows, tally.orphans)
-        yield start, len(rows), got, *met
 
     def _by_keys(self, conn: sources.Connection, rows: list) -> Iterator[assemble.Family]:
         """The family of each parent row, in order, read by key lists on ``conn`` (a key with a NULL: none), for
@@ -247,7 +228,8 @@ class Reader:
             if self.mapper is _unset:
                 self._columns(documents.column_names(description))
             rows.extend(found)
-        for start, end, got, child_rows, orphans in self._pieces(rows, self._by_keys(conn, rows)):
+        pieces = nesting.pieces(self._by_keys(conn, rows), len(rows), self.settings.chunk_size, self.tally)
+        for start, end, got, child_rows, orphans in pieces:
             chunk = self.encode(rows[start:end], seq, start, got, watermarks=False)
             chunk.child_rows, chunk.orphans = child_rows, orphans
             seq += 1
@@ -301,14 +283,18 @@ class Reader:
         if self.plan.mode == "reindex":
             chunk.skipped += len(gone_at)  # a reindex leaves soft-deleted rows out
         elif gone_at:
-            self._deletes(chunk, rows, gone_at, first_row)
+            self._deletes(chunk, rows, gone_at, first_row, families)
         if self.w_at is not None and watermarks:
             values = [r[self.w_at] for r in rows]
             self._watermarks(chunk, values, self._keys(chunk, values, rows, first_row))
         return chunk
 
-    def _deletes(self, chunk: Chunk, rows: list, gone_at: list[int], first_row: int) -> None:
+    def _deletes(self, chunk: Chunk, rows: list, gone_at: list[int], first_row: int,
+                 families: list[assemble.Family] | None = None) -> None:
         gone = [self.mapper(rows[i]) for i in gone_at]
+        if families:  # the transform sees documents of one shape, gone or not
+            for doc, i in zip(gone, gone_at, strict=True):
+                doc.update(families[i][0])
         if self.transform is not None:
             gone = transform.apply(self.transform, gone)  # only to derive the ids the transform gives
         paired = len(gone) == len(gone_at)

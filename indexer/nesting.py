@@ -206,6 +206,28 @@ def _family(key: tuple, children: list[_Stream], tally: Tally, problems: list[st
     return family
 
 
+def pieces(families: Iterator[tuple[dict[str, Any], str | None]], count: int, limit: int,
+           tally: Tally) -> Iterator[tuple[int, int, list, int, int]]:
+    """The families of ``count`` parent rows cut into pieces of at most ``limit`` rows of all tables (a family is
+    never cut: one larger than that is a piece of its own), so that memory is bounded by rows whatever the number
+    of children per parent. Each piece: its rows' bounds, their families, and the child rows and orphans
+    ``tally`` met making them (read ahead by key lists, they may be counted with the piece before: the sums are
+    exact)."""
+    got: list[tuple[dict[str, Any], str | None]] = []  # the piece in hand: its families, rows, what tally met
+    start, size, met = 0, 0, (0, 0)
+    seen = (tally.child_rows, tally.orphans)
+    for i, family in enumerate(families):
+        brought = 1 + objects(family[0])
+        if got and size + brought > limit:
+            yield start, i, got, *met
+            start, got, size, met = i, [], 0, (0, 0)
+        got.append(family)
+        size += brought
+        met = (met[0] + tally.child_rows - seen[0], met[1] + tally.orphans - seen[1])
+        seen = (tally.child_rows, tally.orphans)
+    yield start, count, got, *met
+
+
 def objects(family: dict[str, Any]) -> int:
     """How many child objects a family holds, at every depth (what the reader's pieces are measured in)."""
     count = 0

@@ -264,3 +264,18 @@ def test_a_child_table_empty_at_the_reindex_is_read_from_its_start_by_the_next_s
 
     assert indexed(alias)["2"]["shipment"] == {"carrier": "late", "updated_at": at(2).isoformat()}
     assert indexed(alias) == shop.expected() and _run("sync", job)["sent"] == 0
+
+
+def test_the_transform_sees_whole_documents_and_may_rename_or_drop_child_fields(shop, tmp_path, target, alias):
+    code = ("def transform(docs):\n    for doc in docs:\n        doc['items'] = [{k: v for k, v in ln.items() if k != 'qty'}"
+            " for ln in doc.pop('lines')]\n        yield doc\n")
+    job = str(shop.job(tmp_path, target, alias, transform=harness._transform_module(tmp_path, "nested", code)))
+
+    _run("reindex", job)
+    shop.run("UPDATE {order_lines} SET qty = 9, product_id = 10, updated_at = ? WHERE id = 3", at(60))
+    _run("sync", job)
+
+    expected = {k: {**{f: v for f, v in d.items() if f != "lines"},
+                    "items": [{f: v for f, v in ln.items() if f != "qty"} for ln in d["lines"]]}
+                for k, d in shop.expected().items()}
+    assert indexed(alias) == expected and indexed(alias)["3"]["items"][0]["product"]["sku"] == "A-10"
