@@ -238,10 +238,17 @@ class ChildSettings(_Model):
     children: list[ChildSettings] = Field(default_factory=list, description="Grandchildren: the same table "
                                           "again; their parent_key names this child's key.")
 
-    @field_validator("name", "watermark", "deleted")
+    @field_validator("watermark", "deleted")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         return JobSettings._identifier(value)
+
+    @field_validator("name")
+    @classmethod
+    def _field_name(cls, value: str) -> str:
+        if not SQL_IDENTIFIER.match(value):
+            raise ValueError("must be a plain name (letters, digits, _)")
+        return value.lower()
 
     @field_validator("query")
     @classmethod
