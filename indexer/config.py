@@ -5,7 +5,8 @@ docs/job-file.md. Unknown fields are errors, relative paths are relative to
 the job file, and secrets are never values: only the *names* of environment
 variables that hold them (``password_env``, ``api_key_env``...). Each field's ``description``
 is its documentation (``indexer.reference`` writes docs/config-reference.md from them). (About
-430 lines: the model, its descriptions and every check of it stay together, in one place.)
+490 lines: the model, its descriptions and every check of it stay together, in one place; ``ChildSettings``,
+a ``[[job.children]]`` table, shares ``JobSettings``' checks and is part of it.)
 """
 
 from __future__ import annotations
