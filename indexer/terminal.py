@@ -159,7 +159,7 @@ def print_status(info: Status, as_json: bool) -> None:
         _json(info.as_dict())
         return
     last, reconciled = info.last_run or {}, info.last_reconcile or {}
-    for label, value in (
+    facts = (
         ("alias", f"{info.alias} -> {', '.join(info.alias_indices) or '(missing)'}"),
         ("watermark", info.watermark),
         *((f"watermark of {path}", value) for path, value in info.child_watermarks.items()),
@@ -171,8 +171,10 @@ def print_status(info: Status, as_json: bool) -> None:
         ("documents in alias", info.documents_in_alias),
         ("rows in source", info.rows_in_source),
         ("difference", info.difference),
-    ):
-        _line(f"{label:>20}: {value}")
+    )
+    width = max(20, *(len(label) for label, _ in facts))  # a child's path may be long
+    for label, value in facts:
+        _line(f"{label:>{width}}: {value}")
 
 
 def print_templates(changes: list[TemplateChange], as_json: bool, *, written: bool, show_diff: bool) -> None:
