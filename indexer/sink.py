@@ -56,6 +56,8 @@ _VALUE_ECHOES = (
 _RUN_FAILURES = frozenset({"index_not_found_exception", "index_closed_exception", "cluster_block_exception",
                            "security_exception"})
 _NO_WRITE_INDEX = "no write index is defined for alias"
+# The byte counts an indexing pressure rejection names ("primary_operation_bytes=1, max_primary_bytes=2").
+_PRESSURE_BYTES = re.compile(r"(\w+_bytes)=(\d+)")
 
 
 class Sender:
@@ -151,6 +153,9 @@ class Sender:
                 refused.append((status, type_, reason))
             elif op == "delete" and status == 404:
                 sent.not_found += 1  # already absent: the goal of a delete
+            elif status in RETRY_STATUSES and _too_large_ever(type_, reason):
+                self._fail(sent, action, status, type_, "the document alone is over the engine's indexing pressure "
+                           f"limit (a larger heap or indexing_pressure.memory.limit takes it): {reason}")
             elif status in RETRY_STATUSES:
                 retry.append(action)
             else:
@@ -184,6 +189,18 @@ def _with_cause(reason: str, cause: dict | None) -> str:
     if not cause or not cause.get("reason"):
         return reason
     return f"{cause.get('type', '')}: {cause['reason']}; {reason}"
+
+
+def _too_large_ever(type_: str, reason: str) -> bool:
+    """A 429 no retry can cure: the engine's indexing pressure refused the operation as larger on its own than
+    its limit (Elasticsearch 8.x/9 counts a document's expansion: ``primary_operation_bytes=67155884,
+    max_primary_bytes=53687091``). That document is a dead letter naming the limit, never minutes of retries."""
+    if type_ != "es_rejected_execution_exception":
+        return False
+    sizes = dict(_PRESSURE_BYTES.findall(reason))
+    own = max((int(v) for k, v in sizes.items() if k.endswith("operation_bytes")), default=0)
+    limit = min((int(v) for k, v in sizes.items() if k.startswith("max_")), default=0)
+    return bool(own and limit and own > limit)
 
 
 def _fails_the_run(status: int, type_: str, reason: str) -> bool:

@@ -255,6 +255,20 @@ def test_a_rejected_execution_429_is_still_retried():
     assert (sent.indexed, sent.retried, sent.failed) == (1, 1, [])
 
 
+
+def test_a_document_larger_on_its_own_than_the_indexing_pressure_limit_is_a_dead_letter_not_minutes_of_retries():
+    """Elasticsearch 9 counts a document's expansion (a 16 MB document: 67 MB) against indexing_pressure: over the
+    limit alone, no retry can cure it. Over it only with the others in flight, it is retried as before."""
+    never = ("rejected execution of primary operation [coordinating_and_primary_bytes=16789163, replica_bytes=0, "
+             "all_bytes=16789163, primary_operation_bytes=67155884, max_primary_bytes=53687091]")
+    busy = never.replace("primary_operation_bytes=67155884", "primary_operation_bytes=1000")
+    engine = ScriptedEngine(response(error(429, "es_rejected_execution_exception", never),
+                                     error(429, "es_rejected_execution_exception", busy)), response(ok()))
+    sent = send(engine, *actions("big", "small"))
+    assert (sent.indexed, sent.retried, [f.id for f in sent.failed]) == (1, 1, ["big"])
+    assert sent.failed[0].reason.startswith("the document alone is over the engine's indexing pressure limit")
+
+
 # ---------------------------------------------------------------- reasons without row values
 
 # Reasons as OpenSearch 2.19 answers them (items.*.error.reason), for the values SECRET...
