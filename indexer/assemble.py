@@ -151,8 +151,10 @@ def _sort_key(row: dict, key: list[str]) -> tuple:
     return tuple((row[c] is not None, row[c]) for c in key)  # NULLs first, never compared with a value
 
 
-def by_keys(job: Job, conn: sources.Connection, keys: Sequence[tuple], tally: Tally) -> dict[tuple, Family]:
-    """The family of each of ``keys`` (document keys, no NULL), read by key lists on ``conn``."""
+def by_keys(job: Job, conn: sources.Connection, keys: Sequence[tuple],
+            tally: Tally) -> tuple[dict[tuple, Family], dict[tuple, int]]:
+    """The family of each of ``keys`` (document keys, no NULL), read by key lists on ``conn``, and the child rows
+    each took (``tally`` counts them all)."""
     ordered = sorted(set(keys))
     rows_of: dict[str, Iterator[dict]] = {}
     for d in descendants(job):
@@ -161,4 +163,9 @@ def by_keys(job: Job, conn: sources.Connection, keys: Sequence[tuple], tally: Ta
         rows.sort(key=lambda row, k=d.child.key: _sort_key(row, k))  # type: ignore[misc]
         rows_of[d.path] = iter(rows)
     streams = nesting.streams(job.job.children, rows_of)
-    return dict(zip(ordered, nesting.families(ordered, streams, tally), strict=True))
+    found: dict[tuple, Family] = {}
+    sizes: dict[tuple, int] = {}
+    before = tally.child_rows
+    for key, family in zip(ordered, nesting.families(ordered, streams, tally), strict=True):  # one at a time
+        found[key], sizes[key], before = family, tally.child_rows - before, tally.child_rows
+    return found, sizes

@@ -213,10 +213,14 @@ class Reader:
         start = 0
         while start < len(keys):
             batch = keys[start:start + max(1, self.settings.chunk_size // self.rows_per_parent)]
-            before = self.tally.child_rows
-            found = assemble.by_keys(self.job, conn, [k for k in batch if None not in k], self.tally)
-            self.rows_per_parent = max(1, -(-(self.tally.child_rows - before) // len(batch)) + 1)
-            yield from (found[k] if None not in k else ({}, None) for k in batch)
+            found, sizes = assemble.by_keys(self.job, conn, [k for k in batch if None not in k], nesting.Tally())
+            self.rows_per_parent = max(1, -(-sum(sizes.values()) // len(batch)) + 1)
+            for key in batch:  # each family's rows counted as it is handed on: the pieces measure them
+                if None in key:
+                    yield {}, None
+                    continue
+                self.tally.child_rows += sizes[key]
+                yield found[key]
             start += len(batch)
 
     def rewrite(self, conn: sources.Connection, keys: list[tuple], seq: int) -> Iterator[Chunk]:

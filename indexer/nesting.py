@@ -68,8 +68,8 @@ class _Stream:
     def __post_init__(self) -> None:
         self.parent_key = _key_getter(self.child.parent_key)
         self.own_key = _key_getter(self.child.key)
-        self.dropped = {*self.child.parent_key, *([self.child.deleted] if self.child.deleted else [])}
-        self.kept: list[str] | None = None  # the columns of an object: the first row's, less the dropped
+        self.dropped = list(dict.fromkeys([*self.child.parent_key, *([self.child.deleted] if self.child.deleted
+                                                                        else [])]))  # not in its object
 
     def take(self, key: tuple, tally: Tally) -> list[Row]:
         """The rows whose parent_key equals ``key``; rows before it (no such parent) are counted as orphans."""
@@ -182,21 +182,19 @@ def _family(key: tuple, children: list[_Stream], tally: Tally, problems: list[st
     for stream in children:
         child = stream.child
         objects = []
-        rows = stream.take(key, tally)
-        if rows and stream.kept is None:
-            stream.kept = [c for c in rows[0] if c not in stream.dropped]
-        kept, deleted = stream.kept or [], child.deleted
-        for row in rows:
+        dropped, deleted = stream.dropped, child.deleted
+        for row in stream.take(key, tally):
             if stream.below:  # consumed even when the row is left out; a NULL in its key joins nothing
                 own = stream.own_key(row)
                 nested = _family(own, stream.below, tally, problems) if None not in own else \
                     {s.child.name: [] if s.child.many else None for s in stream.below}
             if deleted and is_true(row[deleted]):
                 continue  # a soft-deleted child row: left out (its own children were consumed with it)
-            obj = {c: row[c] for c in kept}
+            for column in dropped:  # the row (read once, ours) becomes the object
+                del row[column]
             if stream.below:
-                obj.update(nested)
-            objects.append(obj)
+                row.update(nested)
+            objects.append(row)
         if child.many:
             family[child.name] = objects
         else:
@@ -211,31 +209,21 @@ def pieces(families: Iterator[tuple[dict[str, Any], str | None]], count: int, li
     """The families of ``count`` parent rows cut into pieces of at most ``limit`` rows of all tables (a family is
     never cut: one larger than that is a piece of its own), so that memory is bounded by rows whatever the number
     of children per parent. Each piece: its rows' bounds, their families, and the child rows and orphans
-    ``tally`` met making them (read ahead by key lists, they may be counted with the piece before: the sums are
-    exact)."""
+    ``tally`` met making them, which is also how a family is measured (read ahead by key lists, a batch's rows
+    are counted with its first family: the pieces are cut sooner, never later, and the sums are exact)."""
     got: list[tuple[dict[str, Any], str | None]] = []  # the piece in hand: its families, rows, what tally met
     start, size, met = 0, 0, (0, 0)
     seen = (tally.child_rows, tally.orphans)
     for i, family in enumerate(families):
-        brought = 1 + objects(family[0])
-        if got and size + brought > limit:
+        brought = (tally.child_rows - seen[0], tally.orphans - seen[1])  # this family's rows (key lists: a batch's)
+        seen = (tally.child_rows, tally.orphans)
+        if got and size + 1 + brought[0] > limit:
             yield start, i, got, *met
             start, got, size, met = i, [], 0, (0, 0)
         got.append(family)
-        size += brought
-        met = (met[0] + tally.child_rows - seen[0], met[1] + tally.orphans - seen[1])
-        seen = (tally.child_rows, tally.orphans)
+        size += 1 + brought[0]
+        met = (met[0] + brought[0], met[1] + brought[1])
     yield start, count, got, *met
-
-
-def objects(family: dict[str, Any]) -> int:
-    """How many child objects a family holds, at every depth (what the reader's pieces are measured in)."""
-    count = 0
-    for value in family.values():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, dict):  # a child object (or an object column: counted too, as an estimate)
-                count += 1 + objects(item)
-    return count
 
 
 SHOWN = 3  # items of an array a terminal line shows

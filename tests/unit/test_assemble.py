@@ -50,7 +50,8 @@ def test_families_by_key_lists_whatever_the_number_of_statements(shop, monkeypat
     monkeypatch.setattr(sources.dialect("SQLITE"), "max_binds", max_binds)
     tally = Tally()
     with sources.connect(shop.source) as conn:
-        found = assemble.by_keys(shop, conn, [(3,), (1,), (2,), (4,)], tally)
+        found, sizes = assemble.by_keys(shop, conn, [(3,), (1,), (2,), (4,)], tally)
+    assert sizes == {(1,): 2, (2,): 0, (3,): 3, (4,): 3}
     assert found[(1,)] == ({"lines": [{"line_no": 1, "qty": 10, "tag": {"tag": "y"}}]}, None)
     assert found[(2,)] == ({"lines": []}, None)
     assert found[(3,)] == ({"lines": [{"line_no": 1, "qty": 30, "tag": {"tag": "x"}},
@@ -131,5 +132,4 @@ def test_chunks_hold_chunk_size_rows_of_all_tables_whatever_the_children_per_par
     assert sum(r for r, _ in held) == 8 and sum(c.child_rows for c in chunks) == 2 * 7 + 25
     assert (1, 25) in held and all(r + k <= 10 for r, k in held if k != 25)
     assert [a.id for c in chunks for a in c.actions] == [str(n) for n in range(1, 9)]
-    if not by_keys:  # the merge counts each piece's own child rows
-        assert [(c.rows_read, c.child_rows) for c in chunks] == held
+    assert [(c.rows_read, c.child_rows) for c in chunks] == held  # each piece's own child rows
